@@ -1,0 +1,738 @@
+//! config.rs - the daemon's YAML configuration: schema, defaults and validation.
+//!
+//! Parsing is strict (`deny_unknown_fields`): a misspelt key is an error, not a silently
+//! ignored default. [`Config::validate`] then checks what types cannot express and names
+//! the offending key in every message ("workers.number is 4 but cpus lists 3 cores").
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A configuration error, with the dotted key it is about when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the offending key (`policy.delta`), or empty for whole-file errors.
+    pub key: String,
+    pub msg: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.msg)
+        } else {
+            write!(f, "{}: {}", self.key, self.msg)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How a polling thread waits when it finds no work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleStrategy {
+    /// Busy-poll with `spin_loop` hints: lowest latency; needs a dedicated core.
+    #[default]
+    Spin,
+    /// `sched_yield` between polls: shares a core with other runnable threads.
+    Yield,
+    /// Spin briefly, then yield, then sleep with bounded exponential backoff: frees
+    /// the core when idle (tests, laptops, 2-core machines) at the cost of wake-up
+    /// latency of up to `max_park_us`.
+    Park,
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Cores to pin to: `cpus[0]` runs the dispatcher, `cpus[1..]` the workers.
+    #[serde(default)]
+    pub cpus: Vec<usize>,
+    /// Pin threads to `cpus` (default true). With `pin: false`, `cpus` may be empty.
+    #[serde(default = "yes")]
+    pub pin: bool,
+    #[serde(default)]
+    pub dispatcher: DispatcherConfig,
+    pub workers: WorkersConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub net: NetConfig,
+    #[serde(default)]
+    pub queues: QueuesConfig,
+    /// The request types this server knows, in priority-neutral config order.
+    pub requests: Vec<RequestType>,
+    #[serde(default)]
+    pub stats: StatsConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherConfig {
+    #[serde(default)]
+    pub idle: IdleStrategy,
+    /// Most packets taken from the network per receive call.
+    #[serde(default = "default_batch")]
+    pub rx_batch: usize,
+    /// Upper bound of a `park` sleep, in microseconds.
+    #[serde(default = "default_max_park_us")]
+    pub max_park_us: u64,
+    /// On shutdown, how long queued and in-flight requests may take to finish before
+    /// the rest are answered `shutdown` (milliseconds).
+    #[serde(default = "default_drain_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            idle: IdleStrategy::default(),
+            rx_batch: default_batch(),
+            max_park_us: default_max_park_us(),
+            drain_timeout_ms: default_drain_ms(),
+        }
+    }
+}
+
+fn default_batch() -> usize {
+    32
+}
+fn default_max_park_us() -> u64 {
+    200
+}
+fn default_drain_ms() -> u64 {
+    2000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Number of worker threads.
+    pub number: usize,
+    /// Built-in handler name (`spin`, `echo`), unless the program supplies its own.
+    #[serde(default = "default_handler")]
+    pub handler: String,
+    #[serde(default)]
+    pub idle: IdleStrategy,
+    /// Upper bound of a `park` sleep, in microseconds.
+    #[serde(default = "default_max_park_us")]
+    pub max_park_us: u64,
+}
+
+fn default_handler() -> String {
+    "spin".into()
+}
+
+/// Which scheduling policy the dispatcher runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Centralized FCFS: one logical queue, any idle worker.
+    Cfcfs,
+    /// Decentralized FCFS: requests assigned to per-worker queues on arrival.
+    Dfcfs,
+    /// Dynamic Application-aware Reserved Cores.
+    #[default]
+    Darc,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Cfcfs => "cfcfs",
+            PolicyKind::Dfcfs => "dfcfs",
+            PolicyKind::Darc => "darc",
+        }
+    }
+}
+
+/// How d-FCFS picks a worker for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Assign {
+    /// Cycle through the workers (like RSS over uniform flows).
+    #[default]
+    RoundRobin,
+    /// Uniformly at random (seeded): each worker is then an independent M/M/1 queue.
+    Random,
+    /// Join the shortest queue.
+    Jsq,
+}
+
+/// How DARC learns per-type service times and ratios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Measure service times and arrival ratios online and re-reserve as they move.
+    #[default]
+    Dynamic,
+    /// Reserve once from `requests[].mean_ns` and `requests[].ratio`.
+    Static,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default)]
+    pub kind: PolicyKind,
+    /// DARC: types whose mean service times are within `delta` (relative) of a group's
+    /// first type join that group.
+    #[serde(default = "default_delta")]
+    pub delta: f64,
+    /// DARC: completions per profiling window.
+    #[serde(default = "default_window")]
+    pub window: u64,
+    /// DARC: how service times are learnt.
+    #[serde(default)]
+    pub profile: Profile,
+    /// DARC: manual reservation, cores reserved to each group from the shortest;
+    /// overrides the computed demand (e.g. `[3]` reserves 3 cores to the shortest
+    /// group, the rest to the longer ones).
+    #[serde(default)]
+    pub n_resas: Option<Vec<usize>>,
+    /// DARC: the worker that serves types left without a reservation (default: the
+    /// last worker).
+    #[serde(default)]
+    pub spillway: Option<usize>,
+    /// d-FCFS: how a worker is chosen.
+    #[serde(default)]
+    pub assign: Assign,
+    /// d-FCFS: requests a worker may hold (its queue depth).
+    #[serde(default = "default_depth")]
+    pub depth: usize,
+    /// Seed of the policy's own randomness (d-FCFS `random`).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            kind: PolicyKind::default(),
+            delta: default_delta(),
+            window: default_window(),
+            profile: Profile::default(),
+            n_resas: None,
+            spillway: None,
+            assign: Assign::default(),
+            depth: default_depth(),
+            seed: default_seed(),
+        }
+    }
+}
+
+fn default_delta() -> f64 {
+    0.2
+}
+fn default_window() -> u64 {
+    50_000
+}
+fn default_depth() -> usize {
+    64
+}
+fn default_seed() -> u64 {
+    1
+}
+
+/// Which network backend carries requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Kernel UDP sockets (always available).
+    #[default]
+    Udp,
+    /// DPDK (cargo feature `dpdk`).
+    Dpdk,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    /// UDP: address to bind (port 0 picks an ephemeral port).
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    /// Largest request (header + payload) accepted, in bytes.
+    #[serde(default = "default_max_msg")]
+    pub max_msg: usize,
+    /// Request buffers in the pool (bounds memory; 0 = derived from queue capacity).
+    #[serde(default)]
+    pub buffers: usize,
+    /// UDP: kernel receive buffer size (SO_RCVBUF) in bytes; 0 leaves the default.
+    #[serde(default = "default_rcvbuf")]
+    pub rcvbuf: usize,
+    /// DPDK: EAL arguments (e.g. `["--no-huge", "--no-pci", "--vdev=net_memif0"]`).
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    /// DPDK: port id.
+    #[serde(default)]
+    pub port: u16,
+    /// DPDK: our IPv4 address (answered in ARP, checked on receive).
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// DPDK: UDP port we serve.
+    #[serde(default = "default_udp_port")]
+    pub udp_port: u16,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            backend: Backend::default(),
+            bind: default_bind(),
+            max_msg: default_max_msg(),
+            buffers: 0,
+            rcvbuf: default_rcvbuf(),
+            eal_args: Vec::new(),
+            port: 0,
+            ip: None,
+            udp_port: default_udp_port(),
+        }
+    }
+}
+
+fn default_bind() -> SocketAddr {
+    "127.0.0.1:6789".parse().unwrap()
+}
+fn default_max_msg() -> usize {
+    2048
+}
+fn default_rcvbuf() -> usize {
+    4 << 20
+}
+fn default_udp_port() -> u16 {
+    6789
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuesConfig {
+    /// Capacity of each request type's queue at the dispatcher; a request arriving to a
+    /// full queue is answered `queue_full` at once.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+impl Default for QueuesConfig {
+    fn default() -> Self {
+        QueuesConfig {
+            capacity: default_capacity(),
+        }
+    }
+}
+
+fn default_capacity() -> usize {
+    4096
+}
+
+/// One request type.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestType {
+    /// Wire type id (the header's `type`); 0 is reserved.
+    pub id: u32,
+    pub name: String,
+    /// Mean service time in nanoseconds: the `spin` handler's default work, and DARC's
+    /// input in static mode.
+    #[serde(default)]
+    pub mean_ns: Option<u64>,
+    /// Share of arrivals (DARC static mode); need not sum to 1, shares are normalised.
+    #[serde(default)]
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Period of the stats line in milliseconds; 0 turns it off.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            interval_ms: default_interval(),
+        }
+    }
+}
+
+fn default_interval() -> u64 {
+    1000
+}
+
+/// Most request types a server may declare (the dispatcher keeps a bit per type).
+pub const MAX_TYPES: usize = 64;
+/// Most workers a server may run (the policies keep a bit per worker).
+pub const MAX_WORKERS: usize = crate::policy::WorkerSet::CAPACITY;
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Config::parse(&text).map_err(|mut e| {
+            if e.key.is_empty() {
+                e.msg = format!("{}: {}", path.display(), e.msg);
+            } else {
+                e.msg = format!("{} (in {})", e.msg, path.display());
+            }
+            e
+        })
+    }
+
+    /// Parses and validates YAML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
+            let loc = e
+                .location()
+                .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+                .unwrap_or_default();
+            ConfigError::new("", format!("{loc}{e}"))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every constraint the types do not express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |k: &str, m: String| Err(ConfigError::new(k, m));
+        let w = &self.workers;
+        if w.number == 0 {
+            return err("workers.number", "must be at least 1".into());
+        }
+        if w.number > MAX_WORKERS {
+            return err(
+                "workers.number",
+                format!(
+                    "is {} but at most {MAX_WORKERS} workers are supported",
+                    w.number
+                ),
+            );
+        }
+        if self.pin {
+            if self.cpus.len() != w.number + 1 {
+                return err(
+                    "cpus",
+                    format!(
+                        "workers.number is {} but cpus lists {} cores (one for the dispatcher \
+                         plus one per worker are needed; or set pin: false)",
+                        w.number,
+                        self.cpus.len()
+                    ),
+                );
+            }
+            let online = available_cpus();
+            let mut seen = HashSet::new();
+            for (i, c) in self.cpus.iter().enumerate() {
+                if !seen.insert(*c) {
+                    return err(&format!("cpus[{i}]"), format!("core {c} is listed twice"));
+                }
+                if let Some(online) = &online {
+                    if !online.contains(c) {
+                        return err(
+                            &format!("cpus[{i}]"),
+                            format!("core {c} is not available to this process (have {online:?})"),
+                        );
+                    }
+                }
+            }
+        }
+        if w.max_park_us == 0 {
+            return err("workers.max_park_us", "must be at least 1".into());
+        }
+        let d = &self.dispatcher;
+        if d.rx_batch == 0 || d.rx_batch > 1024 {
+            return err(
+                "dispatcher.rx_batch",
+                format!("must be in 1..=1024, got {}", d.rx_batch),
+            );
+        }
+        if d.max_park_us == 0 {
+            return err("dispatcher.max_park_us", "must be at least 1".into());
+        }
+        let p = &self.policy;
+        if !(p.delta.is_finite() && p.delta >= 0.0 && p.delta <= 10.0) {
+            return err(
+                "policy.delta",
+                format!("must be in [0, 10], got {}", p.delta),
+            );
+        }
+        if p.window == 0 {
+            return err("policy.window", "must be at least 1 completion".into());
+        }
+        if p.depth == 0 {
+            return err("policy.depth", "must be at least 1".into());
+        }
+        if let Some(n) = &p.n_resas {
+            let total: usize = n.iter().sum();
+            if total > w.number {
+                return err(
+                    "policy.n_resas",
+                    format!("reserves {total} cores but workers.number is {}", w.number),
+                );
+            }
+        }
+        if let Some(s) = p.spillway {
+            if s >= w.number {
+                return err(
+                    "policy.spillway",
+                    format!("worker {s} does not exist (workers.number is {})", w.number),
+                );
+            }
+        }
+        if self.queues.capacity == 0 {
+            return err("queues.capacity", "must be at least 1".into());
+        }
+        if self.queues.capacity > 1 << 24 {
+            return err(
+                "queues.capacity",
+                format!("{} is too large (max 2^24)", self.queues.capacity),
+            );
+        }
+        let n = &self.net;
+        if n.max_msg < crate::proto::HEADER_LEN || n.max_msg > 65_507 {
+            return err(
+                "net.max_msg",
+                format!(
+                    "must be in {}..=65507 bytes, got {}",
+                    crate::proto::HEADER_LEN,
+                    n.max_msg
+                ),
+            );
+        }
+        if n.backend == Backend::Dpdk && n.ip.is_none() {
+            return err("net.ip", "is required with net.backend: dpdk".into());
+        }
+        if self.requests.is_empty() {
+            return err("requests", "must list at least one request type".into());
+        }
+        if self.requests.len() > MAX_TYPES {
+            return err(
+                "requests",
+                format!(
+                    "lists {} types, at most {MAX_TYPES} are supported",
+                    self.requests.len()
+                ),
+            );
+        }
+        let mut ids = HashSet::new();
+        let mut names = HashSet::new();
+        for (i, r) in self.requests.iter().enumerate() {
+            let k = |f: &str| format!("requests[{i}].{f}");
+            if r.id == 0 {
+                return err(&k("id"), "0 is reserved; type ids start at 1".into());
+            }
+            if !ids.insert(r.id) {
+                return err(&k("id"), format!("type id {} is used twice", r.id));
+            }
+            if r.name.is_empty() {
+                return err(&k("name"), "must not be empty".into());
+            }
+            if !names.insert(r.name.as_str()) {
+                return err(&k("name"), format!("type name {:?} is used twice", r.name));
+            }
+            if let Some(ratio) = r.ratio {
+                if !(ratio.is_finite() && ratio >= 0.0) {
+                    return err(
+                        &k("ratio"),
+                        format!("must be a non-negative number, got {ratio}"),
+                    );
+                }
+            }
+            if p.kind == PolicyKind::Darc && p.profile == Profile::Static {
+                if r.mean_ns.is_none_or(|m| m == 0) {
+                    return err(
+                        &k("mean_ns"),
+                        "is required (and > 0) with policy.profile: static".into(),
+                    );
+                }
+                if r.ratio.is_none() {
+                    return err(
+                        &k("ratio"),
+                        "is required with policy.profile: static".into(),
+                    );
+                }
+            }
+        }
+        if p.kind == PolicyKind::Darc && p.profile == Profile::Static {
+            let total: f64 = self.requests.iter().filter_map(|r| r.ratio).sum();
+            if total <= 0.0 {
+                return err(
+                    "requests",
+                    "ratios sum to 0; DARC static mode needs shares".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Threads that poll (dispatcher + workers).
+    pub fn polling_threads(&self) -> usize {
+        1 + self.workers.number
+    }
+}
+
+/// The cores this process may run on, if the OS tells.
+pub fn available_cpus() -> Option<Vec<usize>> {
+    core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "
+pin: false
+workers: { number: 2 }
+requests:
+  - { id: 1, name: SHORT, mean_ns: 1000, ratio: 0.5 }
+  - { id: 2, name: LONG, mean_ns: 100000, ratio: 0.5 }
+";
+
+    fn parse_err(yaml: &str) -> ConfigError {
+        Config::parse(yaml).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(BASE).unwrap();
+        assert_eq!(c.policy.kind, PolicyKind::Darc);
+        assert_eq!(c.policy.delta, 0.2);
+        assert_eq!(c.queues.capacity, 4096);
+        assert_eq!(c.net.backend, Backend::Udp);
+        assert_eq!(c.workers.handler, "spin");
+        assert_eq!(c.workers.idle, IdleStrategy::Spin);
+        assert_eq!(c.stats.interval_ms, 1000);
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yml") {
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if name.contains("client") {
+                    continue; // client configs have their own schema (psp-client)
+                }
+                // Shipped configs may pin cores this machine lacks; check all else.
+                let text = std::fs::read_to_string(&path).unwrap();
+                let mut cfg: Config = serde_yaml::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                cfg.pin = false;
+                cfg.validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no configs found in {}", dir.display());
+    }
+
+    #[test]
+    fn invalid_configs_name_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("workers: { number: 0 }\nrequests: [{id: 1, name: A}]\npin: false", "workers.number"),
+            (
+                "cpus: [0, 1]\nworkers: { number: 4 }\nrequests: [{id: 1, name: A}]",
+                "workers.number is 4 but cpus lists 2 cores",
+            ),
+            ("pin: false\nworkers: { number: 1 }\nrequests: []", "requests"),
+            (
+                "pin: false\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}, {id: 1, name: B}]",
+                "requests[1].id",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}, {id: 2, name: A}]",
+                "requests[1].name",
+            ),
+            ("pin: false\nworkers: { number: 1 }\nrequests: [{id: 0, name: A}]", "requests[0].id"),
+            (
+                "pin: false\nworkers: { number: 1 }\nqueues: { capacity: 0 }\nrequests: [{id: 1, name: A}]",
+                "queues.capacity",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\npolicy: { delta: -1 }\nrequests: [{id: 1, name: A}]",
+                "policy.delta",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\npolicy: { kind: fifo }\nrequests: [{id: 1, name: A}]",
+                "unknown variant `fifo`",
+            ),
+            (
+                "pin: false\nworkers: { number: 1, colour: red }\nrequests: [{id: 1, name: A}]",
+                "unknown field `colour`",
+            ),
+            (
+                "pin: false\nworkers: { number: 2 }\npolicy: { n_resas: [3] }\nrequests: [{id: 1, name: A}]",
+                "policy.n_resas",
+            ),
+            (
+                "pin: false\nworkers: { number: 2 }\npolicy: { spillway: 2 }\nrequests: [{id: 1, name: A}]",
+                "policy.spillway",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\npolicy: { profile: static }\nrequests: [{id: 1, name: A}]",
+                "requests[0].mean_ns",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { max_msg: 4 }\nrequests: [{id: 1, name: A}]",
+                "net.max_msg",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk }\nrequests: [{id: 1, name: A}]",
+                "net.ip",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\ndispatcher: { rx_batch: 0 }\nrequests: [{id: 1, name: A}]",
+                "dispatcher.rx_batch",
+            ),
+            ("cpus: [0, 0]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]", "cpus[1]"),
+            (
+                "cpus: [0, 100000]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]",
+                "cpus[1]",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = parse_err(yaml);
+            let text = e.to_string();
+            assert!(
+                text.contains(want),
+                "for {yaml:?}: got {text:?}, want it to mention {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_line_and_column() {
+        let e = parse_err("workers: { number: 1\nrequests: [");
+        assert!(e.to_string().contains("line"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Config::load("/nonexistent/psp.yml").unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/psp.yml"), "{e}");
+    }
+}

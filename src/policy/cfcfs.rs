@@ -1,0 +1,44 @@
+//! cfcfs.rs - centralized first-come first-served (Shinjuku-style, without preemption).
+//!
+//! One logical FIFO across all types (the oldest head wins) and any idle worker; a
+//! worker holds at most one request, so a request never waits behind another on a
+//! worker while some worker is idle.
+
+use super::{Dispatch, Policy, QueueState, TypeIdx, WorkerIdx, WorkerSet};
+use crate::time::Cycles;
+
+/// The c-FCFS policy.
+#[derive(Debug, Clone)]
+pub struct Cfcfs {
+    idle: WorkerSet,
+}
+
+impl Cfcfs {
+    pub fn new(n_workers: usize) -> Cfcfs {
+        Cfcfs {
+            idle: WorkerSet::first_n(n_workers),
+        }
+    }
+}
+
+impl Policy for Cfcfs {
+    fn name(&self) -> &'static str {
+        "cfcfs"
+    }
+
+    fn on_completion(&mut self, worker: WorkerIdx, _ty: TypeIdx, _service: Cycles, _now: Cycles) {
+        self.idle.insert(worker);
+    }
+
+    #[inline]
+    fn next(&mut self, queues: &QueueState, _now: Cycles) -> Option<Dispatch> {
+        let worker = self.idle.first()?;
+        let ty = queues.oldest()?;
+        self.idle.remove(worker);
+        Some(Dispatch { ty, worker })
+    }
+
+    fn summary(&self) -> String {
+        format!("idle workers {}", self.idle.len())
+    }
+}

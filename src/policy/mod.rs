@@ -1,0 +1,105 @@
+//! policy - scheduling policies as pure state machines over typed queues and workers.
+//!
+//! A [`Policy`] never reads a clock, spawns a thread or touches the network: its driver
+//! (the dispatcher with TSC time, or `psp-sim` with virtual time) tells it what happened
+//! (`on_arrival`, `on_completion`) and asks it what to do next (`next`). What the
+//! simulator says about a policy is therefore what the daemon does.
+//!
+//! The driver owns the requests in [`TypedQueues`] (one bounded FIFO per request type)
+//! and shows the policy only their [`QueueState`]: which types are waiting, and since
+//! when. A [`Dispatch`] returned by `next` is a promise the driver keeps at once: pop
+//! the head of that type's queue and hand it to that worker. The policy tracks which
+//! workers are busy from its own decisions and the completions it is told about.
+
+mod cfcfs;
+mod darc;
+mod dfcfs;
+mod queues;
+mod workerset;
+
+pub use cfcfs::Cfcfs;
+pub use darc::{Darc, Group, Reservation};
+pub use dfcfs::Dfcfs;
+pub use queues::{QueueState, TypedQueues};
+pub use workerset::WorkerSet;
+
+use crate::config::{PolicyConfig, PolicyKind};
+use crate::time::{Clock, Cycles};
+
+/// Dense index of a request type (its position in the config's `requests`).
+pub type TypeIdx = usize;
+/// Index of a worker (0-based, in `cpus[1..]` order).
+pub type WorkerIdx = usize;
+
+/// A decision: give the oldest request of type `ty` to `worker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    pub ty: TypeIdx,
+    pub worker: WorkerIdx,
+}
+
+/// What a policy knows about a request type before any measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeInfo {
+    pub name: String,
+    /// Configured mean service time in nanoseconds, if any.
+    pub mean_ns: Option<u64>,
+    /// Configured share of arrivals, if any.
+    pub ratio: Option<f64>,
+}
+
+/// Something a policy wants its driver to record (reservation changes, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// DARC changed its core reservation at time `at`.
+    Reservation { at: Cycles, resa: Reservation },
+}
+
+/// A scheduling policy. See the module docs for the contract with its driver.
+pub trait Policy: Send + std::fmt::Debug {
+    /// Short name (`cfcfs`, `dfcfs`, `darc`).
+    fn name(&self) -> &'static str;
+
+    /// Most requests a worker may hold at once (its ring's capacity). Drivers size the
+    /// dispatcher→worker rings with it; the policy never exceeds it.
+    fn worker_capacity(&self) -> usize {
+        1
+    }
+
+    /// A request of type `ty` was queued at `now`.
+    fn on_arrival(&mut self, ty: TypeIdx, now: Cycles) {
+        let _ = (ty, now);
+    }
+
+    /// `worker` finished a request of type `ty` that ran for `service` cycles.
+    fn on_completion(&mut self, worker: WorkerIdx, ty: TypeIdx, service: Cycles, now: Cycles);
+
+    /// The next dispatch, or `None` to wait for an arrival or a completion. The driver
+    /// must carry out the decision before calling again.
+    fn next(&mut self, queues: &QueueState, now: Cycles) -> Option<Dispatch>;
+
+    /// The next event to record, if any (drained by the driver off the hot path).
+    fn poll_event(&mut self) -> Option<Event> {
+        None
+    }
+
+    /// One-line summary of the policy's current state for the stats line.
+    fn summary(&self) -> String {
+        String::new()
+    }
+}
+
+/// Builds the configured policy for `n_workers` workers and the given types. `clock`
+/// converts the config's nanoseconds into the driver's time unit.
+pub fn build(
+    cfg: &PolicyConfig,
+    types: &[TypeInfo],
+    n_workers: usize,
+    clock: Clock,
+) -> Box<dyn Policy> {
+    match cfg.kind {
+        PolicyKind::Cfcfs => Box::new(Cfcfs::new(n_workers)),
+        PolicyKind::Dfcfs => Box::new(Dfcfs::new(n_workers, cfg.depth, cfg.assign, cfg.seed)),
+        PolicyKind::Darc => Box::new(Darc::new(cfg, types, n_workers, clock)),
+    }
+}

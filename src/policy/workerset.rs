@@ -1,0 +1,145 @@
+//! workerset.rs - a fixed-size bit set of workers (no allocation, a few words).
+
+use super::WorkerIdx;
+
+const WORDS: usize = 4;
+
+/// A set of worker indices below [`WorkerSet::CAPACITY`].
+#[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct WorkerSet {
+    words: [u64; WORDS],
+}
+
+impl WorkerSet {
+    /// Largest number of workers a set can hold.
+    pub const CAPACITY: usize = 64 * WORDS;
+
+    pub const EMPTY: WorkerSet = WorkerSet { words: [0; WORDS] };
+
+    /// The set `{0, 1, ..., n-1}`.
+    pub fn first_n(n: usize) -> WorkerSet {
+        WorkerSet::range(0, n)
+    }
+
+    /// The set `{lo, ..., hi-1}`.
+    pub fn range(lo: usize, hi: usize) -> WorkerSet {
+        assert!(hi <= Self::CAPACITY);
+        let mut s = WorkerSet::EMPTY;
+        for w in lo..hi {
+            s.insert(w);
+        }
+        s
+    }
+
+    #[inline]
+    pub fn insert(&mut self, w: WorkerIdx) {
+        self.words[w / 64] |= 1 << (w % 64);
+    }
+
+    #[inline]
+    pub fn remove(&mut self, w: WorkerIdx) {
+        self.words[w / 64] &= !(1 << (w % 64));
+    }
+
+    #[inline]
+    pub fn contains(&self, w: WorkerIdx) -> bool {
+        w < Self::CAPACITY && self.words[w / 64] & (1 << (w % 64)) != 0
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The lowest member.
+    #[inline]
+    pub fn first(&self) -> Option<WorkerIdx> {
+        for (i, &w) in self.words.iter().enumerate() {
+            if w != 0 {
+                return Some(i * 64 + w.trailing_zeros() as usize);
+            }
+        }
+        None
+    }
+
+    /// The lowest member of `self ∩ other`.
+    #[inline]
+    pub fn first_in(&self, other: &WorkerSet) -> Option<WorkerIdx> {
+        for i in 0..WORDS {
+            let w = self.words[i] & other.words[i];
+            if w != 0 {
+                return Some(i * 64 + w.trailing_zeros() as usize);
+            }
+        }
+        None
+    }
+
+    /// `self ∩ other`.
+    pub fn intersection(&self, other: &WorkerSet) -> WorkerSet {
+        let mut s = *self;
+        for i in 0..WORDS {
+            s.words[i] &= other.words[i];
+        }
+        s
+    }
+
+    /// `self ∪ other`.
+    pub fn union(&self, other: &WorkerSet) -> WorkerSet {
+        let mut s = *self;
+        for i in 0..WORDS {
+            s.words[i] |= other.words[i];
+        }
+        s
+    }
+
+    /// Members in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = WorkerIdx> + '_ {
+        (0..Self::CAPACITY).filter(move |&w| self.contains(w))
+    }
+}
+
+impl std::fmt::Debug for WorkerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<WorkerIdx> for WorkerSet {
+    fn from_iter<I: IntoIterator<Item = WorkerIdx>>(iter: I) -> Self {
+        let mut s = WorkerSet::EMPTY;
+        for w in iter {
+            s.insert(w);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_operations() {
+        let mut s = WorkerSet::first_n(3);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.first(), Some(0));
+        s.remove(0);
+        assert_eq!(s.first(), Some(1));
+        s.insert(200);
+        assert!(s.contains(200) && !s.contains(199) && !s.contains(5000));
+        let other: WorkerSet = [2, 200].into_iter().collect();
+        assert_eq!(s.first_in(&other), Some(2));
+        assert_eq!(s.intersection(&other), other);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![1, 2, 200]);
+        assert_eq!(
+            WorkerSet::range(64, 66).iter().collect::<Vec<_>>(),
+            vec![64, 65]
+        );
+        assert!(WorkerSet::EMPTY.first().is_none());
+        assert!(WorkerSet::EMPTY.is_empty());
+    }
+}
