@@ -1,0 +1,57 @@
+//! Raw FFI bindings to the system DPDK (>= 22.11), for persephone-rs.
+//!
+//! This is a pure `-sys` crate: declarations only, no safe wrappers. The root
+//! crate's `net::dpdk` module (cargo feature `dpdk`) builds the safe transport
+//! on top of it.
+//!
+//! What is here:
+//! - bindgen output for the parts of EAL, ethdev, mempool and mbuf that a UDP
+//!   transport uses (`rte_eal_*`, `rte_eth_*`, `rte_pktmbuf_*`,
+//!   `rte_mempool_*`, `rte_lcore_*`, ...), the Ethernet/IPv4/UDP/ARP header
+//!   structs and the `RTE_*` constants that go with them;
+//! - `psp_*` functions from a small C shim (`shim.c`, declared in `shim.h`)
+//!   that give DPDK's static-inline fast path real symbols:
+//!   [`psp_eth_rx_burst`], [`psp_eth_tx_burst`], [`psp_pktmbuf_alloc`],
+//!   [`psp_pktmbuf_free`], [`psp_pktmbuf_mtod`], [`psp_errno`],
+//!   [`psp_rdtsc`], and so on. Each wraps one inline function or macro and
+//!   adds no logic.
+//!
+//! Build: `build.rs` finds DPDK with `pkg-config libdpdk`, passes DPDK's own
+//! cflags (`-include rte_config.h`, `-march=...`) to both cc and bindgen, and
+//! checks that the virtual-device PMDs (`net_ring`, `net_null`, `net_memif`)
+//! sit in the directory EAL autoloads drivers from ([`EAL_PMD_PATH`]), so
+//! `--vdev=net_ring0` and friends work without EAL's `-d` option. Shared
+//! DPDK builds only. On Debian 12, `scripts/setup-dpdk.sh` installs
+//! everything needed.
+//!
+//! `rte_arp_hdr` and `rte_arp_ipv4` are opaque (right size and alignment, no
+//! fields): they are both packed and aligned in C, which Rust cannot express.
+//!
+//! EAL initialises once per process; see `tests/` for argument lists that
+//! run without NICs or hugepages.
+
+mod bindings {
+    #![allow(
+        non_camel_case_types,
+        non_upper_case_globals,
+        non_snake_case,
+        dead_code,
+        missing_docs,
+        unsafe_op_in_unsafe_fn,
+        clippy::all,
+        clippy::pedantic,
+        clippy::undocumented_unsafe_blocks
+    )]
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+
+pub use bindings::*;
+
+/// The directory EAL scans for driver plugins at `rte_eal_init`
+/// (`RTE_EAL_PMD_PATH` of the DPDK this crate was built against), or `None`
+/// if that DPDK has none; then drivers must be loaded with EAL's `-d`.
+///
+/// `net_ring`, `net_null` and `net_memif` are found there without `-d`; a
+/// transport that sees zero ports after `rte_eal_init` can name this
+/// directory in its error.
+pub const EAL_PMD_PATH: Option<&str> = option_env!("DPDK_SYS_EAL_PMD_PATH");
