@@ -55,3 +55,36 @@ pub use bindings::*;
 /// transport that sees zero ports after `rte_eal_init` can name this
 /// directory in its error.
 pub const EAL_PMD_PATH: Option<&str> = option_env!("DPDK_SYS_EAL_PMD_PATH");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{align_of, size_of};
+
+    /// The wire-header structs the transport overlays on packet bytes have
+    /// their on-the-wire sizes, and alignment no stricter than DPDK's.
+    #[test]
+    fn header_layouts() {
+        assert_eq!(size_of::<rte_ether_addr>(), 6);
+        assert_eq!(size_of::<rte_ether_hdr>(), 14);
+        assert_eq!(align_of::<rte_ether_hdr>(), 2);
+        assert_eq!(size_of::<rte_ipv4_hdr>(), 20);
+        assert_eq!(align_of::<rte_ipv4_hdr>(), 1);
+        assert_eq!(size_of::<rte_udp_hdr>(), 8);
+        assert_eq!(size_of::<rte_arp_ipv4>(), 20);
+        assert_eq!(size_of::<rte_arp_hdr>(), 28);
+        assert_eq!(align_of::<rte_arp_hdr>(), 2);
+    }
+
+    #[test]
+    fn pmd_path_has_the_vdev_drivers() {
+        let dir = std::path::Path::new(EAL_PMD_PATH.expect("Debian's DPDK sets RTE_EAL_PMD_PATH"));
+        for pmd in [
+            "librte_net_ring.so",
+            "librte_net_null.so",
+            "librte_net_memif.so",
+        ] {
+            assert!(dir.join(pmd).exists(), "{pmd} in {}", dir.display());
+        }
+    }
+}
