@@ -6,20 +6,39 @@
 //! reserves cores for short request types and would rather idle than let a long request
 //! block a short one.
 //!
-//! The crate is layered like the data path:
+//! The modules follow the data path:
 //!
-//! - [`proto`]: the wire format (a 28-byte header at the start of each UDP payload).
-//! - [`policy`]: scheduling policies as pure state machines: no threads, no clock, no
-//!   I/O. The dispatcher drives them with TSC time and the simulator with virtual time.
+//! - [`net`]: transports. A request arrives as a packet handle on the dispatcher's
+//!   receive side (kernel UDP by default, DPDK with the `dpdk` feature).
+//! - [`proto`]: the wire format, parsed and validated once at the edge.
+//! - [`dispatcher`]: the dispatcher loop — classify, queue per type, ask the policy,
+//!   push to worker rings; take completions back.
+//! - [`policy`]: scheduling policies as pure state machines (no threads, clock or
+//!   I/O), driven with TSC time here and with virtual time by the simulator.
+//! - [`workers`]: the worker loop and the [`Handler`](workers::Handler) API: the
+//!   request buffer becomes the reply in place and leaves on the worker's own queue.
+//! - [`ring`]: the single-producer single-consumer rings between them.
+//! - [`app`]: assembling all of it from a [`config::Config`] ([`App`], [`Server`]).
 //! - [`workload`]: request-type mixes shared by the load generator and the simulator.
-//! - [`config`]: the YAML configuration and its validation.
-//! - [`time`]: TSC timestamps calibrated against the monotonic clock.
+//! - [`time`], [`idle`], [`config`]: TSC clock, idle strategies, YAML configuration.
 
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod config;
+#[allow(unsafe_code)]
+pub mod dispatcher;
+pub mod idle;
+#[allow(unsafe_code)]
+pub mod net;
 pub mod policy;
 pub mod proto;
+pub mod ring;
 #[allow(unsafe_code)]
 pub mod time;
+pub mod workers;
 pub mod workload;
+
+pub use app::{App, HandlerFactory, Server, StartError};
+pub use dispatcher::{Classifier, Stats};
+pub use workers::{Handler, HandlerError, Request};

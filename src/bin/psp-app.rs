@@ -1,1 +1,71 @@
-fn main() {}
+//! psp-app - the persephone daemon: `psp-app --cfg config.yml`.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use persephone::config::Config;
+use persephone::App;
+
+/// A microsecond-scale request scheduler (c-FCFS, d-FCFS, DARC).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// YAML config (see configs/ and README).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    cfg: std::path::PathBuf,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("psp-app: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let cfg = Config::load(&args.cfg)?;
+    let interval = Duration::from_millis(cfg.stats.interval_ms);
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while draining exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, term.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
+    }
+    let server = App::new(cfg).start()?;
+    // Tests and scripts wait for this line to know the port.
+    println!("listening on {}", server.local_addr());
+    let mut last = Instant::now();
+    while !term.load(Ordering::Relaxed) {
+        if server.is_finished() {
+            anyhow::bail!("the dispatcher stopped unexpectedly");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        if !interval.is_zero() && last.elapsed() >= interval {
+            last = Instant::now();
+            tracing::info!("{}", server.stats().line());
+        }
+    }
+    tracing::info!("signal received, shutting down");
+    let stats = server.shutdown();
+    println!("final counters:\n{stats}");
+    Ok(())
+}

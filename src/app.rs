@@ -1,0 +1,443 @@
+//! app.rs - assembling a daemon from a config: transport, policy, dispatcher, workers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::config::{Backend, Config, ConfigError, IdleStrategy};
+use crate::dispatcher::{self, Classifier, Dispatcher, Doorbell, Stats, WorkerLink};
+use crate::idle::Idler;
+use crate::net::{udp::Udp, Transport};
+use crate::policy::{self, TypeInfo, WorkerIdx};
+use crate::ring;
+use crate::time::Clock;
+use crate::workers::{handler, Handler, Worker, WorkerReport};
+
+/// Makes one handler per worker (called once per worker at start-up).
+pub type HandlerFactory = Arc<dyn Fn(WorkerIdx) -> Box<dyn Handler> + Send + Sync>;
+
+/// Why a daemon did not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("invalid config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("workers.handler: unknown handler {0:?} (built-in: spin, echo; or supply one with App::handler)")]
+    UnknownHandler(String),
+    #[error(
+        "net.backend is dpdk but this build has no DPDK support: rebuild with `--features dpdk`"
+    )]
+    DpdkNotBuilt,
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot pin {thread} to core {core}")]
+    Pin { thread: String, core: usize },
+    #[error("cannot start thread {name}: {source}")]
+    Spawn {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// A daemon under construction: a config plus, optionally, the program's own handler
+/// and classifier.
+///
+/// ```no_run
+/// use persephone::{App, config::Config, workers::{Request, HandlerError}};
+///
+/// let cfg = Config::load("configs/quickstart.yml").unwrap();
+/// let server = App::new(cfg)
+///     .handler(|_worker| |req: &mut Request<'_>| -> Result<(), HandlerError> {
+///         req.echo();
+///         Ok(())
+///     })
+///     .start()
+///     .unwrap();
+/// println!("serving on {}", server.local_addr());
+/// let stats = server.shutdown();
+/// println!("{stats}");
+/// ```
+pub struct App {
+    cfg: Config,
+    handler: Option<HandlerFactory>,
+    classifier: Option<Box<dyn Classifier>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("cfg", &self.cfg)
+            .field("custom_handler", &self.handler.is_some())
+            .field("custom_classifier", &self.classifier.is_some())
+            .finish()
+    }
+}
+
+impl App {
+    pub fn new(cfg: Config) -> App {
+        App {
+            cfg,
+            handler: None,
+            classifier: None,
+        }
+    }
+
+    /// Serves requests with handlers made by `factory` (one per worker, given the
+    /// worker's index) instead of the built-in `workers.handler`.
+    pub fn handler<F, H>(mut self, factory: F) -> App
+    where
+        F: Fn(WorkerIdx) -> H + Send + Sync + 'static,
+        H: Handler + 'static,
+    {
+        self.handler = Some(Arc::new(move |w| Box::new(factory(w)) as Box<dyn Handler>));
+        self
+    }
+
+    /// Classifies requests with `c` instead of the header's type field.
+    pub fn classifier(mut self, c: impl Classifier + 'static) -> App {
+        self.classifier = Some(Box::new(c));
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Validates, binds, spawns the dispatcher and the workers, and returns at once.
+    pub fn start(self) -> Result<Server, StartError> {
+        self.cfg.validate()?;
+        let clock = Clock::tsc();
+        let factory: HandlerFactory = match self.handler.clone() {
+            Some(f) => f,
+            None => {
+                let name = self.cfg.workers.handler.clone();
+                if handler::builtin(&name, clock).is_none() {
+                    return Err(StartError::UnknownHandler(name));
+                }
+                Arc::new(move |_| handler::builtin(&name, clock).expect("checked above"))
+            }
+        };
+        match self.cfg.net.backend {
+            Backend::Udp => {
+                let n = &self.cfg.net;
+                let udp =
+                    Udp::bind(n.bind, n.max_msg, self.buffers(), n.rcvbuf).map_err(|source| {
+                        StartError::Bind {
+                            addr: n.bind,
+                            source,
+                        }
+                    })?;
+                let addr = udp.local_addr().map_err(|source| StartError::Io {
+                    what: "local address",
+                    source,
+                })?;
+                start_with(self.cfg, udp, addr, factory, self.classifier, clock)
+            }
+            Backend::Dpdk => start_dpdk(self.cfg, factory, self.classifier, clock),
+        }
+    }
+
+    /// Request buffers for the pool: enough for full queues plus everything in flight,
+    /// unless `net.buffers` says otherwise.
+    fn buffers(&self) -> usize {
+        if self.cfg.net.buffers > 0 {
+            return self.cfg.net.buffers;
+        }
+        let c = &self.cfg;
+        let queued = c.requests.len() * c.queues.capacity;
+        let in_flight = c.workers.number * (c.policy.depth + 1);
+        (queued + in_flight + 2 * c.dispatcher.rx_batch).min(1 << 17)
+    }
+}
+
+#[cfg(feature = "dpdk")]
+fn start_dpdk(
+    cfg: Config,
+    factory: HandlerFactory,
+    classifier: Option<Box<dyn Classifier>>,
+    clock: Clock,
+) -> Result<Server, StartError> {
+    let _ = (cfg, factory, classifier, clock);
+    Err(StartError::DpdkNotBuilt)
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn start_dpdk(
+    _cfg: Config,
+    _factory: HandlerFactory,
+    _classifier: Option<Box<dyn Classifier>>,
+    _clock: Clock,
+) -> Result<Server, StartError> {
+    Err(StartError::DpdkNotBuilt)
+}
+
+fn pin(cfg: &Config, thread: &str, slot: usize) -> Result<(), StartError> {
+    if !cfg.pin {
+        return Ok(());
+    }
+    let core = cfg.cpus[slot];
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        Ok(())
+    } else {
+        Err(StartError::Pin {
+            thread: thread.into(),
+            core,
+        })
+    }
+}
+
+fn start_with<X: Transport>(
+    cfg: Config,
+    transport: X,
+    local_addr: SocketAddr,
+    factory: HandlerFactory,
+    classifier: Option<Box<dyn Classifier>>,
+    clock: Clock,
+) -> Result<Server, StartError>
+where
+    X::Rx: 'static,
+    X::Tx: 'static,
+{
+    let n = cfg.workers.number;
+    let infos: Vec<TypeInfo> = cfg
+        .requests
+        .iter()
+        .map(|r| TypeInfo {
+            name: r.name.clone(),
+            mean_ns: r.mean_ns,
+            ratio: r.ratio,
+        })
+        .collect();
+    let policy = policy::build(&cfg.policy, &infos, n, clock);
+    let capacity = policy.worker_capacity();
+    warn_if_oversubscribed(&cfg);
+
+    let crate::net::Split {
+        rx,
+        tx: dtx,
+        workers: txs,
+    } = transport.split(n).map_err(|source| StartError::Io {
+        what: "splitting the transport",
+        source,
+    })?;
+    let doorbell = Arc::new(if cfg.dispatcher.idle == IdleStrategy::Park {
+        Doorbell::new().map_err(|source| StartError::Io {
+            what: "eventfd",
+            source,
+        })?
+    } else {
+        Doorbell::disabled()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    let types: Arc<[TypeInfo]> = infos.clone().into();
+
+    let mut links = Vec::with_capacity(n);
+    let mut worker_threads = Vec::with_capacity(n);
+    for (i, tx) in txs.into_iter().enumerate() {
+        let (jobs_p, jobs_c) = ring::channel(capacity);
+        let (done_p, done_c) = ring::channel(capacity);
+        let sleeper = Arc::new(OnceLock::new());
+        links.push(WorkerLink {
+            jobs: jobs_p,
+            done: done_c,
+            sleeper: sleeper.clone(),
+        });
+        let worker = Worker {
+            idx: i,
+            jobs: jobs_c,
+            done: done_p,
+            tx,
+            handler: factory(i),
+            types: types.clone(),
+            idle: Idler::new(
+                cfg.workers.idle,
+                Duration::from_micros(cfg.workers.max_park_us),
+            ),
+            stop: stop_workers.clone(),
+            sleeper,
+            doorbell: doorbell.clone(),
+        };
+        let name = format!("psp-worker-{i}");
+        let cfg2 = cfg.clone();
+        let thread_name = name.clone();
+        let h = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                if let Err(e) = pin(&cfg2, &thread_name, 1 + i) {
+                    tracing::error!("{e}");
+                }
+                worker.run()
+            })
+            .map_err(|source| StartError::Spawn { name, source })?;
+        worker_threads.push(h);
+    }
+
+    let published = Arc::new(Mutex::new(Stats::default()));
+    let settings = dispatcher::Settings {
+        rx_batch: cfg.dispatcher.rx_batch,
+        idle: Idler::new(
+            cfg.dispatcher.idle,
+            Duration::from_micros(cfg.dispatcher.max_park_us),
+        ),
+        wake_workers: cfg.workers.idle == IdleStrategy::Park,
+        stats_interval: (cfg.stats.interval_ms > 0)
+            .then(|| Duration::from_millis(cfg.stats.interval_ms)),
+        drain_timeout: Duration::from_millis(cfg.dispatcher.drain_timeout_ms),
+        clock,
+    };
+    let d = Dispatcher::new(dispatcher::Parts {
+        rx,
+        tx: dtx,
+        policy,
+        types: cfg.requests.iter().map(|r| r.id).zip(infos).collect(),
+        queue_capacity: cfg.queues.capacity,
+        classifier,
+        workers: links,
+        settings,
+        doorbell,
+        stop: stop.clone(),
+        stop_workers: stop_workers.clone(),
+        published: published.clone(),
+    });
+    let cfg2 = cfg.clone();
+    let dispatcher_thread = std::thread::Builder::new()
+        .name("psp-dispatcher".into())
+        .spawn(move || {
+            if let Err(e) = pin(&cfg2, "psp-dispatcher", 0) {
+                tracing::error!("{e}");
+            }
+            d.run()
+        })
+        .map_err(|source| StartError::Spawn {
+            name: "psp-dispatcher".into(),
+            source,
+        })?;
+    tracing::info!(
+        addr = %local_addr,
+        policy = cfg.policy.kind.name(),
+        workers = n,
+        "serving"
+    );
+    Ok(Server {
+        local_addr,
+        stop,
+        stop_workers,
+        published,
+        dispatcher: Some(dispatcher_thread),
+        workers: worker_threads,
+    })
+}
+
+fn warn_if_oversubscribed(cfg: &Config) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let spinning = (cfg.dispatcher.idle == IdleStrategy::Spin) as usize
+        + if cfg.workers.idle == IdleStrategy::Spin {
+            cfg.workers.number
+        } else {
+            0
+        };
+    if cfg.polling_threads() > cores && spinning > 0 {
+        tracing::warn!(
+            threads = cfg.polling_threads(),
+            cores,
+            "more polling threads than cores and some spin when idle: expect millisecond \
+             latencies; set dispatcher.idle and workers.idle to park (or yield)"
+        );
+    }
+    if !cfg.pin && cfg.polling_threads() > cores {
+        tracing::warn!(
+            threads = cfg.polling_threads(),
+            cores,
+            "pin: false with more threads than cores"
+        );
+    }
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stop_workers: Arc<AtomicBool>,
+    published: Arc<Mutex<Stats>>,
+    dispatcher: Option<JoinHandle<Stats>>,
+    workers: Vec<JoinHandle<WorkerReport>>,
+}
+
+impl Server {
+    /// The address requests go to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The latest published counters (every `stats.interval_ms`).
+    pub fn stats(&self) -> Stats {
+        self.published.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// A flag that starts a graceful shutdown when set (e.g. from a signal handler).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Whether the dispatcher has exited (after a stop, or a crash).
+    pub fn is_finished(&self) -> bool {
+        self.dispatcher.as_ref().is_none_or(|d| d.is_finished())
+    }
+
+    /// Stops receiving, lets queued and running requests finish (up to
+    /// `dispatcher.drain_timeout_ms`, then answers the rest `shutdown`), joins every
+    /// thread and returns the final counters.
+    pub fn shutdown(mut self) -> Stats {
+        self.stop.store(true, Ordering::Release);
+        self.join()
+    }
+
+    fn join(&mut self) -> Stats {
+        let mut stats = match self.dispatcher.take().map(JoinHandle::join) {
+            Some(Ok(s)) => s,
+            Some(Err(_)) => {
+                tracing::error!("the dispatcher thread panicked");
+                self.stats()
+            }
+            None => Stats::default(),
+        };
+        self.stop_workers.store(true, Ordering::Release);
+        let abandoned = stats.abandoned > 0;
+        for w in self.workers.drain(..) {
+            if abandoned && !w.is_finished() {
+                // A handler that never returns cannot be joined; leave it.
+                continue;
+            }
+            if let Ok(r) = w.join() {
+                stats.tx_errors += r.tx_errors;
+                stats.panics += r.panics;
+            }
+        }
+        stats
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.dispatcher.is_some() {
+            self.stop.store(true, Ordering::Release);
+            self.join();
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! stats.rs - the daemon's counters: every received request is answered or counted
+//! under a named reason.
+
+use std::fmt::{self, Write as _};
+
+use crate::net::RxDrops;
+use crate::proto::{ParseError, Status};
+
+/// Datagrams dropped because they are not valid requests (never answered: a reply
+/// to garbage could be aimed at a spoofed address).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Malformed {
+    pub short: u64,
+    pub bad_magic: u64,
+    pub bad_version: u64,
+    pub bad_flags: u64,
+    pub bad_length: u64,
+    /// Well-formed replies sent to the server.
+    pub not_request: u64,
+}
+
+impl Malformed {
+    pub fn total(&self) -> u64 {
+        self.short
+            + self.bad_magic
+            + self.bad_version
+            + self.bad_flags
+            + self.bad_length
+            + self.not_request
+    }
+
+    pub(crate) fn count(&mut self, e: ParseError) {
+        match e {
+            ParseError::Short { .. } => self.short += 1,
+            ParseError::BadMagic(_) => self.bad_magic += 1,
+            ParseError::BadVersion(_) => self.bad_version += 1,
+            ParseError::BadFlags(_) => self.bad_flags += 1,
+            ParseError::BadLength { .. } => self.bad_length += 1,
+        }
+    }
+}
+
+/// Per request type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeStats {
+    pub name: String,
+    /// Requests of this type queued (accepted).
+    pub accepted: u64,
+    /// Rejected because the type's queue was full.
+    pub queue_full: u64,
+    /// Completed by a worker (any status).
+    pub completed: u64,
+    /// Waiting in the dispatcher's queue now.
+    pub queued: u64,
+}
+
+/// A snapshot of the daemon's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams taken from the transport (valid or not).
+    pub received: u64,
+    /// Replies sent, by status (index: `Status as usize`).
+    pub replies: [u64; Status::ALL.len()],
+    pub malformed: Malformed,
+    /// Losses before parsing (no buffer, kernel overflow, oversized).
+    pub rx_drops: RxDrops,
+    /// Receive calls that failed.
+    pub rx_errors: u64,
+    /// Replies the transport failed to send (dispatcher and workers).
+    pub tx_errors: u64,
+    /// Requests accepted and not yet answered (queued or at a worker).
+    pub in_flight: u64,
+    /// Requests still at a worker when shutdown stopped waiting for them.
+    pub abandoned: u64,
+    /// Handler panics caught by workers.
+    pub panics: u64,
+    pub types: Vec<TypeStats>,
+    /// The policy's one-line state (e.g. DARC's reservation).
+    pub policy: String,
+}
+
+impl Stats {
+    /// Replies sent, any status.
+    pub fn answered(&self) -> u64 {
+        self.replies.iter().sum()
+    }
+
+    /// Replies with a given status.
+    pub fn replies_with(&self, s: Status) -> u64 {
+        self.replies[s as usize]
+    }
+
+    /// Whether every received datagram is accounted for:
+    /// received = answered + malformed + in flight + abandoned.
+    pub fn balanced(&self) -> bool {
+        self.received == self.answered() + self.malformed.total() + self.in_flight + self.abandoned
+    }
+
+    /// The periodic stats line.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "rx {} answered {} ok {} in_flight {}",
+            self.received,
+            self.answered(),
+            self.replies_with(Status::Ok),
+            self.in_flight
+        );
+        let _ = write!(s, " | queues");
+        for t in &self.types {
+            let _ = write!(s, " {}={}", t.name, t.queued);
+        }
+        let drops = self.drop_reasons();
+        if !drops.is_empty() {
+            let _ = write!(s, " | drops");
+            for (k, v) in drops {
+                let _ = write!(s, " {k}={v}");
+            }
+        }
+        if !self.policy.is_empty() {
+            let _ = write!(s, " | {}", self.policy);
+        }
+        s
+    }
+
+    /// Non-zero loss and rejection counters, by name.
+    pub fn drop_reasons(&self) -> Vec<(&'static str, u64)> {
+        let m = &self.malformed;
+        let all = [
+            ("queue_full", self.replies_with(Status::QueueFull)),
+            ("unknown_type", self.replies_with(Status::UnknownType)),
+            ("handler_error", self.replies_with(Status::HandlerError)),
+            ("bad_request", self.replies_with(Status::BadRequest)),
+            ("timeout", self.replies_with(Status::Timeout)),
+            ("shutdown", self.replies_with(Status::Shutdown)),
+            ("short", m.short),
+            ("bad_magic", m.bad_magic),
+            ("bad_version", m.bad_version),
+            ("bad_flags", m.bad_flags),
+            ("bad_length", m.bad_length),
+            ("not_request", m.not_request),
+            ("no_buffer", self.rx_drops.no_buffer),
+            ("kernel_overflow", self.rx_drops.overflow),
+            ("oversized", self.rx_drops.oversized),
+            ("rx_errors", self.rx_errors),
+            ("tx_errors", self.tx_errors),
+            ("abandoned", self.abandoned),
+        ];
+        all.into_iter().filter(|(_, v)| *v > 0).collect()
+    }
+}
+
+impl fmt::Display for Stats {
+    /// The final report: every counter, one per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "received        {}", self.received)?;
+        writeln!(f, "answered        {}", self.answered())?;
+        for s in Status::ALL {
+            writeln!(f, "  {:<14}{}", s.name(), self.replies_with(s))?;
+        }
+        writeln!(f, "malformed       {}", self.malformed.total())?;
+        let m = &self.malformed;
+        for (k, v) in [
+            ("short", m.short),
+            ("bad_magic", m.bad_magic),
+            ("bad_version", m.bad_version),
+            ("bad_flags", m.bad_flags),
+            ("bad_length", m.bad_length),
+            ("not_request", m.not_request),
+        ] {
+            writeln!(f, "  {k:<14}{v}")?;
+        }
+        writeln!(
+            f,
+            "rx drops        no_buffer {} kernel_overflow {} oversized {}",
+            self.rx_drops.no_buffer, self.rx_drops.overflow, self.rx_drops.oversized
+        )?;
+        writeln!(f, "rx_errors       {}", self.rx_errors)?;
+        writeln!(f, "tx_errors       {}", self.tx_errors)?;
+        writeln!(f, "handler panics  {}", self.panics)?;
+        writeln!(f, "in_flight       {}", self.in_flight)?;
+        writeln!(f, "abandoned       {}", self.abandoned)?;
+        for t in &self.types {
+            writeln!(
+                f,
+                "type {:<10} accepted {} completed {} queue_full {} queued {}",
+                t.name, t.accepted, t.completed, t.queue_full, t.queued
+            )?;
+        }
+        if !self.policy.is_empty() {
+            writeln!(f, "policy          {}", self.policy)?;
+        }
+        write!(f, "balanced        {}", self.balanced())
+    }
+}

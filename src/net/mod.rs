@@ -1,0 +1,98 @@
+//! net - transports: how request packets reach the dispatcher and replies leave.
+//!
+//! A [`Transport`] splits into one receive side, polled by the dispatcher, and one
+//! transmit side per sender (each worker, plus the dispatcher for its immediate
+//! rejections). Packets move by handle ([`Packet`]): the buffer that carried a request
+//! carries its reply, rewritten in place.
+//!
+//! - [`udp`]: kernel UDP sockets, the embedded default.
+//! - `dpdk` (cargo feature `dpdk`): DPDK poll-mode drivers.
+
+pub mod udp;
+
+use std::io;
+use std::time::Duration;
+
+/// A request buffer held by handle. Its message is our header plus payload (the UDP
+/// payload); the transport keeps addressing aside.
+pub trait Packet: Send + 'static {
+    /// The message as received (or as last set by [`Packet::set_len`]).
+    fn msg(&self) -> &[u8];
+    /// The whole buffer from the start of the message, up to its capacity: a reply may
+    /// be written in place, up to this length.
+    fn buf_mut(&mut self) -> &mut [u8];
+    /// Sets the message length after a reply was written in place.
+    fn set_len(&mut self, len: usize);
+}
+
+/// The dispatcher's receive side.
+pub trait RxQueue: Send {
+    type Pkt: Packet;
+
+    /// Appends up to `max` received packets to `out`; returns how many.
+    fn rx_burst(&mut self, out: &mut Vec<Self::Pkt>, max: usize) -> io::Result<usize>;
+
+    /// Takes back a buffer whose request is finished (for transports that reuse
+    /// buffers; others just drop it).
+    fn recycle(&mut self, pkt: Self::Pkt);
+
+    /// Blocks until a packet may be ready or `timeout` passes (for `idle: park`).
+    /// `also` is another file descriptor to wake on (the dispatcher's doorbell).
+    fn wait(&mut self, timeout: Duration, also: Option<std::os::fd::RawFd>);
+
+    /// Packets that could not be received for want of a free buffer, and the
+    /// datagrams the kernel dropped because our socket buffer was full, so far.
+    fn drops(&self) -> RxDrops {
+        RxDrops::default()
+    }
+}
+
+/// Receive-side losses a transport can see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxDrops {
+    /// Receive attempts skipped because every buffer was in use.
+    pub no_buffer: u64,
+    /// Datagrams the kernel (or NIC) dropped before we could receive them.
+    pub overflow: u64,
+    /// Datagrams larger than `net.max_msg` (truncated, then dropped).
+    pub oversized: u64,
+}
+
+/// A transmit side (one per thread that sends).
+pub trait TxQueue: Send {
+    type Pkt: Packet;
+
+    /// Sends `pkt`, already turned into a reply, back to where its request came from.
+    /// Returns the buffer if the transport wants it given back to the receive side
+    /// (kernel UDP copies into the kernel and reuses the buffer), `None` if the
+    /// transport took it (DPDK frees the mbuf after transmission).
+    fn send(&mut self, pkt: Self::Pkt) -> Option<Self::Pkt>;
+
+    /// Pushes out anything buffered.
+    fn flush(&mut self) {}
+
+    /// Replies that could not be sent so far.
+    fn errors(&self) -> u64;
+}
+
+/// A network backend, split into its parts once at start-up.
+pub trait Transport {
+    type Pkt: Packet;
+    type Rx: RxQueue<Pkt = Self::Pkt>;
+    type Tx: TxQueue<Pkt = Self::Pkt>;
+
+    /// The receive side, the dispatcher's transmit side, and one transmit side for
+    /// each of `n_workers` workers.
+    fn split(self, n_workers: usize) -> io::Result<Split<Self::Rx, Self::Tx>>;
+}
+
+/// A transport's parts.
+#[derive(Debug)]
+pub struct Split<R, T> {
+    /// The dispatcher's receive side.
+    pub rx: R,
+    /// The dispatcher's transmit side (for rejections it answers itself).
+    pub tx: T,
+    /// One transmit side per worker.
+    pub workers: Vec<T>,
+}

@@ -1,0 +1,337 @@
+//! handler.rs - the request handler API and the built-in handlers (`spin`, `echo`).
+
+use std::fmt;
+
+use crate::policy::{TypeIdx, TypeInfo};
+use crate::proto::{self, HEADER_LEN};
+use crate::time::{rdtsc, Clock};
+
+/// Serves requests on one worker. Each worker owns its handler (per-worker state
+/// needs no locks); the factory given to [`crate::App::handler`] makes one per worker.
+///
+/// A handler that panics is caught: the request is answered
+/// [`proto::Status::HandlerError`] and the worker goes on with the same handler value,
+/// so keep state consistent across panics or rebuild it.
+pub trait Handler: Send {
+    /// Serves `req`, writing the reply payload into it (see [`Request::reply`]). Return
+    /// an error to answer with an error status instead.
+    fn handle(&mut self, req: &mut Request<'_>) -> Result<(), HandlerError>;
+}
+
+impl<F> Handler for F
+where
+    F: FnMut(&mut Request<'_>) -> Result<(), HandlerError> + Send,
+{
+    fn handle(&mut self, req: &mut Request<'_>) -> Result<(), HandlerError> {
+        self(req)
+    }
+}
+
+/// Why a handler did not serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerError {
+    /// The request payload is malformed (answered [`proto::Status::BadRequest`]).
+    BadRequest,
+    /// Serving failed (answered [`proto::Status::HandlerError`]).
+    Failed,
+}
+
+impl HandlerError {
+    pub fn status(self) -> proto::Status {
+        match self {
+            HandlerError::BadRequest => proto::Status::BadRequest,
+            HandlerError::Failed => proto::Status::HandlerError,
+        }
+    }
+}
+
+/// The reply does not fit in the request's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTooLarge {
+    pub len: usize,
+    pub max: usize,
+}
+
+impl fmt::Display for ReplyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reply of {} bytes exceeds the {}-byte buffer",
+            self.len, self.max
+        )
+    }
+}
+
+impl std::error::Error for ReplyTooLarge {}
+
+/// A request being served, and the buffer its reply is written into (the same
+/// memory: writing the reply may overwrite the request payload).
+#[derive(Debug)]
+pub struct Request<'a> {
+    ty: TypeIdx,
+    type_id: u32,
+    id: u64,
+    info: &'a TypeInfo,
+    /// From the first payload byte to the end of the buffer.
+    buf: &'a mut [u8],
+    len: usize,
+    reply_len: usize,
+}
+
+impl<'a> Request<'a> {
+    /// A view of the message in `msg_buf` (header + `len` payload bytes, validated by
+    /// the dispatcher), of type `ty` described by `info`.
+    pub(crate) fn new(
+        msg_buf: &'a mut [u8],
+        msg_len: usize,
+        ty: TypeIdx,
+        info: &'a TypeInfo,
+    ) -> Self {
+        let type_id = u32::from_le_bytes(msg_buf[4..8].try_into().unwrap());
+        let id = u64::from_le_bytes(msg_buf[8..16].try_into().unwrap());
+        Request {
+            ty,
+            type_id,
+            id,
+            info,
+            buf: &mut msg_buf[HEADER_LEN..],
+            len: msg_len - HEADER_LEN,
+            reply_len: 0,
+        }
+    }
+
+    /// A request over a stand-alone buffer (tests, benchmarks, offline use): `buf`
+    /// holds the payload in its first `len` bytes and room for the reply.
+    pub fn detached(
+        buf: &'a mut [u8],
+        len: usize,
+        ty: TypeIdx,
+        type_id: u32,
+        id: u64,
+        info: &'a TypeInfo,
+    ) -> Self {
+        assert!(len <= buf.len());
+        Request {
+            ty,
+            type_id,
+            id,
+            info,
+            buf,
+            len,
+            reply_len: 0,
+        }
+    }
+
+    /// Index of the request's type in the config's `requests`.
+    pub fn type_idx(&self) -> TypeIdx {
+        self.ty
+    }
+
+    /// Wire id of the request's type.
+    pub fn type_id(&self) -> u32 {
+        self.type_id
+    }
+
+    /// The type's configured name.
+    pub fn type_name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The type's configured mean service time, if any.
+    pub fn mean_ns(&self) -> Option<u64> {
+        self.info.mean_ns
+    }
+
+    /// The request id chosen by the client.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The request payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Largest reply payload that fits.
+    pub fn max_reply_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Replies with a copy of `bytes`.
+    pub fn reply(&mut self, bytes: &[u8]) -> Result<(), ReplyTooLarge> {
+        self.reply_buf(bytes.len())?.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Sets the reply length to `len` and returns those bytes to fill in. They start
+    /// out holding the request payload (and whatever followed it in the buffer).
+    pub fn reply_buf(&mut self, len: usize) -> Result<&mut [u8], ReplyTooLarge> {
+        if len > self.buf.len() {
+            return Err(ReplyTooLarge {
+                len,
+                max: self.buf.len(),
+            });
+        }
+        self.reply_len = len;
+        Ok(&mut self.buf[..len])
+    }
+
+    /// Replies with the request payload itself, unchanged (no copy).
+    pub fn echo(&mut self) {
+        self.reply_len = self.len;
+    }
+
+    /// Length of the reply payload set so far (0 until the handler sets one).
+    pub fn reply_len(&self) -> usize {
+        self.reply_len
+    }
+}
+
+/// Longest service time the `spin` handler burns for one request (requests come from
+/// the network: a bogus value must not wedge a worker for hours).
+pub const MAX_SPIN_NS: u64 = 1_000_000_000;
+
+/// Fake work: busy-waits for the service time carried in the request payload (a
+/// little-endian u64 of nanoseconds, see [`proto::spin_payload`]) or, without one, the
+/// type's configured `mean_ns`. Replies with an empty payload.
+#[derive(Debug, Clone)]
+pub struct Spin {
+    clock: Clock,
+}
+
+impl Spin {
+    pub fn new(clock: Clock) -> Spin {
+        Spin { clock }
+    }
+}
+
+impl Handler for Spin {
+    fn handle(&mut self, req: &mut Request<'_>) -> Result<(), HandlerError> {
+        let start = rdtsc();
+        let ns = proto::parse_spin_payload(req.payload())
+            .or(req.mean_ns())
+            .unwrap_or(0)
+            .min(MAX_SPIN_NS);
+        self.clock.spin_until(start, ns);
+        Ok(())
+    }
+}
+
+/// Replies with the request payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn handle(&mut self, req: &mut Request<'_>) -> Result<(), HandlerError> {
+        req.echo();
+        Ok(())
+    }
+}
+
+/// Names of the built-in handlers (config `workers.handler`).
+pub const BUILTIN: [&str; 2] = ["spin", "echo"];
+
+/// A built-in handler by name.
+pub fn builtin(name: &str, clock: Clock) -> Option<Box<dyn Handler>> {
+    match name {
+        "spin" => Some(Box::new(Spin::new(clock))),
+        "echo" => Some(Box::new(Echo)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn info(mean_ns: Option<u64>) -> TypeInfo {
+        TypeInfo {
+            name: "T".into(),
+            mean_ns,
+            ratio: None,
+        }
+    }
+
+    #[test]
+    fn echo_replies_with_the_payload() {
+        let info = info(None);
+        let mut buf = *b"hello.....";
+        let mut r = Request::detached(&mut buf, 5, 0, 1, 9, &info);
+        Echo.handle(&mut r).unwrap();
+        assert_eq!(r.reply_len(), 5);
+        assert_eq!(r.id(), 9);
+    }
+
+    #[test]
+    fn reply_is_bounded_by_the_buffer() {
+        let info = info(None);
+        let mut buf = [0u8; 8];
+        let mut r = Request::detached(&mut buf, 2, 0, 1, 9, &info);
+        assert_eq!(r.reply(&[1; 9]), Err(ReplyTooLarge { len: 9, max: 8 }));
+        r.reply(&[7; 8]).unwrap();
+        assert_eq!(r.reply_len(), 8);
+        assert_eq!(buf, [7; 8]);
+    }
+
+    #[test]
+    fn spin_burns_the_requested_time_or_the_types_mean() {
+        let clock = Clock::tsc();
+        let mut spin = Spin::new(clock);
+        let info_with_mean = info(Some(300_000));
+        let mut buf = [0u8; 16];
+        buf[..8].copy_from_slice(&proto::spin_payload(200_000));
+        let t = Instant::now();
+        spin.handle(&mut Request::detached(
+            &mut buf,
+            8,
+            0,
+            1,
+            1,
+            &info_with_mean,
+        ))
+        .unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_micros(180),
+            "{:?}",
+            t.elapsed()
+        );
+        // No payload: the type's mean applies.
+        let t = Instant::now();
+        spin.handle(&mut Request::detached(
+            &mut buf,
+            0,
+            0,
+            1,
+            1,
+            &info_with_mean,
+        ))
+        .unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_micros(270),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn closures_are_handlers() {
+        let info = info(None);
+        let mut h = |r: &mut Request<'_>| {
+            if r.payload().is_empty() {
+                Err(HandlerError::BadRequest)
+            } else {
+                r.reply(b"ok").map_err(|_| HandlerError::Failed)
+            }
+        };
+        let mut buf = [1u8; 4];
+        assert_eq!(
+            h.handle(&mut Request::detached(&mut buf, 0, 0, 1, 1, &info)),
+            Err(HandlerError::BadRequest)
+        );
+        assert!(h
+            .handle(&mut Request::detached(&mut buf, 1, 0, 1, 1, &info))
+            .is_ok());
+        assert_eq!(HandlerError::BadRequest.status(), proto::Status::BadRequest);
+    }
+}

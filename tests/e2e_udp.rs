@@ -1,0 +1,219 @@
+//! End to end over kernel UDP: the `psp-app` binary on loopback, driven by a plain
+//! socket client, under each policy.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use persephone::proto::{self, Header, Kind, Status, HEADER_LEN};
+
+/// A `psp-app` child process and the address it serves on.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    stdout: BufReader<std::process::ChildStdout>,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Daemon {
+    fn start(policy: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("psp-e2e-{}-{policy}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("cfg.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "pin: false
+dispatcher: {{ idle: park, drain_timeout_ms: 5000 }}
+workers: {{ number: 2, handler: spin, idle: park }}
+policy: {{ kind: {policy}, window: 500 }}
+net: {{ backend: udp, bind: 127.0.0.1:0 }}
+requests:
+  - {{ id: 1, name: SHORT, mean_ns: 1000 }}
+  - {{ id: 2, name: LONG, mean_ns: 10000 }}
+stats: {{ interval_ms: 200 }}
+"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_psp-app"))
+            .arg("--cfg")
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn psp-app");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        // The daemon prints its address once it serves; bounded by the test harness.
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Daemon {
+            child,
+            addr,
+            stdout,
+            _dir: TempDir(dir),
+        }
+    }
+
+    /// SIGTERM, then the exit status and everything printed after the first line.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let mut out = String::new();
+        self.stdout.read_to_string(&mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        (status, out)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn request(ty: u32, id: u64, service_ns: u64) -> Vec<u8> {
+    let mut buf = vec![0; HEADER_LEN + 8];
+    let n = proto::encode_request(&mut buf, ty, id, 0, &proto::spin_payload(service_ns)).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// Sends `n` requests alternating between two types, at most `window` outstanding,
+/// and returns the replies by id.
+fn drive(addr: SocketAddr, n: u64, window: u64) -> HashMap<u64, Header> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut replies = HashMap::new();
+    let mut sent = 0u64;
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (replies.len() as u64) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} replies",
+            replies.len()
+        );
+        while sent < n && sent - (replies.len() as u64) < window {
+            let ty = 1 + (sent % 2) as u32;
+            let service = if ty == 1 { 1_000 } else { 5_000 };
+            sock.send_to(&request(ty, sent, service), addr).unwrap();
+            sent += 1;
+        }
+        match sock.recv_from(&mut buf) {
+            Ok((len, _)) => {
+                let h = Header::parse(&buf[..len]).expect("server sent a malformed reply");
+                assert!(
+                    replies.insert(h.id, h).is_none(),
+                    "duplicate reply for {}",
+                    h.id
+                );
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                // Loopback does not lose datagrams under this window; resend nothing,
+                // just keep waiting (the deadline above bounds the test).
+            }
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    replies
+}
+
+fn counter(out: &str, name: &str) -> u64 {
+    out.lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some(name)).then(|| it.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no counter {name} in:\n{out}"))
+}
+
+fn serves_10k_requests_of_two_types(policy: &str) {
+    let d = Daemon::start(policy);
+    let addr = d.addr;
+
+    // A malformed datagram first: it must be counted and not disturb the rest.
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    junk.send_to(&[0xab; 40], addr).unwrap();
+
+    let n = 10_000;
+    let replies = drive(addr, n, 32);
+    for id in 0..n {
+        let h = replies
+            .get(&id)
+            .unwrap_or_else(|| panic!("no reply for {id}"));
+        assert_eq!(h.kind, Kind::Reply(Status::Ok), "request {id}");
+        assert_eq!(
+            h.ty,
+            1 + (id % 2) as u32,
+            "request {id} came back with the wrong type"
+        );
+    }
+
+    let (status, out) = d.terminate();
+    assert!(status.success(), "psp-app exited with {status}:\n{out}");
+    assert!(out.contains("final counters:"), "{out}");
+    assert_eq!(counter(&out, "received"), n + 1, "{out}");
+    assert_eq!(counter(&out, "ok"), n, "{out}");
+    assert_eq!(counter(&out, "malformed"), 1, "{out}");
+    assert_eq!(counter(&out, "bad_magic"), 1, "{out}");
+    assert_eq!(counter(&out, "in_flight"), 0, "{out}");
+    assert!(out.contains("balanced        true"), "{out}");
+}
+
+#[test]
+fn cfcfs_serves_10k_requests() {
+    serves_10k_requests_of_two_types("cfcfs");
+}
+
+#[test]
+fn dfcfs_serves_10k_requests() {
+    serves_10k_requests_of_two_types("dfcfs");
+}
+
+#[test]
+fn darc_serves_10k_requests() {
+    serves_10k_requests_of_two_types("darc");
+}
+
+#[test]
+fn unknown_types_are_answered_and_counted() {
+    let d = Daemon::start("cfcfs");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.send_to(&request(77, 5, 0), d.addr).unwrap();
+    let mut buf = [0u8; 256];
+    let (len, _) = sock.recv_from(&mut buf).unwrap();
+    let h = Header::parse(&buf[..len]).unwrap();
+    assert_eq!(
+        (h.kind, h.id, h.ty),
+        (Kind::Reply(Status::UnknownType), 5, 77)
+    );
+    let (status, out) = d.terminate();
+    assert!(status.success());
+    assert_eq!(counter(&out, "unknown_type"), 1, "{out}");
+}
