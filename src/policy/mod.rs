@@ -18,7 +18,7 @@ mod queues;
 mod workerset;
 
 pub use cfcfs::Cfcfs;
-pub use darc::{Darc, Group, Reservation};
+pub use darc::{cores_for, reserve, Darc, Group, Reservation, TypeStat};
 pub use dfcfs::Dfcfs;
 pub use queues::{QueueState, TypedQueues};
 pub use workerset::WorkerSet;
