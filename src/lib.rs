@@ -33,6 +33,7 @@ pub mod idle;
 pub mod net;
 pub mod policy;
 pub mod proto;
+pub mod report;
 pub mod ring;
 #[allow(unsafe_code)]
 pub mod time;
