@@ -1,0 +1,454 @@
+//! policy_props.rs - property tests of the scheduling policies, each driven the way the
+//! dispatcher drives it through random interleavings of arrivals and completions.
+//!
+//! A small deterministic [`Driver`] owns [`TypedQueues`] of request ids and the
+//! requests each worker holds, and after every event asks the policy for decisions
+//! until it says `None`, carrying each one out at once. It checks what every policy
+//! promises (each request dispatched exactly once, FCFS within a type, never beyond a
+//! worker's capacity); the tests add each policy's own promises:
+//!
+//! - c-FCFS never leaves a worker idle while a request waits;
+//! - d-FCFS never exceeds its depth;
+//! - DARC never runs a request on a core reserved to a shorter group than its own
+//!   (the spillway of an overflowing group excepted), only on workers its reservation
+//!   allows, and never leaves an allowed worker idle while a request waits.
+
+use std::collections::VecDeque;
+
+use persephone::config::{Assign, PolicyConfig, Profile};
+use persephone::policy::{
+    cores_for, reserve, Cfcfs, Darc, Dfcfs, Dispatch, Event, Policy, Reservation, TypeInfo,
+    TypeStat, TypedQueues, WorkerSet,
+};
+use persephone::time::{Clock, Cycles};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// Nominal service time of each type (ns): two short-ish and two long-ish types, so
+/// that DARC's grouping depends on `delta` and on the measured jitter.
+const BASE_NS: [u64; 4] = [1_000, 100_000, 5_000, 20_000];
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A request of type `ty` arrives.
+    Arrive { ty: usize },
+    /// The `pick`-th busy worker (modulo their number) finishes its oldest request,
+    /// which took its type's nominal time ± `jitter - 10` %.
+    Complete { pick: usize, jitter: u64 },
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    n_types: usize,
+    n_workers: usize,
+    /// Each op with the time (ns) that passes before it.
+    ops: Vec<(u64, Op)>,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (1usize..=4, 1usize..=6).prop_flat_map(|(n_types, n_workers)| {
+        let op = prop_oneof![
+            3 => (0..n_types).prop_map(|ty| Op::Arrive { ty }),
+            2 => (any::<usize>(), 0u64..=20).prop_map(|(pick, jitter)| Op::Complete { pick, jitter }),
+        ];
+        prop::collection::vec((0u64..5_000, op), 0..250).prop_map(move |ops| Scenario {
+            n_types,
+            n_workers,
+            ops,
+        })
+    })
+}
+
+/// The dispatcher, reduced to what a policy sees.
+struct Driver<P> {
+    policy: P,
+    n_workers: usize,
+    cap: usize,
+    queues: TypedQueues<u64>,
+    /// Requests held by each worker, oldest first: (id, type).
+    held: Vec<VecDeque<(u64, usize)>>,
+    now: Cycles,
+    arrived: u64,
+    dispatched: Vec<bool>,
+    /// Last id dispatched per type (FCFS within a type).
+    last_of_type: Vec<Option<u64>>,
+}
+
+impl<P: Policy> Driver<P> {
+    fn new(policy: P, n_types: usize, n_workers: usize) -> Driver<P> {
+        let cap = policy.worker_capacity();
+        Driver {
+            policy,
+            n_workers,
+            cap,
+            queues: TypedQueues::new(n_types, 4096),
+            held: vec![VecDeque::new(); n_workers],
+            now: 0,
+            arrived: 0,
+            dispatched: Vec::new(),
+            last_of_type: vec![None; n_types],
+        }
+    }
+
+    fn idle(&self) -> WorkerSet {
+        (0..self.n_workers)
+            .filter(|&w| self.held[w].is_empty())
+            .collect()
+    }
+
+    fn arrive(&mut self, ty: usize) {
+        let id = self.arrived;
+        self.arrived += 1;
+        self.dispatched.push(false);
+        self.queues
+            .push(ty, self.now, id)
+            .expect("queues are large enough");
+        self.policy.on_arrival(ty, self.now);
+    }
+
+    /// Completes the oldest request of the `pick`-th busy worker, if any is busy.
+    fn complete(&mut self, pick: usize, jitter: u64) {
+        let busy: Vec<usize> = (0..self.n_workers)
+            .filter(|&w| !self.held[w].is_empty())
+            .collect();
+        if busy.is_empty() {
+            return;
+        }
+        let w = busy[pick % busy.len()];
+        self.complete_worker(w, jitter);
+    }
+
+    fn complete_worker(&mut self, w: usize, jitter: u64) {
+        let (_, ty) = self.held[w].pop_front().expect("worker is busy");
+        let service = BASE_NS[ty] * (90 + jitter) / 100;
+        self.policy.on_completion(w, ty, service, self.now);
+    }
+
+    /// Asks for decisions until `None`, carrying each out and checking the promises
+    /// every policy makes. Returns the decisions.
+    fn drain(&mut self) -> Result<Vec<Dispatch>, TestCaseError> {
+        let mut out = Vec::new();
+        let bound = self.queues.total_len();
+        while let Some(d) = self.policy.next(self.queues.state(), self.now) {
+            prop_assert!(
+                out.len() < bound,
+                "more dispatches than waiting requests: {out:?} then {d:?}"
+            );
+            prop_assert!(d.worker < self.n_workers, "no worker {}", d.worker);
+            prop_assert!(
+                self.held[d.worker].len() < self.cap,
+                "worker {} already holds {} (capacity {}): {d:?}",
+                d.worker,
+                self.held[d.worker].len(),
+                self.cap
+            );
+            let Some((_, id)) = self.queues.pop(d.ty) else {
+                return Err(TestCaseError::fail(format!(
+                    "{d:?}: no request of type {} waits",
+                    d.ty
+                )));
+            };
+            prop_assert!(
+                !self.dispatched[id as usize],
+                "request {id} dispatched twice"
+            );
+            self.dispatched[id as usize] = true;
+            if let Some(last) = self.last_of_type[d.ty] {
+                prop_assert!(last < id, "type {} out of FCFS order", d.ty);
+            }
+            self.last_of_type[d.ty] = Some(id);
+            self.held[d.worker].push_back((id, d.ty));
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Plays `ops`, calling `check` after each drain, then completes everything.
+    fn run(
+        &mut self,
+        ops: &[(u64, Op)],
+        mut check: impl FnMut(&mut Self, &[Dispatch]) -> Result<(), TestCaseError>,
+    ) -> Result<(), TestCaseError> {
+        for (dt, op) in ops {
+            self.now += dt;
+            match *op {
+                Op::Arrive { ty } => self.arrive(ty),
+                Op::Complete { pick, jitter } => self.complete(pick, jitter),
+            }
+            let ds = self.drain()?;
+            check(self, &ds)?;
+        }
+        // Wind down: complete everything held, round after round, until all is done.
+        let mut rounds = 0;
+        loop {
+            let ds = self.drain()?;
+            check(self, &ds)?;
+            if self.queues.total_len() == 0 && self.held.iter().all(VecDeque::is_empty) {
+                break;
+            }
+            rounds += 1;
+            prop_assert!(
+                rounds <= self.arrived + 1,
+                "requests stuck: {} waiting, held {:?}",
+                self.queues.total_len(),
+                self.held
+            );
+            self.now += 1_000;
+            for w in 0..self.n_workers {
+                if !self.held[w].is_empty() {
+                    self.complete_worker(w, 10);
+                }
+            }
+        }
+        prop_assert!(
+            self.dispatched.iter().all(|&d| d),
+            "some requests never dispatched"
+        );
+        Ok(())
+    }
+}
+
+fn types(n_types: usize, ratios: Option<&[u32]>) -> Vec<TypeInfo> {
+    (0..n_types)
+        .map(|t| TypeInfo {
+            name: format!("T{t}"),
+            mean_ns: ratios.map(|_| BASE_NS[t]),
+            ratio: ratios.map(|r| r[t] as f64),
+        })
+        .collect()
+}
+
+/// A DARC configuration for `n_workers` workers: profile, window, delta, spillway and
+/// a manual reservation that passes config validation (sum ≤ workers); plus the
+/// configured ratios, if the types get a configured load.
+fn darc_setup(n_workers: usize) -> impl Strategy<Value = (PolicyConfig, Option<Vec<u32>>)> {
+    (
+        any::<bool>(),
+        1u64..=20,
+        prop::sample::select(vec![0.0, 0.2, 0.5, 2.0]),
+        prop::option::of(0..n_workers),
+        prop::option::of(prop::collection::vec(0..=n_workers, 0..=3)),
+        prop::option::weighted(0.5, prop::collection::vec(0u32..4, 4)),
+    )
+        .prop_map(
+            move |(is_static, window, delta, spillway, n_resas, ratios)| {
+                let n_resas = n_resas.map(|v| {
+                    let mut left = n_workers;
+                    v.into_iter()
+                        .map(|k| {
+                            let k = k.min(left);
+                            left -= k;
+                            k
+                        })
+                        .collect()
+                });
+                // Static mode needs configured loads with at least one positive ratio.
+                let ratios = if is_static {
+                    let mut r = ratios.unwrap_or_else(|| vec![1; 4]);
+                    r[0] = r[0].max(1);
+                    Some(r)
+                } else {
+                    ratios
+                };
+                let cfg = PolicyConfig {
+                    profile: if is_static {
+                        Profile::Static
+                    } else {
+                        Profile::Dynamic
+                    },
+                    window,
+                    delta,
+                    spillway,
+                    n_resas,
+                    ..PolicyConfig::default()
+                };
+                (cfg, ratios)
+            },
+        )
+}
+
+/// DARC's promises about one drain, given the reservation in force during it.
+fn check_darc(d: &mut Driver<Darc>, ds: &[Dispatch]) -> Result<(), TestCaseError> {
+    let idle = d.idle();
+    match d.policy.reservation() {
+        None => {
+            // Before the first reservation: c-FCFS.
+            prop_assert!(
+                d.queues.total_len() == 0 || idle.is_empty(),
+                "c-FCFS phase left {idle:?} idle with requests waiting"
+            );
+        }
+        Some(r) => {
+            for x in ds {
+                check_placement(r, x)?;
+            }
+            // Non-work-conserving only when it must be: no waiting request has an
+            // allowed worker idle.
+            for ty in 0..d.queues.state().n_types() {
+                if d.queues.state().len(ty) > 0 {
+                    let free = r.eligible(ty).intersection(&idle);
+                    prop_assert!(
+                        free.is_empty(),
+                        "type {ty} waits while {free:?} may serve it: {r}"
+                    );
+                }
+            }
+        }
+    }
+    // Every reservation change is reported, the last one being the one in force.
+    let mut last = None;
+    while let Some(Event::Reservation { at, resa }) = d.policy.poll_event() {
+        prop_assert!(at <= d.now);
+        last = Some(resa);
+    }
+    if let Some(resa) = last {
+        prop_assert_eq!(Some(&resa), d.policy.reservation());
+    }
+    Ok(())
+}
+
+/// A request of type `x.ty` may run on `x.worker` under `r`.
+fn check_placement(r: &Reservation, x: &Dispatch) -> Result<(), TestCaseError> {
+    let w = x.worker;
+    prop_assert!(
+        r.eligible(x.ty).contains(w),
+        "{x:?} outside the type's workers: {r}"
+    );
+    match r.group_of(x.ty) {
+        None => prop_assert_eq!(w, r.spillway, "a type without a group off the spillway"),
+        Some(g) => {
+            for (h, shorter) in r.groups[..g].iter().enumerate() {
+                if shorter.reserved.contains(w) {
+                    prop_assert!(
+                        w == r.spillway && r.groups[g].spilled,
+                        "{x:?}: group {g}'s request on worker {w}, reserved to shorter \
+                         group {h}: {r}"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn cfcfs_is_work_conserving(s in scenario()) {
+        let mut d = Driver::new(Cfcfs::new(s.n_workers), s.n_types, s.n_workers);
+        prop_assert_eq!(d.cap, 1);
+        d.run(&s.ops, |d, _| {
+            prop_assert!(
+                d.queues.total_len() == 0 || d.idle().is_empty(),
+                "worker {:?} idle while {} requests wait",
+                d.idle(),
+                d.queues.total_len()
+            );
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn dfcfs_respects_its_depth(
+        s in scenario(),
+        assign in prop::sample::select(vec![Assign::RoundRobin, Assign::Random, Assign::Jsq]),
+        depth in 1usize..=4,
+        seed in any::<u64>(),
+    ) {
+        let policy = Dfcfs::new(s.n_workers, depth, assign, seed);
+        let mut d = Driver::new(policy, s.n_types, s.n_workers);
+        prop_assert_eq!(d.cap, depth);
+        d.run(&s.ops, |d, _| {
+            for w in 0..d.n_workers {
+                prop_assert!(d.held[w].len() <= depth);
+                prop_assert_eq!(d.policy.outstanding(w), d.held[w].len());
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn darc_keeps_groups_apart(
+        (s, (cfg, ratios)) in scenario().prop_flat_map(|s| {
+            let n = s.n_workers;
+            (Just(s), darc_setup(n))
+        })
+    ) {
+        let types = types(s.n_types, ratios.as_deref());
+        let darc = Darc::new(&cfg, &types, s.n_workers, Clock::NANOS);
+        if cfg.profile == Profile::Static {
+            prop_assert!(darc.reservation().is_some());
+        }
+        let mut d = Driver::new(darc, s.n_types, s.n_workers);
+        prop_assert_eq!(d.cap, 1);
+        d.run(&s.ops, check_darc)?;
+        if cfg.profile == Profile::Static {
+            prop_assert_eq!(d.policy.windows_closed(), 0);
+        }
+    }
+
+    /// The reservation maths on arbitrary loads: every type in one group, groups in
+    /// mean order, cores as computed (or as asked), no group stranded, and no group
+    /// able to reach a shorter group's core except through the spillway.
+    #[test]
+    fn reservations_are_well_formed(
+        loads in prop::collection::vec((1.0f64..1e6, 0.0f64..1.0), 1..8),
+        n_workers in 1usize..=20,
+        delta in 0.0f64..2.0,
+        spill in any::<prop::sample::Index>(),
+        manual in prop::option::of(prop::collection::vec(0usize..6, 0..4)),
+    ) {
+        let stats: Vec<TypeStat> = loads
+            .iter()
+            .enumerate()
+            .map(|(ty, &(mean_ns, ratio))| TypeStat { ty, mean_ns, ratio })
+            .collect();
+        let spillway = spill.index(n_workers);
+        let manual = manual.map(|v| {
+            let mut left = n_workers;
+            v.into_iter().map(|k| { let k = k.min(left); left -= k; k }).collect::<Vec<_>>()
+        });
+        let r = reserve(&stats, n_workers, delta, manual.as_deref(), spillway);
+        prop_assert_eq!(r.spillway, spillway);
+
+        let mut seen: Vec<usize> = r.groups.iter().flat_map(|g| g.types.clone()).collect();
+        seen.sort_unstable();
+        prop_assert_eq!(seen, (0..stats.len()).collect::<Vec<_>>());
+        let means: Vec<f64> = r.groups.iter().flat_map(|g| g.types.iter().map(|&t| stats[t].mean_ns)).collect();
+        prop_assert!(means.windows(2).all(|m| m[0] <= m[1]), "groups out of mean order");
+        for pair in r.groups.windows(2) {
+            let (a, b) = (stats[pair[0].types[0]].mean_ns, stats[pair[1].types[0]].mean_ns);
+            prop_assert!(b - a >= a * delta, "groups {:?} and {:?} should be one", pair[0].types, pair[1].types);
+        }
+        for g in &r.groups {
+            let first = stats[g.types[0]].mean_ns;
+            for &t in &g.types {
+                prop_assert!(stats[t].mean_ns - first < first * delta || t == g.types[0]);
+            }
+        }
+        let total_demand: f64 = r.groups.iter().map(|g| g.demand).sum();
+        if stats.iter().any(|t| t.ratio > 0.0) {
+            prop_assert!((total_demand - n_workers as f64).abs() < 1e-6);
+        }
+
+        let mut taken = WorkerSet::EMPTY;
+        for (i, g) in r.groups.iter().enumerate() {
+            prop_assert!(!g.eligible().is_empty(), "group {} stranded: {}", i, r);
+            let own = if g.spilled {
+                let mut own = g.reserved;
+                own.remove(spillway);
+                own
+            } else {
+                g.reserved
+            };
+            prop_assert!(own.intersection(&taken).is_empty(), "group {} overlaps: {}", i, r);
+            taken = taken.union(&own);
+            prop_assert!(g.stealable.intersection(&taken).is_empty(), "group {} steals back: {}", i, r);
+            let asked = manual.as_ref().and_then(|m| m.get(i).copied());
+            if !g.spilled {
+                prop_assert_eq!(g.reserved.len(), asked.unwrap_or_else(|| cores_for(g.demand)));
+            }
+        }
+    }
+}
