@@ -49,9 +49,10 @@ pub enum IdleStrategy {
     Spin,
     /// `sched_yield` between polls: shares a core with other runnable threads.
     Yield,
-    /// Spin briefly, then yield, then sleep with bounded exponential backoff: frees
-    /// the core when idle (tests, laptops, 2-core machines) at the cost of wake-up
-    /// latency of up to `max_park_us`.
+    /// Spin briefly, then yield, then sleep until woken (workers by the dispatcher,
+    /// the dispatcher by its socket or a worker's completion), at most `max_park_us`:
+    /// frees the core when idle (tests, laptops, 2-core machines) at the cost of an
+    /// OS wake-up (tens of microseconds) after an idle spell.
     Park,
 }
 
@@ -92,7 +93,8 @@ pub struct DispatcherConfig {
     /// Most packets taken from the network per receive call.
     #[serde(default = "default_batch")]
     pub rx_batch: usize,
-    /// Upper bound of a `park` sleep, in microseconds.
+    /// Upper bound of a `park` sleep, in microseconds (wake-ups are signalled; this
+    /// only bounds how late a stats line or a stop request is noticed).
     #[serde(default = "default_max_park_us")]
     pub max_park_us: u64,
     /// On shutdown, how long queued and in-flight requests may take to finish before
@@ -116,7 +118,7 @@ fn default_batch() -> usize {
     32
 }
 fn default_max_park_us() -> u64 {
-    200
+    5000
 }
 fn default_drain_ms() -> u64 {
     2000

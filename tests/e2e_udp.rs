@@ -53,22 +53,25 @@ stats: {{ interval_ms: 200 }}
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn psp-app");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        // The daemon prints its address once it serves; bounded by the test harness.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        // From here on the guard kills the child if anything fails.
+        let mut d = Daemon {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            stdout,
+            _dir: TempDir(dir),
+        };
+        // The daemon prints its address once it serves (it exits, closing stdout, if
+        // it cannot start).
         let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
+        d.stdout.read_line(&mut line).unwrap();
+        d.addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .unwrap();
-        Daemon {
-            child,
-            addr,
-            stdout,
-            _dir: TempDir(dir),
-        }
+        d
     }
 
     /// SIGTERM, then the exit status and everything printed after the first line.
