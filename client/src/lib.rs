@@ -1,0 +1,10 @@
+//! # psp-client
+//!
+//! The open-loop load generator of persephone-rs: it computes a whole schedule of
+//! requests up front ([`schedule`]), sends each at its time without waiting for
+//! replies, measures every reply's latency from the request's *scheduled* send time,
+//! and reports per-type latency and slowdown through [`persephone::report`].
+
+#![deny(unsafe_code)]
+
+pub mod schedule;
