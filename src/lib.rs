@@ -15,7 +15,7 @@
 //!   push to worker rings; take completions back.
 //! - [`policy`]: scheduling policies as pure state machines (no threads, clock or
 //!   I/O), driven with TSC time here and with virtual time by the simulator.
-//! - [`workers`]: the worker loop and the [`Handler`](workers::Handler) API: the
+//! - [`workers`]: the worker loop and the [`Handler`] API: the
 //!   request buffer becomes the reply in place and leaves on the worker's own queue.
 //! - [`ring`]: the single-producer single-consumer rings between them.
 //! - [`app`]: assembling all of it from a [`config::Config`] ([`App`], [`Server`]).
