@@ -269,6 +269,10 @@ where
             stop: stop_workers.clone(),
             sleeper,
             doorbell: doorbell.clone(),
+            budget: cfg
+                .workers
+                .budget_us
+                .map(|us| clock.ns_to_cycles(us as f64 * 1e3)),
         };
         let name = format!("psp-worker-{i}");
         let cfg2 = cfg.clone();
@@ -427,6 +431,7 @@ impl Server {
             if let Ok(r) = w.join() {
                 stats.tx_errors += r.tx_errors;
                 stats.panics += r.panics;
+                stats.overruns += r.overruns;
             }
         }
         stats

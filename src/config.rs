@@ -137,6 +137,12 @@ pub struct WorkersConfig {
     /// Upper bound of a `park` sleep, in microseconds.
     #[serde(default = "default_max_park_us")]
     pub max_park_us: u64,
+    /// Per-request service budget in microseconds: a request whose handler runs longer
+    /// is answered `timeout` (its reply discarded) and counted. Handlers are not
+    /// preempted, so the worker's time is not reclaimed; this bounds what a client is
+    /// told, and makes overruns visible.
+    #[serde(default)]
+    pub budget_us: Option<u64>,
 }
 
 fn default_handler() -> String {
@@ -460,6 +466,12 @@ impl Config {
                 }
             }
         }
+        if w.budget_us == Some(0) {
+            return err(
+                "workers.budget_us",
+                "must be at least 1 (or absent for no budget)".into(),
+            );
+        }
         if w.max_park_us == 0 {
             return err("workers.max_park_us", "must be at least 1".into());
         }
@@ -709,6 +721,10 @@ requests:
             (
                 "pin: false\nworkers: { number: 1 }\ndispatcher: { rx_batch: 0 }\nrequests: [{id: 1, name: A}]",
                 "dispatcher.rx_batch",
+            ),
+            (
+                "pin: false\nworkers: { number: 1, budget_us: 0 }\nrequests: [{id: 1, name: A}]",
+                "workers.budget_us",
             ),
             ("cpus: [0, 0]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]", "cpus[1]"),
             (

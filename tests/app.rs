@@ -311,3 +311,37 @@ fn bad_configs_and_handlers_fail_to_start_with_a_reason() {
         assert!(e.contains("--features dpdk"), "{e}");
     }
 }
+
+#[test]
+fn a_request_over_budget_is_answered_timeout_and_counted() {
+    let mut cfg = config(1, 16, "");
+    cfg.workers.budget_us = Some(1_000);
+    let server = App::new(cfg)
+        .handler(|_| {
+            |req: &mut Request<'_>| -> Result<(), HandlerError> {
+                if req.payload() == b"slow" {
+                    // Well over the 1 ms budget however the machine is loaded.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                req.echo();
+                Ok(())
+            }
+        })
+        .start()
+        .unwrap();
+    let c = Client::new(&server);
+    c.send(1, 1, b"slow");
+    let (h, body) = c.recv();
+    assert_eq!((h.id, h.kind), (1, Kind::Reply(Status::Timeout)));
+    assert!(body.is_empty(), "an overrun's reply is discarded");
+    c.send(1, 2, b"quick");
+    let (h, body) = c.recv();
+    assert_eq!(
+        (h.id, h.kind, body.as_slice()),
+        (2, Kind::Reply(Status::Ok), &b"quick"[..])
+    );
+    let stats = server.shutdown();
+    assert_eq!(stats.overruns, 1, "{stats}");
+    assert_eq!(stats.replies_with(Status::Timeout), 1);
+    assert!(stats.balanced(), "{stats}");
+}

@@ -74,6 +74,9 @@ pub struct Stats {
     pub abandoned: u64,
     /// Handler panics caught by workers.
     pub panics: u64,
+    /// Requests whose handler overran `workers.budget_us` (also counted as `timeout`
+    /// replies).
+    pub overruns: u64,
     pub types: Vec<TypeStats>,
     /// The policy's one-line state (e.g. DARC's reservation).
     pub policy: String,
@@ -177,6 +180,7 @@ impl fmt::Display for Stats {
         writeln!(f, "rx_errors       {}", self.rx_errors)?;
         writeln!(f, "tx_errors       {}", self.tx_errors)?;
         writeln!(f, "handler panics  {}", self.panics)?;
+        writeln!(f, "overruns        {}", self.overruns)?;
         writeln!(f, "in_flight       {}", self.in_flight)?;
         writeln!(f, "abandoned       {}", self.abandoned)?;
         for t in &self.types {

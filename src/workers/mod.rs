@@ -95,6 +95,9 @@ pub struct Worker<T: TxQueue> {
     pub sleeper: Arc<std::sync::OnceLock<Arc<Sleeper>>>,
     /// The dispatcher's doorbell, rung after each completion when it sleeps.
     pub doorbell: Arc<crate::dispatcher::Doorbell>,
+    /// Service budget in cycles (`workers.budget_us`): a handler that runs longer has
+    /// its reply replaced by `timeout`.
+    pub budget: Option<Cycles>,
 }
 
 impl<T: TxQueue> std::fmt::Debug for Worker<T> {
@@ -110,6 +113,8 @@ impl<T: TxQueue> std::fmt::Debug for Worker<T> {
 pub struct WorkerReport {
     pub served: u64,
     pub panics: u64,
+    /// Requests whose handler overran the budget (answered `timeout`).
+    pub overruns: u64,
     pub tx_errors: u64,
 }
 
@@ -160,6 +165,13 @@ impl<T: TxQueue> Worker<T> {
             }
         };
         let service = rdtsc().wrapping_sub(start);
+        let (status, reply_len) = match self.budget {
+            Some(b) if service > b && status == Status::Ok => {
+                report.overruns += 1;
+                (Status::Timeout, 0)
+            }
+            _ => (status, reply_len),
+        };
         let len = proto::make_reply(pkt.buf_mut(), status, reply_len);
         pkt.set_len(len);
         let pkt = self.tx.send(pkt);
