@@ -7,4 +7,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod engine;
+pub mod measure;
 pub mod schedule;
+#[allow(unsafe_code)]
+pub mod sys;

@@ -1,0 +1,391 @@
+//! engine.rs - plays a [`Schedule`] over UDP: one sender thread that sends each request
+//! at its scheduled time and never waits for replies, one receiver thread that matches
+//! replies to requests by id.
+//!
+//! Both threads work on arrays preallocated before the run and indexed by request
+//! number (the low 40 bits of the wire id): no hashing, no allocation per request.
+//!
+//! - **Sender.** Sleeps while the next send is more than `spin` away (with the thread's
+//!   timer slack lowered to 1 µs), then spins on the TSC for the last stretch. When it
+//!   falls behind, every request already due goes out in one `sendmmsg`. It stamps the
+//!   TSC just before each send call; lateness is judged later against the schedule.
+//! - **Receiver.** Blocks in `recvmmsg` (a short read timeout lets it notice the end),
+//!   stamps each batch with the TSC and records (time, status) in the request's slot.
+//!   Replies that do not parse are counted `malformed`; replies whose id is from another
+//!   run, out of range, of the wrong type or already answered are counted `unexpected`.
+//!   Nothing from the network can make it panic.
+//! - **End.** After the last send the receiver keeps listening until every sent request
+//!   is answered or `timeout` has passed since the last send.
+//!
+//! The [`Outcome`] holds raw TSC stamps; [`crate::measure`] turns them into reports.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use persephone::proto::{self, Header, Kind, Status};
+use persephone::time::{rdtsc, Clock, Cycles};
+
+use crate::schedule::Schedule;
+use crate::sys::{self, RecvBatch, SendBatch};
+
+/// Bits of the wire id that carry the request number; the bits above carry the run's
+/// epoch, so stray replies to an earlier run are recognised.
+pub const INDEX_BITS: u32 = 40;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// How to play a schedule.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server: SocketAddr,
+    /// A request without a reply this long after its scheduled send is lost.
+    pub timeout: Duration,
+    /// At most this many requests outstanding (sent, not answered); `None`: unlimited.
+    /// When the cap is reached the sender waits (up to `timeout`), and the wait shows up
+    /// as late sends and as latency, never as omitted samples.
+    pub max_concurrency: Option<u64>,
+    /// The sender sleeps while the next send is further away than this, then spins.
+    pub spin: Duration,
+    /// Delay between starting the threads and time 0 of the schedule.
+    pub lead: Duration,
+    /// Socket buffer sizes (SO_RCVBUF/SO_SNDBUF), bytes.
+    pub socket_buffer: usize,
+    /// Tag of this run in the ids' high bits (24 bits are used).
+    pub epoch: u32,
+}
+
+impl Options {
+    pub fn new(server: SocketAddr) -> Options {
+        Options {
+            server,
+            timeout: Duration::from_secs(1),
+            max_concurrency: None,
+            spin: Duration::from_micros(60),
+            lead: Duration::from_millis(5),
+            socket_buffer: 8 << 20,
+            epoch: 1,
+        }
+    }
+}
+
+/// Status byte of a slot with no reply.
+pub const NO_REPLY: u8 = 0;
+
+/// What happened to every request, as raw timestamps.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub clock: Clock,
+    /// TSC value of time 0 of the schedule.
+    pub start: Cycles,
+    /// TSC just before each request's send call; 0 if it was never sent.
+    pub sent_at: Vec<Cycles>,
+    /// TSC when each request's reply was received; 0 if none was.
+    pub reply_at: Vec<Cycles>,
+    /// [`NO_REPLY`], or 1 + the reply's [`Status`] wire value.
+    pub status: Vec<u8>,
+    /// Replies that failed to parse, or were not replies.
+    pub malformed: u64,
+    /// Replies that matched no outstanding request.
+    pub unexpected: u64,
+    /// Sends the kernel refused (those requests count as lost and late).
+    pub send_errors: u64,
+    /// Receive calls that failed other than by timing out (e.g. ICMP port unreachable).
+    pub recv_errors: u64,
+    /// The first send or receive error, for the user.
+    pub first_error: Option<String>,
+}
+
+impl Outcome {
+    /// The scheduled send time of request `i` (whose offset is `at_ns`), in TSC cycles.
+    #[inline]
+    pub fn target(&self, at_ns: u64) -> Cycles {
+        self.start + self.clock.ns_to_cycles(at_ns as f64)
+    }
+
+    /// The status of request `i`'s reply, if one came.
+    pub fn reply_status(&self, i: usize) -> Option<Status> {
+        self.status[i].checked_sub(1).and_then(Status::from_bits)
+    }
+}
+
+/// Counters the caller may watch while a run is in progress.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Requests handed to the kernel so far.
+    pub sent: AtomicU64,
+    /// Replies matched so far.
+    pub answered: AtomicU64,
+    /// Set when the sender has finished.
+    pub sender_done: AtomicBool,
+}
+
+/// Plays `schedule` against `opts.server`. `watch` is called on the calling thread
+/// about every 100 ms while the run is in progress (for progress display).
+pub fn run(
+    schedule: &Schedule,
+    opts: &Options,
+    live: &Live,
+    mut watch: impl FnMut(&Live),
+) -> io::Result<Outcome> {
+    let n = schedule.len();
+    if n as u64 > INDEX_MASK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "schedule too long for 40-bit request ids",
+        ));
+    }
+    let bind: SocketAddr = if opts.server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal address")
+    } else {
+        "[::]:0".parse().expect("literal address")
+    };
+    let sock = UdpSocket::bind(bind)?;
+    sock.connect(opts.server)?;
+    sys::set_buffers(&sock, opts.socket_buffer);
+    // Short enough to notice the end of the run promptly, long enough not to spin.
+    sock.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let rx_sock = sock.try_clone()?;
+
+    let clock = Clock::tsc();
+    let epoch = (opts.epoch & 0xff_ffff) as u64;
+    // Preallocate every per-request slot before time 0.
+    let mut sent_at = vec![0 as Cycles; n];
+    let mut reply_at = vec![0 as Cycles; n];
+    let mut status = vec![NO_REPLY; n];
+    // Written by the sender when it finishes: the receiver's deadline.
+    let deadline = AtomicU64::new(u64::MAX);
+    let timeout_c = clock.duration_to_cycles(opts.timeout);
+    let start = rdtsc() + clock.duration_to_cycles(opts.lead);
+
+    let (tx, rx) = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            send_loop(
+                schedule,
+                opts,
+                &sock,
+                clock,
+                start,
+                epoch,
+                &mut sent_at,
+                live,
+                &deadline,
+                timeout_c,
+            )
+        });
+        let receiver = s.spawn(|| {
+            recv_loop(
+                schedule,
+                &rx_sock,
+                epoch,
+                &mut reply_at,
+                &mut status,
+                live,
+                &deadline,
+            )
+        });
+        while !(sender.is_finished() && receiver.is_finished()) {
+            watch(live);
+            // Progress display only: the joins below are the synchronisation.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        watch(live);
+        (sender.join(), receiver.join())
+    });
+    let tx = tx.map_err(|_| io::Error::other("the sender thread panicked"))?;
+    let rx = rx.map_err(|_| io::Error::other("the receiver thread panicked"))?;
+    Ok(Outcome {
+        clock,
+        start,
+        sent_at,
+        reply_at,
+        status,
+        malformed: rx.malformed,
+        unexpected: rx.unexpected,
+        send_errors: tx.errors,
+        recv_errors: rx.errors,
+        first_error: tx.first_error.or(rx.first_error),
+    })
+}
+
+#[derive(Debug, Default)]
+struct SendStats {
+    errors: u64,
+    first_error: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_loop(
+    schedule: &Schedule,
+    opts: &Options,
+    sock: &UdpSocket,
+    clock: Clock,
+    start: Cycles,
+    epoch: u64,
+    sent_at: &mut [Cycles],
+    live: &Live,
+    deadline: &AtomicU64,
+    timeout_c: Cycles,
+) -> SendStats {
+    sys::set_timer_slack(1_000);
+    let mut st = SendStats::default();
+    let mut batch = SendBatch::default();
+    let spin_c = clock.duration_to_cycles(opts.spin);
+    let n = schedule.len();
+    let target = |i: usize| start + clock.ns_to_cycles(schedule.at_ns[i] as f64);
+    let mut sent = 0u64;
+    let mut i = 0;
+    while i < n {
+        wait_until(target(i), clock, spin_c);
+        if let Some(max) = opts.max_concurrency {
+            let give_up = target(i) + timeout_c;
+            while sent.saturating_sub(live.answered.load(Ordering::Relaxed)) >= max
+                && rdtsc() < give_up
+            {
+                std::thread::yield_now();
+            }
+        }
+        // Everything due by now goes in one batch.
+        let now = rdtsc();
+        let first = i;
+        while i < n && !batch.is_full() && (i == first || target(i) <= now) {
+            let ty = &schedule.types[schedule.ty[i] as usize];
+            let id = (epoch << INDEX_BITS) | i as u64;
+            let payload = proto::spin_payload(schedule.service_ns[i]);
+            let sent_at_field = target(i);
+            batch.push(|buf| {
+                // 28 + 8 bytes always fit the 64-byte buffer.
+                proto::encode_request(buf, ty.id, id, sent_at_field, &payload).unwrap_or(0)
+            });
+            i += 1;
+        }
+        let now = rdtsc().max(1);
+        let (ok, err) = batch.send(sock);
+        for s in &mut sent_at[first..first + ok] {
+            *s = now;
+        }
+        sent += ok as u64;
+        if let Some(e) = err {
+            // The failed datagram stays unsent (sent_at 0: late and lost); the ones
+            // after it in the batch go out again from the next iteration.
+            st.errors += 1;
+            st.first_error.get_or_insert_with(|| format!("send: {e}"));
+            i = first + ok + 1;
+        }
+        live.sent.store(sent, Ordering::Relaxed);
+    }
+    deadline.store(rdtsc() + timeout_c, Ordering::Release);
+    live.sender_done.store(true, Ordering::Release);
+    st
+}
+
+/// Sleeps while `target` is more than `spin_c` away, then spins until it.
+#[inline]
+fn wait_until(target: Cycles, clock: Clock, spin_c: Cycles) {
+    loop {
+        let now = rdtsc();
+        if now >= target {
+            return;
+        }
+        let left = target - now;
+        if left > spin_c {
+            let ns = clock.cycles_to_ns(left - spin_c);
+            std::thread::sleep(Duration::from_nanos(ns as u64));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RecvStats {
+    malformed: u64,
+    unexpected: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+fn recv_loop(
+    schedule: &Schedule,
+    sock: &UdpSocket,
+    epoch: u64,
+    reply_at: &mut [Cycles],
+    status: &mut [u8],
+    live: &Live,
+    deadline: &AtomicU64,
+) -> RecvStats {
+    let mut st = RecvStats::default();
+    let mut batch = RecvBatch::default();
+    let mut answered = 0u64;
+    let n = schedule.len() as u64;
+    loop {
+        match batch.recv(sock) {
+            Ok(k) => {
+                let now = rdtsc();
+                for j in 0..k {
+                    match classify(batch.get(j), schedule, epoch, n, status) {
+                        Reply::Matched(idx, s) => {
+                            reply_at[idx] = now;
+                            status[idx] = 1 + s as u8;
+                            answered += 1;
+                        }
+                        Reply::Malformed => st.malformed += 1,
+                        Reply::Unexpected => st.unexpected += 1,
+                    }
+                }
+                live.answered.store(answered, Ordering::Relaxed);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // E.g. ECONNREFUSED when nothing listens on the server port. Count it and
+                // keep listening; the run's lost requests will tell the rest.
+                st.errors += 1;
+                st.first_error
+                    .get_or_insert_with(|| format!("receive: {e}"));
+                if st.errors > 1000 {
+                    // Back off from a socket that errors on every call.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        if live.sender_done.load(Ordering::Acquire) {
+            let sent = live.sent.load(Ordering::Relaxed);
+            if answered >= sent || rdtsc() >= deadline.load(Ordering::Acquire) {
+                break;
+            }
+        }
+    }
+    st
+}
+
+enum Reply {
+    Matched(usize, Status),
+    Malformed,
+    Unexpected,
+}
+
+#[inline]
+fn classify(buf: &[u8], schedule: &Schedule, epoch: u64, n: u64, status: &[u8]) -> Reply {
+    let h = match Header::parse(buf) {
+        Ok(h) => h,
+        Err(_) => return Reply::Malformed,
+    };
+    let s = match h.kind {
+        Kind::Reply(s) => s,
+        Kind::Request => return Reply::Malformed,
+    };
+    let idx = h.id & INDEX_MASK;
+    if h.id >> INDEX_BITS != epoch || idx >= n {
+        return Reply::Unexpected;
+    }
+    let idx = idx as usize;
+    if schedule.types[schedule.ty[idx] as usize].id != h.ty || status[idx] != NO_REPLY {
+        return Reply::Unexpected;
+    }
+    Reply::Matched(idx, s)
+}

@@ -1,0 +1,279 @@
+//! measure.rs - turns an engine [`Outcome`] into [`RunReport`]s, one per measured phase.
+//!
+//! Per request, with `target` its scheduled send time:
+//! - never sent (the kernel refused it): late and lost;
+//! - sent more than `slack` after `target`: late (still measured);
+//! - no reply, or a reply more than `timeout` after `target`: lost;
+//! - otherwise its latency is `reply - target` (from the *scheduled* time, so a slow
+//!   sender or a full concurrency window shows as latency, not as missing samples); an
+//!   `ok` reply adds a latency and slowdown sample, any other status a rejection.
+//!
+//! Warm-up requests are sent and matched but left out.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use persephone::proto::Status;
+use persephone::report::{RunInfo, RunReport};
+
+use crate::engine::{Outcome, INDEX_BITS};
+use crate::schedule::Schedule;
+
+/// Adherence under which a warning is printed.
+pub const WARN_ADHERENCE: f64 = 0.999;
+/// Adherence under which the run is marked invalid.
+pub const VALID_ADHERENCE: f64 = 0.95;
+
+/// Metadata copied into every report.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub label: String,
+    pub policy: String,
+    pub workers: Option<usize>,
+}
+
+/// Judging rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// A send more than this after its scheduled time is late.
+    pub slack: Duration,
+    /// A reply later than this after the scheduled time does not count (lost).
+    pub timeout: Duration,
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Answered with this status after `latency_ns`.
+    Replied { status: Status, latency_ns: u64 },
+    /// No reply within the timeout.
+    Lost,
+    /// Never handed to the network.
+    Unsent,
+}
+
+/// Judges request `i`: its fate and whether its send was late.
+pub fn judge(s: &Schedule, o: &Outcome, rules: &Rules, i: usize) -> (Fate, bool, u64) {
+    let target = o.target(s.at_ns[i]);
+    let slack_c = o.clock.duration_to_cycles(rules.slack);
+    if o.sent_at[i] == 0 {
+        return (Fate::Unsent, true, 0);
+    }
+    let delay_c = o.sent_at[i].saturating_sub(target);
+    let late = delay_c > slack_c;
+    let delay_ns = o.clock.cycles_to_ns(delay_c) as u64;
+    let fate = match o.reply_status(i) {
+        Some(status) => {
+            let latency_ns = o.clock.cycles_to_ns(o.reply_at[i].saturating_sub(target)) as u64;
+            if latency_ns > rules.timeout.as_nanos() as u64 {
+                Fate::Lost
+            } else {
+                Fate::Replied { status, latency_ns }
+            }
+        }
+        None => Fate::Lost,
+    };
+    (fate, late, delay_ns)
+}
+
+/// One report per measured phase of the schedule. Run-level counters (malformed and
+/// unexpected replies) go to the last phase's report.
+pub fn reports(s: &Schedule, o: &Outcome, meta: &Meta, rules: &Rules) -> Vec<RunReport> {
+    let mut out = Vec::new();
+    for span in s.spans.iter().filter(|sp| sp.measured()) {
+        // Only the types this phase offers.
+        let present: Vec<usize> = (0..s.types.len())
+            .filter(|&k| span.shares.get(k).copied().unwrap_or(0.0) > 0.0)
+            .collect();
+        let mut r = RunReport::new(
+            RunInfo {
+                label: meta.label.clone(),
+                policy: meta.policy.clone(),
+                workers: meta.workers,
+                phase: span.phase.unwrap_or(0),
+                load: span.load,
+                offered_rps: span.rate,
+                window_s: span.seconds(),
+            },
+            present
+                .iter()
+                .map(|&k| (s.types[k].id, s.types[k].name.as_str())),
+        );
+        r.shares = present.iter().map(|&k| span.shares[k]).collect();
+        // Schedule type index -> report row.
+        let mut row = vec![usize::MAX; s.types.len()];
+        for (j, &k) in present.iter().enumerate() {
+            row[k] = j;
+        }
+        let (mut late, mut sent) = (0u64, 0u64);
+        for i in span.first..span.end {
+            let Some(t) = r.types.get_mut(row[s.ty[i] as usize]) else {
+                continue;
+            };
+            let service = s.service_ns[i];
+            let (fate, is_late, _) = judge(s, o, rules, i);
+            t.record_sent(service, is_late);
+            sent += 1;
+            late += is_late as u64;
+            match fate {
+                Fate::Replied {
+                    status: Status::Ok,
+                    latency_ns,
+                } => t.record_ok(latency_ns, service),
+                Fate::Replied { status, .. } => t.record_rejected(status),
+                Fate::Lost | Fate::Unsent => t.record_lost(),
+            }
+        }
+        r.adherence = if sent == 0 {
+            1.0
+        } else {
+            1.0 - late as f64 / sent as f64
+        };
+        r.valid = r.adherence >= VALID_ADHERENCE;
+        out.push(r);
+    }
+    if let Some(last) = out.last_mut() {
+        last.malformed = o.malformed;
+        last.unexpected = o.unexpected;
+    }
+    out
+}
+
+/// Header of the per-request trace written by [`write_trace`].
+pub const TRACE_HEADER: &str =
+    "phase,id,type_id,type,service_ns,scheduled_ns,send_delay_ns,latency_ns,status";
+
+/// Writes a per-request trace: every request of the measured phases whose index is
+/// picked by `fraction` (evenly: 0.01 keeps one request in a hundred). Lost requests
+/// have an empty latency and status `lost` (or `unsent`).
+pub fn write_trace(
+    s: &Schedule,
+    o: &Outcome,
+    rules: &Rules,
+    fraction: f64,
+    w: &mut dyn Write,
+) -> io::Result<()> {
+    writeln!(w, "{TRACE_HEADER}")?;
+    let fraction = fraction.clamp(0.0, 1.0);
+    for span in s.spans.iter().filter(|sp| sp.measured()) {
+        for i in span.first..span.end {
+            // Keep request i when the running count of kept requests steps up.
+            if ((i + 1) as f64 * fraction).floor() <= (i as f64 * fraction).floor() {
+                continue;
+            }
+            let ty = &s.types[s.ty[i] as usize];
+            let (fate, _, delay) = judge(s, o, rules, i);
+            let (lat, st) = match fate {
+                Fate::Replied { status, latency_ns } => (latency_ns.to_string(), status.name()),
+                Fate::Lost => (String::new(), "lost"),
+                Fate::Unsent => (String::new(), "unsent"),
+            };
+            writeln!(
+                w,
+                "{},{},{},{},{},{},{},{},{}",
+                span.phase.unwrap_or(0),
+                i as u64 & ((1 << INDEX_BITS) - 1),
+                ty.id,
+                ty.name,
+                s.service_ns[i],
+                s.at_ns[i],
+                delay,
+                lat,
+                st
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{Arrival, Phase};
+    use persephone::time::Clock;
+    use persephone::workload::Workload;
+
+    /// A 4-request schedule (uniform, 1 ms apart) and a hand-made outcome on a 1 GHz
+    /// clock, so cycles are nanoseconds.
+    fn fixture() -> (Schedule, Outcome) {
+        let s = Schedule::build(
+            &[Phase {
+                workload: Workload::preset("high-bimodal").unwrap(),
+                rate: 1000.0,
+                load: Some(0.1),
+                duration: Duration::from_millis(5),
+            }],
+            Duration::ZERO,
+            Arrival::Uniform,
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.len(), 4);
+        let start = 1_000_000;
+        let t = |i: usize| start + s.at_ns[i];
+        let o = Outcome {
+            clock: Clock::NANOS,
+            start,
+            // 0: on time; 1: 50 us late; 2: on time; 3: never sent.
+            sent_at: vec![t(0) + 2_000, t(1) + 50_000, t(2), 0],
+            // 0: ok after 30 us; 1: queue full; 2: reply after the 1 ms timeout.
+            reply_at: vec![t(0) + 30_000, t(1) + 60_000, t(2) + 2_000_000, 0],
+            status: vec![1, 1 + Status::QueueFull as u8, 1, 0],
+            malformed: 3,
+            unexpected: 2,
+            send_errors: 1,
+            recv_errors: 0,
+            first_error: None,
+        };
+        (s, o)
+    }
+
+    const RULES: Rules = Rules {
+        slack: Duration::from_micros(10),
+        timeout: Duration::from_millis(1),
+    };
+
+    #[test]
+    fn every_request_is_accounted_for() {
+        let (s, o) = fixture();
+        let r = &reports(&s, &o, &Meta::default(), &RULES)[0];
+        let all = r.overall();
+        assert_eq!(all.sent, 4);
+        assert_eq!(all.ok, 1);
+        assert_eq!(all.rejected_for(Status::QueueFull), 1);
+        assert_eq!(all.lost, 2);
+        assert_eq!(all.ok + all.rejected_total() + all.lost, all.sent);
+        // Late: the 50 us one and the unsent one.
+        assert_eq!(all.late, 2);
+        assert_eq!(r.adherence, 0.5);
+        assert!(!r.valid);
+        assert_eq!((r.malformed, r.unexpected), (3, 2));
+        // Latency from the scheduled time (30 us), not from the actual send (28 us).
+        let lat = all.latency_us().unwrap();
+        assert!((lat.max - 30.0).abs() < 0.05, "{lat:?}");
+        assert_eq!(r.info.load, Some(0.1));
+        assert_eq!(r.info.offered_rps, 1000.0);
+    }
+
+    #[test]
+    fn the_trace_lists_every_fate() {
+        let (s, o) = fixture();
+        let mut out = Vec::new();
+        write_trace(&s, &o, &RULES, 1.0, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], TRACE_HEADER);
+        assert_eq!(lines.len(), 5);
+        assert!(lines[1].ends_with(",2000,30000,ok"), "{}", lines[1]);
+        assert!(
+            lines[2].ends_with(",50000,60000,queue_full"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[3].ends_with(",0,,lost"), "{}", lines[3]);
+        assert!(lines[4].ends_with(",0,,unsent"), "{}", lines[4]);
+        let mut out = Vec::new();
+        write_trace(&s, &o, &RULES, 0.5, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
+    }
+}

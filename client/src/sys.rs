@@ -1,0 +1,207 @@
+//! sys.rs - the few system calls std does not expose: batched UDP send/receive
+//! (`sendmmsg`/`recvmmsg`), socket buffer sizes, and the thread's timer slack.
+//!
+//! Everything is Linux-first; on other systems the batches degrade to one datagram per
+//! call through std, and the tuning calls do nothing.
+
+use std::io;
+use std::net::UdpSocket;
+
+/// Largest datagram the receiver takes (bigger ones are truncated and then fail to
+/// parse, which counts them as malformed).
+pub const MAX_DATAGRAM: usize = 2048;
+
+/// Datagrams per batched call.
+pub const BATCH: usize = 32;
+
+/// Asks the kernel to wake this thread from `sleep` within `ns` of the deadline (the
+/// default slack is 50 µs, too coarse for a sender that sleeps between requests).
+pub fn set_timer_slack(ns: u64) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one unsigned long argument and only changes the
+    // calling thread's timer slack; the unused arguments are ignored.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = ns;
+}
+
+/// Sets SO_RCVBUF and SO_SNDBUF (best effort: the kernel caps them at its maxima).
+pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let v = bytes.min(i32::MAX as usize) as libc::c_int;
+        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+            // SAFETY: the fd is a live socket borrowed for the call; the option value
+            // points to a c_int that outlives it, with its exact size passed.
+            unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (sock, bytes);
+}
+
+/// Up to [`BATCH`] outgoing datagrams, sent with one `sendmmsg` on a connected socket.
+#[derive(Debug)]
+pub struct SendBatch {
+    bufs: Box<[[u8; 64]; BATCH]>,
+    lens: [usize; BATCH],
+    n: usize,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch {
+            bufs: Box::new([[0; 64]; BATCH]),
+            lens: [0; BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl SendBatch {
+    /// Room left.
+    pub fn is_full(&self) -> bool {
+        self.n == BATCH
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Lets `fill` write the next datagram into a 64-byte buffer and return its length.
+    pub fn push(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) {
+        assert!(self.n < BATCH, "push on a full batch");
+        let len = fill(&mut self.bufs[self.n]);
+        self.lens[self.n] = len.min(64);
+        self.n += 1;
+    }
+
+    /// Sends the batch; returns how many of its datagrams (from the front) left, or the
+    /// error of the first one that could not. The batch is emptied either way.
+    pub fn send(&mut self, sock: &UdpSocket) -> (usize, Option<io::Error>) {
+        let n = std::mem::take(&mut self.n);
+        let mut done = 0;
+        while done < n {
+            match self.send_some(sock, done, n) {
+                Ok(k) => done += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return (done, Some(e)),
+            }
+        }
+        (done, None)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_some(&mut self, sock: &UdpSocket, from: usize, to: usize) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: all-zero is a valid iovec/mmsghdr (null pointers, zero lengths).
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let count = to - from;
+        for k in 0..count {
+            iov[k].iov_base = self.bufs[from + k].as_mut_ptr().cast();
+            iov[k].iov_len = self.lens[from + k];
+            msgs[k].msg_hdr.msg_iov = &mut iov[k];
+            msgs[k].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs[..count]` point to iovecs that point into `self.bufs`, all alive
+        // and unaliased for the duration of the call; the socket is connected, so no
+        // address is needed.
+        let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), count as _, 0) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_some(&mut self, sock: &UdpSocket, from: usize, _to: usize) -> io::Result<usize> {
+        sock.send(&self.bufs[from][..self.lens[from]]).map(|_| 1)
+    }
+}
+
+/// Buffers for receiving up to [`BATCH`] datagrams with one `recvmmsg`.
+#[derive(Debug)]
+pub struct RecvBatch {
+    bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+    lens: [usize; BATCH],
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            bufs: Box::new([[0; MAX_DATAGRAM]; BATCH]),
+            lens: [0; BATCH],
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Waits for at least one datagram (up to the socket's read timeout), then takes
+    /// whatever else is already queued. Returns how many were received.
+    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: all-zero is a valid iovec/mmsghdr (null pointers, zero lengths).
+            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for k in 0..BATCH {
+                iov[k].iov_base = self.bufs[k].as_mut_ptr().cast();
+                iov[k].iov_len = MAX_DATAGRAM;
+                msgs[k].msg_hdr.msg_iov = &mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: every mmsghdr points to one iovec over a distinct MAX_DATAGRAM-byte
+            // buffer of `self.bufs`, all alive and exclusively borrowed for the call; no
+            // source address is asked for; a null timeout defers to SO_RCVTIMEO.
+            let r = unsafe {
+                libc::recvmmsg(
+                    sock.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    BATCH as _,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = r as usize;
+            for (len, m) in self.lens.iter_mut().zip(&msgs[..n]) {
+                // Never trust a length beyond the buffer.
+                *len = (m.msg_len as usize).min(MAX_DATAGRAM);
+            }
+            Ok(n)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let n = sock.recv(&mut self.bufs[0])?;
+            self.lens[0] = n;
+            Ok(1)
+        }
+    }
+
+    /// The `k`-th datagram of the last [`RecvBatch::recv`].
+    pub fn get(&self, k: usize) -> &[u8] {
+        &self.bufs[k][..self.lens[k]]
+    }
+}

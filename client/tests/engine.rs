@@ -1,0 +1,164 @@
+//! The engine against a scripted fake server on loopback: every request is accounted
+//! for, malformed and duplicate replies are counted (not matched, not fatal), and
+//! latency is measured from the scheduled send time.
+
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use persephone::proto::{self, Header, Kind, Status};
+use persephone::workload::Workload;
+use psp_client::engine::{self, Live, Options, INDEX_BITS};
+use psp_client::measure::{self, Meta, Rules};
+use psp_client::schedule::{Arrival, Phase, Schedule};
+
+/// What the fake server does with request number `i`.
+fn script(i: u64) -> &'static str {
+    match i % 50 {
+        7 => "garbage-then-reply",
+        8 => "reply-twice",
+        9 => "drop",
+        10 => "queue-full",
+        11 => "wrong-id",
+        _ => "reply",
+    }
+}
+
+fn fake_server(sock: UdpSocket, stop: &AtomicBool) {
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Acquire) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let Ok(h) = Header::parse(&buf[..n]) else {
+            continue;
+        };
+        assert_eq!(h.kind, Kind::Request);
+        // The spin payload carries the service time.
+        assert!(proto::parse_spin_payload(&buf[proto::HEADER_LEN..n]).is_some());
+        let i = h.id & ((1 << INDEX_BITS) - 1);
+        let status = if script(i) == "queue-full" {
+            Status::QueueFull
+        } else {
+            Status::Ok
+        };
+        let len = proto::make_reply(&mut buf[..n], status, 0);
+        match script(i) {
+            "drop" => continue,
+            "garbage-then-reply" => {
+                sock.send_to(b"not a reply", from).unwrap();
+            }
+            "reply-twice" => {
+                sock.send_to(&buf[..len], from).unwrap();
+            }
+            "wrong-id" => {
+                buf[8..16].copy_from_slice(&(h.id ^ (1 << 50)).to_le_bytes());
+            }
+            _ => {}
+        }
+        sock.send_to(&buf[..len], from).unwrap();
+    }
+}
+
+#[test]
+fn every_request_is_accounted_for_against_a_scripted_server() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    psp_client::sys::set_buffers(&server, 4 << 20);
+    let addr = server.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    let schedule = Schedule::build(
+        &[Phase {
+            workload: Workload::preset("tpcc").unwrap(),
+            rate: 10_000.0,
+            load: None,
+            duration: Duration::from_millis(200),
+        }],
+        Duration::from_millis(20),
+        Arrival::Exponential,
+        5,
+    )
+    .unwrap();
+    let mut opts = Options::new(addr);
+    // Generous: nothing the fake server answers may be counted lost on a busy machine.
+    opts.timeout = Duration::from_secs(1);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| fake_server(server, &stop));
+        let o = engine::run(&schedule, &opts, &Live::default(), |_| {});
+        stop.store(true, Ordering::Release);
+        o
+    })
+    .unwrap();
+    let rules = Rules {
+        slack: Duration::from_micros(10),
+        timeout: opts.timeout,
+    };
+    let reports = measure::reports(&schedule, &outcome, &Meta::default(), &rules);
+    assert_eq!(reports.len(), 1, "warm-up is not reported");
+    let all = reports[0].overall();
+    let span = &schedule.spans[1];
+    let measured = span.first..span.end;
+    let count = |what: &str| {
+        measured
+            .clone()
+            .filter(|&i| script(i as u64) == what)
+            .count() as u64
+    };
+    assert_eq!(all.sent, (span.end - span.first) as u64);
+    assert_eq!(all.lost, count("drop") + count("wrong-id"));
+    assert_eq!(all.rejected_for(Status::QueueFull), count("queue-full"));
+    assert_eq!(all.ok + all.rejected_total() + all.lost, all.sent);
+    // Over the whole run (warm-up included): one garbage datagram per scripted request,
+    // one duplicate and one foreign id each.
+    let whole = |what: &str| {
+        (0..schedule.len())
+            .filter(|&i| script(i as u64) == what)
+            .count() as u64
+    };
+    assert_eq!(outcome.malformed, whole("garbage-then-reply"));
+    assert_eq!(outcome.unexpected, whole("reply-twice") + whole("wrong-id"));
+    assert_eq!(outcome.send_errors, 0);
+    // Latency is measured from the scheduled time: never below the actual send delay.
+    for i in measured {
+        if let (measure::Fate::Replied { latency_ns, .. }, _, delay) =
+            measure::judge(&schedule, &outcome, &rules, i)
+        {
+            assert!(latency_ns >= delay, "request {i}: {latency_ns} < {delay}");
+        }
+    }
+    for t in &reports[0].types {
+        assert!(t.sent > 0, "{} never drawn", t.name);
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_loses_everything_and_the_run_ends() {
+    // A bound socket that never reads: every request is lost after the timeout.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let schedule = Schedule::build(
+        &[Phase {
+            workload: Workload::preset("high-bimodal").unwrap(),
+            rate: 2_000.0,
+            load: None,
+            duration: Duration::from_millis(50),
+        }],
+        Duration::ZERO,
+        Arrival::Uniform,
+        1,
+    )
+    .unwrap();
+    let mut opts = Options::new(silent.local_addr().unwrap());
+    opts.timeout = Duration::from_millis(50);
+    let o = engine::run(&schedule, &opts, &Live::default(), |_| {}).unwrap();
+    let rules = Rules {
+        slack: Duration::from_micros(10),
+        timeout: opts.timeout,
+    };
+    let r = &measure::reports(&schedule, &o, &Meta::default(), &rules)[0];
+    let all = r.overall();
+    assert_eq!(all.sent, 99);
+    assert_eq!(all.lost, 99);
+    assert_eq!(all.ok, 0);
+    assert!(all.latency_us().is_none());
+}
