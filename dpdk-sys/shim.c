@@ -13,6 +13,12 @@
 
 #include "shim.h"
 
+/* src/lib.rs spells these RTE_BIT64() values out for Rust; keep them equal. */
+_Static_assert(RTE_ETH_TX_OFFLOAD_IPV4_CKSUM == (1ULL << 1), "lib.rs: TX IPV4_CKSUM");
+_Static_assert(RTE_ETH_TX_OFFLOAD_UDP_CKSUM == (1ULL << 2), "lib.rs: TX UDP_CKSUM");
+_Static_assert(RTE_ETH_RX_OFFLOAD_IPV4_CKSUM == (1ULL << 1), "lib.rs: RX IPV4_CKSUM");
+_Static_assert(RTE_ETH_RX_OFFLOAD_UDP_CKSUM == (1ULL << 2), "lib.rs: RX UDP_CKSUM");
+
 uint16_t psp_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
 			  struct rte_mbuf **rx_pkts, uint16_t nb_pkts)
 {

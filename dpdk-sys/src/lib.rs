@@ -29,7 +29,25 @@
 //!
 //! EAL initialises once per process; see `tests/` for argument lists that
 //! run without NICs or hugepages.
+//!
+//! Without DPDK (no `libdpdk.pc` for pkg-config, or `DPDK_SYS_FORCE_STUB=1`
+//! at build time) the crate still builds, as an empty stub whose only item is
+//! [`AVAILABLE`]` = false`, so that a workspace containing it builds on any
+//! machine. Dependents that cannot work without DPDK turn on the `required`
+//! feature, which makes the stub a compile error naming the fix.
 
+/// Whether this build has DPDK: `false` for the stub built when pkg-config
+/// found no DPDK (then nothing else is in this crate).
+pub const AVAILABLE: bool = cfg!(not(dpdk_sys_stub));
+
+#[cfg(all(dpdk_sys_stub, feature = "required"))]
+compile_error!(concat!(
+    "DPDK not found by pkg-config: run scripts/setup-dpdk.sh (",
+    env!("DPDK_SYS_STUB_REASON"),
+    ")"
+));
+
+#[cfg(not(dpdk_sys_stub))]
 mod bindings {
     #![allow(
         non_camel_case_types,
@@ -45,7 +63,26 @@ mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
+#[cfg(not(dpdk_sys_stub))]
 pub use bindings::*;
+
+#[cfg(not(dpdk_sys_stub))]
+mod offloads {
+    //! Offload capability bits that DPDK defines with `RTE_BIT64()`, a
+    //! function-like macro bindgen cannot evaluate. shim.c checks each value
+    //! against DPDK's own macro with a `_Static_assert`.
+
+    /// `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM`: the port computes IPv4 header checksums.
+    pub const RTE_ETH_TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+    /// `RTE_ETH_TX_OFFLOAD_UDP_CKSUM`: the port computes UDP checksums.
+    pub const RTE_ETH_TX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+    /// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM`: the port checks IPv4 header checksums.
+    pub const RTE_ETH_RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+    /// `RTE_ETH_RX_OFFLOAD_UDP_CKSUM`: the port checks UDP checksums.
+    pub const RTE_ETH_RX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+}
+#[cfg(not(dpdk_sys_stub))]
+pub use offloads::*;
 
 /// The directory EAL scans for driver plugins at `rte_eal_init`
 /// (`RTE_EAL_PMD_PATH` of the DPDK this crate was built against), or `None`
@@ -54,9 +91,10 @@ pub use bindings::*;
 /// `net_ring`, `net_null` and `net_memif` are found there without `-d`; a
 /// transport that sees zero ports after `rte_eal_init` can name this
 /// directory in its error.
+#[cfg(not(dpdk_sys_stub))]
 pub const EAL_PMD_PATH: Option<&str> = option_env!("DPDK_SYS_EAL_PMD_PATH");
 
-#[cfg(test)]
+#[cfg(all(test, not(dpdk_sys_stub)))]
 mod tests {
     use super::*;
     use std::mem::{align_of, size_of};
