@@ -7,8 +7,12 @@
 
 #![deny(unsafe_code)]
 
+pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod measure;
+pub mod plot;
+pub mod runner;
 pub mod schedule;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,1 +1,91 @@
-fn main() {}
+//! psp-client - open-loop load generator for persephone: `psp-client --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use psp_client::config::RunArgs;
+use psp_client::demo::DemoArgs;
+use psp_client::plot::{self, PlotOptions};
+
+/// Open-loop load generator for persephone: per-type latency and slowdown, sweeps, plots.
+///
+/// Without a subcommand, runs load (same flags as `run`).
+#[derive(Debug, Parser)]
+#[command(name = "psp-client", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Play an open-loop schedule against a server and report latency and slowdown.
+    Run(Box<RunArgs>),
+    /// Render p99.9 latency and slowdown against load from result CSVs, as SVG.
+    Plot(PlotArgs),
+    /// Start the daemon in-process on loopback, load it for a few seconds, print the table.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PlotArgs {
+    /// Result CSVs (from psp-client or psp-sim).
+    #[arg(required = true, value_name = "CSV")]
+    inputs: Vec<PathBuf>,
+    /// Output SVG.
+    #[arg(long, short, value_name = "SVG")]
+    out: PathBuf,
+    /// Which quantile to draw.
+    #[arg(long, default_value = "p999", value_parser = ["p50", "p90", "p99", "p999", "p9999", "max", "mean"])]
+    quantile: String,
+    /// Also draw each run's overall (ALL) curve.
+    #[arg(long)]
+    overall: bool,
+    /// Title above both panels.
+    #[arg(long)]
+    title: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let mut out = std::io::stdout();
+    let result = match cli.cmd {
+        None => run(&cli.run, &mut out),
+        Some(Cmd::Run(a)) => run(&a, &mut out),
+        Some(Cmd::Plot(a)) => plot::plot_files(
+            &a.inputs,
+            &a.out,
+            &PlotOptions {
+                quantile: a.quantile,
+                overall: a.overall,
+                title: a.title,
+                ..PlotOptions::default()
+            },
+        )
+        .map(|()| println!("wrote {}", a.out.display())),
+        Some(Cmd::Demo(a)) => psp_client::demo::run(&a, &mut out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("psp-client: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &RunArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let plan = args.plan()?;
+    psp_client::runner::run(&plan, out)?;
+    Ok(())
+}

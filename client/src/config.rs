@@ -1,0 +1,871 @@
+//! config.rs - what a run is: command-line flags and the YAML config, merged into a
+//! [`Plan`].
+//!
+//! Every flag has a YAML key of the same name (`--max-concurrency` is
+//! `max_concurrency`); a flag given on the command line wins over the file. Unknown
+//! YAML keys are errors, and every error names the flag or key at fault.
+//!
+//! ```yaml
+//! server: 127.0.0.1:6789         # or ip: + port:
+//! label: hb-darc                 # recorded in the outputs
+//! policy: darc                   # the server's policy, recorded in the outputs
+//! workers: 14                    # the server's workers: needed by `load`
+//! workload: high-bimodal         # a preset, a YAML file, or an inline {name, types}
+//! arrival: exponential           # or uniform (evenly spaced)
+//! load: 0.5                      # or rate: 100000 (requests/s), or loads: 0.1:0.9:0.1
+//! duration: 10s                  # per point; also ms, us, m, or a plain number of seconds
+//! warmup: 1s                     # sent before each point, left out of the statistics
+//! timeout: 1s                    # no reply by then: lost
+//! seed: 42
+//! outdir: results/hb-darc        # CSV, JSON, .hgrm (and the trace)
+//! sample: 0.01                   # per-request trace of 1 % of the requests
+//! max_concurrency: 0             # cap on outstanding requests (0: none)
+//! phases:                        # instead of workload/rate/load/duration: a chain
+//!   - { workload: high-bimodal, load: 0.3, duration: 2s }
+//!   - { workload: extreme-bimodal, load: 0.6, duration: 2s }
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use persephone::workload::{Workload, PRESETS};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::measure::Meta;
+use crate::schedule::{Arrival, Phase, DEFAULT_SEED};
+
+/// A configuration or flag error, naming the flag or key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {msg}")]
+pub struct ConfigError {
+    /// `--flag` or a YAML key path (`phases[1].load`).
+    pub key: String,
+    pub msg: String,
+}
+
+fn err<T>(key: impl Into<String>, msg: impl fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        key: key.into(),
+        msg: msg.to_string(),
+    })
+}
+
+/// A duration written `5s`, `250ms`, `100us`, `2m` or as a plain number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+/// Parses a [`Dur`].
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 5s, 250ms, 100us)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use s, ms, us, ns, m)"
+            ))
+        }
+    };
+    let secs = v * scale;
+    if !(0.0..=1e7).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl std::str::FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dur, String> {
+        parse_duration(s).map(Dur)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 5s, 250ms, 100us, or a number of seconds")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
+                parse_duration(&v.to_string()).map(Dur).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                parse_duration(v).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses a list of loads: `0.1,0.2,0.5` or an inclusive range `start:end:step`.
+pub fn parse_loads(s: &str) -> Result<Vec<f64>, String> {
+    let num = |x: &str| -> Result<f64, String> {
+        let v: f64 = x
+            .trim()
+            .parse()
+            .map_err(|_| format!("{x:?} is not a number"))?;
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(format!("load {v} must be > 0"));
+        }
+        Ok(v)
+    };
+    let v = if s.contains(':') {
+        let parts: Vec<&str> = s.split(':').collect();
+        let [a, b, step] = parts[..] else {
+            return Err(format!("{s:?}: a range is start:end:step"));
+        };
+        let (a, b, step) = (num(a)?, num(b)?, num(step)?);
+        if b < a {
+            return Err(format!("{s:?}: end is below start"));
+        }
+        let n = ((b - a) / step + 1e-9).floor() as usize;
+        if n > 10_000 {
+            return Err(format!("{s:?}: more than 10000 points"));
+        }
+        // Rounded to 1e-9 so 0.1:0.3:0.1 gives 0.3, not 0.30000000000000004.
+        (0..=n)
+            .map(|k| ((a + k as f64 * step) * 1e9).round() / 1e9)
+            .collect()
+    } else {
+        s.split(',').map(num).collect::<Result<Vec<_>, _>>()?
+    };
+    if v.is_empty() {
+        return Err("no loads".into());
+    }
+    Ok(v)
+}
+
+/// `loads:` in YAML: a list of numbers or the same string as `--loads`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loads(pub Vec<f64>);
+
+impl<'de> Deserialize<'de> for Loads {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Loads, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        match v {
+            serde_yaml::Value::String(s) => parse_loads(&s).map(Loads).map_err(de::Error::custom),
+            serde_yaml::Value::Number(n) => parse_loads(&n.to_string())
+                .map(Loads)
+                .map_err(de::Error::custom),
+            serde_yaml::Value::Sequence(items) => {
+                let mut out = Vec::new();
+                for (i, it) in items.iter().enumerate() {
+                    match it.as_f64() {
+                        Some(x) if x > 0.0 && x.is_finite() => out.push(x),
+                        _ => {
+                            return Err(de::Error::custom(format!(
+                                "loads[{i}]: a load must be a number > 0"
+                            )))
+                        }
+                    }
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("no loads"));
+                }
+                Ok(Loads(out))
+            }
+            _ => Err(de::Error::custom(
+                "loads: a list of numbers, or a string like 0.1,0.2 or 0.1:0.9:0.1",
+            )),
+        }
+    }
+}
+
+/// `workload:` in YAML: a preset name, a file, or an inline workload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkloadSpec {
+    Named(String),
+    Inline(Workload),
+}
+
+impl<'de> Deserialize<'de> for WorkloadSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WorkloadSpec, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        match v {
+            serde_yaml::Value::String(s) => Ok(WorkloadSpec::Named(s)),
+            v @ serde_yaml::Value::Mapping(_) => {
+                let w: Workload = serde_yaml::from_value(v).map_err(de::Error::custom)?;
+                w.validate().map_err(de::Error::custom)?;
+                Ok(WorkloadSpec::Inline(w))
+            }
+            _ => Err(de::Error::custom(
+                "a preset name, a workload file, or an inline {name, types}",
+            )),
+        }
+    }
+}
+
+/// One phase in the YAML `phases` list.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseConfig {
+    /// Defaults to the top-level `workload`.
+    pub workload: Option<WorkloadSpec>,
+    pub rate: Option<f64>,
+    pub load: Option<f64>,
+    pub duration: Dur,
+}
+
+/// The YAML config file (`--config-path`): every key optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub label: Option<String>,
+    pub policy: Option<String>,
+    pub workers: Option<usize>,
+    pub workload: Option<WorkloadSpec>,
+    pub arrival: Option<Arrival>,
+    pub rate: Option<f64>,
+    pub load: Option<f64>,
+    pub loads: Option<Loads>,
+    pub duration: Option<Dur>,
+    pub warmup: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub seed: Option<u64>,
+    pub outdir: Option<PathBuf>,
+    pub sample: Option<f64>,
+    pub max_concurrency: Option<u64>,
+    pub slack_us: Option<f64>,
+    pub spin_us: Option<f64>,
+    pub phases: Option<Vec<PhaseConfig>>,
+}
+
+impl FileConfig {
+    /// Parses YAML text (unknown keys are errors naming the key).
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            // serde_yaml prefixes nested errors with their path ("phases[0]: ...").
+            match msg.split_once(": ") {
+                Some((path, rest)) if !path.contains(' ') => ConfigError {
+                    key: path.to_string(),
+                    msg: rest.to_string(),
+                },
+                _ => ConfigError {
+                    key: "config".into(),
+                    msg,
+                },
+            }
+        })
+    }
+}
+
+/// Flags of `psp-client run` (and of plain `psp-client`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// YAML config with any of the options below (flags win over it).
+    #[arg(long, alias = "config", value_name = "FILE")]
+    pub config_path: Option<PathBuf>,
+    /// Server address [default: 127.0.0.1:6789].
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["ip"])]
+    pub server: Option<String>,
+    /// Server IP (with --port), as Perséphone's client.
+    #[arg(long)]
+    pub ip: Option<IpAddr>,
+    /// Server UDP port (with --ip).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Label recorded in every output row (plots group curves by label and policy).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The server's policy, recorded in the outputs (the client does not set it).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// The server's worker count: turns --load into a rate, recorded in the outputs.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Workload: a preset (high-bimodal, extreme-bimodal, tpcc, rocksdb) or a YAML file
+    /// [default: high-bimodal].
+    #[arg(long, value_name = "PRESET|FILE")]
+    pub workload: Option<String>,
+    /// Inter-arrival gaps [default: exponential].
+    #[arg(long, value_enum)]
+    pub arrival: Option<ArrivalArg>,
+    /// Offered rate, requests/s.
+    #[arg(long, conflicts_with_all = ["load", "loads"])]
+    pub rate: Option<f64>,
+    /// Offered load, fraction of capacity: rate = load × workers / mean service time.
+    #[arg(long, conflicts_with = "loads")]
+    pub load: Option<f64>,
+    /// Sweep: loads `0.1,0.2,0.5` or `start:end:step` (inclusive), one run point each.
+    #[arg(long, value_name = "LIST|RANGE", value_parser = |s: &str| parse_loads(s).map(Loads))]
+    pub loads: Option<Loads>,
+    /// Measured time per point (5s, 500ms, ...) [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Warm-up before each point, left out of the statistics [default: 1s].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// A request with no reply this long after its scheduled send is lost [default: 1s].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Seed of the schedule (same seed, same schedule).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory for results.csv, results.json, .hgrm files (and traces).
+    #[arg(long, value_name = "DIR")]
+    pub outdir: Option<PathBuf>,
+    /// Write a per-request trace of this fraction of the requests [no value: all].
+    #[arg(long, value_name = "FRACTION", num_args = 0..=1, default_missing_value = "1")]
+    pub sample: Option<f64>,
+    /// Cap on outstanding requests; 0 for none [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<u64>,
+    /// A send later than this after its scheduled time is late, µs [default: 10].
+    #[arg(long, value_name = "US")]
+    pub slack_us: Option<f64>,
+    /// The sender sleeps until this close to a send, then spins, µs [default: 60].
+    #[arg(long, value_name = "US")]
+    pub spin_us: Option<f64>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `--arrival` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArrivalArg {
+    Exponential,
+    Uniform,
+}
+
+/// One point of a run (one load of a sweep): its phases.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub phases: Vec<Phase>,
+    /// Short name for file names (`load0.50`, `rate20000`).
+    pub tag: String,
+}
+
+/// Everything a run needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub server: SocketAddr,
+    pub meta: Meta,
+    pub points: Vec<Point>,
+    pub arrival: Arrival,
+    pub warmup: Duration,
+    pub timeout: Duration,
+    pub seed: u64,
+    pub slack: Duration,
+    pub spin: Duration,
+    pub max_concurrency: Option<u64>,
+    pub outdir: Option<PathBuf>,
+    pub sample: Option<f64>,
+    pub progress: bool,
+}
+
+/// Loads a workload by preset name or file (relative paths are taken from `base`).
+pub fn load_workload(name: &str, base: Option<&Path>, key: &str) -> Result<Workload, ConfigError> {
+    if let Ok(w) = Workload::preset(name) {
+        return Ok(w);
+    }
+    let path = match base {
+        Some(b) if Path::new(name).is_relative() && !Path::new(name).exists() => b.join(name),
+        _ => PathBuf::from(name),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+        key: key.into(),
+        msg: format!(
+            "{name:?} is neither a preset ({}) nor a readable file: {e}",
+            PRESETS.join(", ")
+        ),
+    })?;
+    Workload::from_yaml(&text).map_err(|e| ConfigError {
+        key: key.into(),
+        msg: format!("{}: {e}", path.display()),
+    })
+}
+
+fn positive(key: &str, v: f64) -> Result<f64, ConfigError> {
+    if v > 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        err(key, format!("must be a number > 0, got {v}"))
+    }
+}
+
+impl RunArgs {
+    /// Reads the config file (if any) and merges it with the flags.
+    pub fn plan(&self) -> Result<Plan, ConfigError> {
+        let (file, base) = match &self.config_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    key: "--config-path".into(),
+                    msg: format!("cannot read {}: {e}", p.display()),
+                })?;
+                let f = FileConfig::parse(&text).map_err(|mut e| {
+                    e.msg = format!("{} (in {})", e.msg, p.display());
+                    e
+                })?;
+                (f, p.parent().map(Path::to_path_buf))
+            }
+            None => (FileConfig::default(), None),
+        };
+        self.merge(file, base.as_deref())
+    }
+
+    /// Merges the flags over `file` (whose relative paths are taken from `base`).
+    pub fn merge(&self, file: FileConfig, base: Option<&Path>) -> Result<Plan, ConfigError> {
+        // Which of a flag and a key is used, and the name to blame in errors.
+        fn pick<T: Clone>(
+            flag: &Option<T>,
+            key: &Option<T>,
+            f: &str,
+            k: &str,
+        ) -> (Option<T>, String) {
+            match (flag, key) {
+                (Some(v), _) => (Some(v.clone()), format!("--{f}")),
+                (None, Some(v)) => (Some(v.clone()), k.to_string()),
+                (None, None) => (None, format!("--{f}")),
+            }
+        }
+        let server = self.server(&file)?;
+        let (workers, workers_key) = pick(&self.workers, &file.workers, "workers", "workers");
+        if workers == Some(0) {
+            return err(workers_key, "must be at least 1");
+        }
+        let meta = Meta {
+            label: self
+                .label
+                .clone()
+                .or(file.label.clone())
+                .unwrap_or_default(),
+            policy: self
+                .policy
+                .clone()
+                .or(file.policy.clone())
+                .unwrap_or_default(),
+            workers,
+        };
+        let arrival = match self.arrival {
+            Some(ArrivalArg::Exponential) => Arrival::Exponential,
+            Some(ArrivalArg::Uniform) => Arrival::Uniform,
+            None => file.arrival.unwrap_or_default(),
+        };
+        let dur = |flag: Option<Duration>, key: Option<Dur>, default: Duration| {
+            flag.or(key.map(|d| d.0)).unwrap_or(default)
+        };
+        let warmup = dur(self.warmup, file.warmup, Duration::from_secs(1));
+        let (timeout, timeout_key) = pick(
+            &self.timeout,
+            &file.timeout.map(|d| d.0),
+            "timeout",
+            "timeout",
+        );
+        let timeout = timeout.unwrap_or(Duration::from_secs(1));
+        if timeout.is_zero() {
+            return err(timeout_key, "must be > 0");
+        }
+        let (slack_us, slack_key) = pick(&self.slack_us, &file.slack_us, "slack-us", "slack_us");
+        let slack_us = slack_us.unwrap_or(10.0);
+        if !(slack_us >= 0.0 && slack_us.is_finite()) {
+            return err(slack_key, format!("must be >= 0, got {slack_us}"));
+        }
+        let (spin_us, spin_key) = pick(&self.spin_us, &file.spin_us, "spin-us", "spin_us");
+        let spin_us = spin_us.unwrap_or(60.0);
+        if !(spin_us >= 0.0 && spin_us.is_finite()) {
+            return err(spin_key, format!("must be >= 0, got {spin_us}"));
+        }
+        let (sample, sample_key) = pick(&self.sample, &file.sample, "sample", "sample");
+        if let Some(f) = sample {
+            if !(0.0..=1.0).contains(&f) {
+                return err(sample_key, format!("a fraction in [0, 1], got {f}"));
+            }
+        }
+        let max_concurrency = self
+            .max_concurrency
+            .or(file.max_concurrency)
+            .filter(|&n| n > 0);
+
+        // The workload for single-phase runs (and the default of each phase).
+        let default_workload = match (&self.workload, &file.workload) {
+            (Some(name), _) => load_workload(name, None, "--workload")?,
+            (None, Some(WorkloadSpec::Named(name))) => load_workload(name, base, "workload")?,
+            (None, Some(WorkloadSpec::Inline(w))) => w.clone(),
+            (None, None) => Workload::preset("high-bimodal").expect("built-in preset"),
+        };
+        let rate_for = |load: f64, w: &Workload, key: &str| -> Result<f64, ConfigError> {
+            match workers {
+                Some(n) => Ok(w.rate_for_load(load, n)),
+                None => err(
+                    key,
+                    "a load needs the server's worker count (--workers or workers:)",
+                ),
+            }
+        };
+
+        let points = if let Some(phases) = &file.phases {
+            for (flag, set) in [
+                ("--rate", self.rate.is_some()),
+                ("--load", self.load.is_some()),
+                ("--loads", self.loads.is_some()),
+                ("--duration", self.duration.is_some()),
+                ("--workload", self.workload.is_some()),
+            ] {
+                if set {
+                    return err(flag, "cannot be combined with `phases` in the config file");
+                }
+            }
+            for k in ["rate", "load", "loads", "duration"] {
+                let set = match k {
+                    "rate" => file.rate.is_some(),
+                    "load" => file.load.is_some(),
+                    "loads" => file.loads.is_some(),
+                    _ => file.duration.is_some(),
+                };
+                if set {
+                    return err(k, "cannot be combined with `phases` (give it per phase)");
+                }
+            }
+            if phases.is_empty() {
+                return err("phases", "at least one phase is needed");
+            }
+            let mut out = Vec::new();
+            for (i, p) in phases.iter().enumerate() {
+                let key = |k: &str| format!("phases[{i}].{k}");
+                let w = match &p.workload {
+                    Some(WorkloadSpec::Named(n)) => load_workload(n, base, &key("workload"))?,
+                    Some(WorkloadSpec::Inline(w)) => w.clone(),
+                    None => default_workload.clone(),
+                };
+                let (rate, load) = match (p.rate, p.load) {
+                    (Some(_), Some(_)) => return err(key("rate"), "give rate or load, not both"),
+                    (Some(r), None) => (positive(&key("rate"), r)?, None),
+                    (None, Some(l)) => {
+                        let l = positive(&key("load"), l)?;
+                        (rate_for(l, &w, &key("load"))?, Some(l))
+                    }
+                    (None, None) => return err(key("rate"), "each phase needs a rate or a load"),
+                };
+                if p.duration.0.is_zero() {
+                    return err(key("duration"), "must be > 0");
+                }
+                out.push(Phase {
+                    workload: w,
+                    rate,
+                    load,
+                    duration: p.duration.0,
+                });
+            }
+            vec![Point {
+                phases: out,
+                tag: "phases".into(),
+            }]
+        } else {
+            let (duration, duration_key) = pick(
+                &self.duration,
+                &file.duration.map(|d| d.0),
+                "duration",
+                "duration",
+            );
+            let duration = duration.unwrap_or(Duration::from_secs(5));
+            if duration.is_zero() {
+                return err(duration_key, "must be > 0");
+            }
+            let one = |rate: f64, load: Option<f64>, tag: String| Point {
+                phases: vec![Phase {
+                    workload: default_workload.clone(),
+                    rate,
+                    load,
+                    duration,
+                }],
+                tag,
+            };
+            // Flags first, then file keys; a flag of one kind overrides a key of another.
+            let cli_set = self.rate.is_some() || self.load.is_some() || self.loads.is_some();
+            let (rate, load, loads) = if cli_set {
+                (self.rate, self.load, self.loads.clone().map(|l| l.0))
+            } else {
+                let set = [
+                    file.rate.is_some(),
+                    file.load.is_some(),
+                    file.loads.is_some(),
+                ];
+                if set.iter().filter(|&&b| b).count() > 1 {
+                    return err("rate", "give one of rate, load and loads");
+                }
+                (file.rate, file.load, file.loads.clone().map(|l| l.0))
+            };
+            let k = |f: &str| {
+                if cli_set {
+                    format!("--{f}")
+                } else {
+                    f.to_string()
+                }
+            };
+            match (rate, load, loads) {
+                (Some(r), _, _) => {
+                    let r = positive(&k("rate"), r)?;
+                    vec![one(
+                        r,
+                        workers.map(|n| r * default_workload.mean_service_ns() / (n as f64 * 1e9)),
+                        format!("rate{r}"),
+                    )]
+                }
+                (None, Some(l), _) => {
+                    let l = positive(&k("load"), l)?;
+                    vec![one(
+                        rate_for(l, &default_workload, &k("load"))?,
+                        Some(l),
+                        format!("load{l}"),
+                    )]
+                }
+                (None, None, Some(ls)) => ls
+                    .iter()
+                    .map(|&l| {
+                        Ok(one(
+                            rate_for(l, &default_workload, &k("loads"))?,
+                            Some(l),
+                            format!("load{l}"),
+                        ))
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+                (None, None, None) => {
+                    return err(
+                        "--rate",
+                        "give --rate, --load or --loads (or rate/load/loads/phases in the config)",
+                    )
+                }
+            }
+        };
+        Ok(Plan {
+            server,
+            meta,
+            points,
+            arrival,
+            warmup,
+            timeout,
+            seed: self.seed.or(file.seed).unwrap_or(DEFAULT_SEED),
+            slack: Duration::from_secs_f64(slack_us * 1e-6),
+            spin: Duration::from_secs_f64(spin_us * 1e-6),
+            max_concurrency,
+            outdir: self.outdir.clone().or(file.outdir.clone()),
+            sample,
+            progress: !self.quiet,
+        })
+    }
+
+    fn server(&self, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
+        let resolve = |s: &str, key: &str| -> Result<SocketAddr, ConfigError> {
+            s.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| ConfigError {
+                    key: key.into(),
+                    msg: format!("{s:?} is not a HOST:PORT address"),
+                })
+        };
+        if let Some(s) = &self.server {
+            let mut a = resolve(s, "--server")?;
+            if let Some(p) = self.port {
+                a.set_port(p);
+            }
+            return Ok(a);
+        }
+        let ip = self.ip.or(file.ip);
+        let port = self.port.or(file.port);
+        let mut a = match (ip, &file.server) {
+            (Some(ip), _) => SocketAddr::new(ip, 6789),
+            (None, Some(s)) => resolve(s, "server")?,
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 6789)),
+        };
+        if let Some(p) = port {
+            a.set_port(p);
+        }
+        if a.port() == 0 {
+            return err(
+                if self.port.is_some() {
+                    "--port"
+                } else {
+                    "port"
+                },
+                "must not be 0",
+            );
+        }
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> RunArgs {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: RunArgs,
+        }
+        let mut full = vec!["psp-client"];
+        full.extend_from_slice(v);
+        <T as clap::Parser>::try_parse_from(full).unwrap().a
+    }
+
+    fn plan(flags: &[&str], yaml: &str) -> Result<Plan, ConfigError> {
+        args(flags).merge(FileConfig::parse(yaml)?, None)
+    }
+
+    #[test]
+    fn durations_and_loads_parse() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_loads("0.1,0.2, 0.5").unwrap(), vec![0.1, 0.2, 0.5]);
+        assert_eq!(
+            parse_loads("0.1:0.9:0.1").unwrap(),
+            vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+        );
+        assert_eq!(parse_loads("0.5:0.5:0.1").unwrap(), vec![0.5]);
+        for bad in ["", "0.1:0.2", "0.5:0.1:0.1", "a,b", "0,0.1", "0.1:0.9:0"] {
+            assert!(parse_loads(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn load_becomes_a_rate_through_workers() {
+        let p = plan(&["--load", "0.5", "--workers", "14"], "").unwrap();
+        let ph = &p.points[0].phases[0];
+        assert!((ph.rate - 0.5 * 14.0e9 / 50_500.0).abs() < 1e-6);
+        assert_eq!(ph.load, Some(0.5));
+        assert_eq!(p.server, "127.0.0.1:6789".parse().unwrap());
+        assert_eq!(p.seed, DEFAULT_SEED);
+        // A rate with known workers is recorded as a load too.
+        let p = plan(&["--rate", "1000", "--workers", "1"], "").unwrap();
+        assert!((p.points[0].phases[0].load.unwrap() - 0.0505).abs() < 1e-9);
+    }
+
+    #[test]
+    fn sweeps_make_one_point_per_load() {
+        let p = plan(
+            &[
+                "--loads",
+                "0.1:0.3:0.1",
+                "--workers",
+                "2",
+                "--workload",
+                "tpcc",
+            ],
+            "",
+        )
+        .unwrap();
+        assert_eq!(p.points.len(), 3);
+        assert_eq!(p.points[2].tag, "load0.3");
+        assert_eq!(p.points[0].phases[0].workload.name, "tpcc");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let yaml =
+            "server: 10.0.0.1:9000\nlabel: file\nrate: 500\nduration: 2s\nseed: 3\nworkers: 4\n";
+        let p = plan(&["--label", "flag", "--load", "0.1"], yaml).unwrap();
+        assert_eq!(p.meta.label, "flag");
+        assert_eq!(p.points[0].phases[0].load, Some(0.1));
+        assert_eq!(p.points[0].phases[0].duration, Duration::from_secs(2));
+        assert_eq!(p.seed, 3);
+        assert_eq!(p.server, "10.0.0.1:9000".parse().unwrap());
+        let p = plan(&["--ip", "127.0.0.2", "--port", "7000"], yaml).unwrap();
+        assert_eq!(p.server, "127.0.0.2:7000".parse().unwrap());
+    }
+
+    #[test]
+    fn phases_chain_from_the_file() {
+        let yaml = "workers: 2\nworkload: high-bimodal\nphases:\n  - { load: 0.2, duration: 1s }\n  - { workload: rocksdb, rate: 3000, duration: 500ms }\n  - workload:\n      name: mine\n      types: [{ id: 9, name: X, ratio: 1, service: { kind: constant, ns: 100 } }]\n    rate: 10\n    duration: 1\n";
+        let p = plan(&[], yaml).unwrap();
+        let ph = &p.points[0].phases;
+        assert_eq!(ph.len(), 3);
+        assert_eq!(ph[0].workload.name, "high-bimodal");
+        assert_eq!(ph[1].workload.name, "rocksdb");
+        assert_eq!(ph[1].rate, 3000.0);
+        assert_eq!(ph[2].workload.types[0].id, 9);
+        assert_eq!(ph[2].duration, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_name_the_flag_or_key() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["--load", "0.5"], "", "--load"),
+            (&[], "load: 0.5\n", "load"),
+            (&[], "rate: 10\nrte: 5\n", "unknown field `rte`"),
+            (&["--rate=-5"], "", "--rate"),
+            (&["--rate", "5"], "timeout: 0s\n", "timeout"),
+            (&["--rate", "5", "--workload", "nope"], "", "--workload"),
+            (&["--rate", "5"], "workload: nope\n", "workload"),
+            (&["--rate", "5"], "sample: 2\n", "sample"),
+            (&["--rate", "5", "--workers", "0"], "", "--workers"),
+            (&["--rate", "5", "--server", "nowhere"], "", "--server"),
+            (&[], "", "--rate"),
+            (&[], "rate: 1\nload: 0.2\nworkers: 1\n", "rate"),
+            (&["--rate", "5"], "phases: [{ rate: 1, duration: 1s }]\n", "--rate"),
+            (&[], "phases: [{ rate: 1, duration: 1s, extra: 2 }]\n", "phases[0]"),
+            (&[], "phases: [{ duration: 1s }]\n", "phases[0].rate"),
+            (&[], "phases: [{ load: 0.5, duration: 1s }]\n", "phases[0].load"),
+            (&[], "phases: [{ rate: 5, duration: soon }]\n", "phases[0].duration"),
+            (&["--rate", "5"], "duration: 5 parsecs\n", "duration"),
+            (&[], "loads: [0.1, -1]\nworkers: 2\n", "loads[1]"),
+            (&["--rate", "5"], "arrival: bursty\n", "arrival"),
+            (
+                &["--rate", "5"],
+                "workload: { name: x, types: [{ id: 0, name: A, ratio: 1, service: { kind: constant, ns: 1 } }] }\n",
+                "types[0].id",
+            ),
+        ];
+        for (flags, yaml, want) in cases {
+            let e = match FileConfig::parse(yaml) {
+                Ok(f) => args(flags).merge(f, None).map(|_| ()).unwrap_err(),
+                Err(e) => e,
+            };
+            let text = e.to_string();
+            assert!(text.contains(want), "{flags:?} {yaml:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn conflicting_flags_are_rejected_by_the_parser() {
+        #[derive(clap::Parser, Debug)]
+        struct T {
+            #[command(flatten)]
+            a: RunArgs,
+        }
+        let e = <T as clap::Parser>::try_parse_from(["x", "--rate", "5", "--load", "0.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--rate") && e.contains("--load"), "{e}");
+        let e = <T as clap::Parser>::try_parse_from(["x", "--loads", "0.1:0.2"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--loads"), "{e}");
+    }
+}

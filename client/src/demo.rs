@@ -1,0 +1,140 @@
+//! demo.rs - `psp-client demo`: the whole system in one command. Starts the daemon
+//! in-process from the library with `configs/quickstart.yml` on loopback (an ephemeral
+//! port), plays a few seconds of open-loop High Bimodal load at a moderate load, prints
+//! the per-type latency and slowdown table and the server's counters, and shuts the
+//! daemon down.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use persephone::config::Config;
+use persephone::proto::Status;
+use persephone::workload::Workload;
+use persephone::App;
+
+use crate::config::{load_workload, parse_duration, Plan, Point};
+use crate::measure::Meta;
+use crate::schedule::{Arrival, Phase, DEFAULT_SEED};
+
+/// The quick-start server config, built in so `demo` runs from any directory.
+pub const QUICKSTART: &str = include_str!("../../configs/quickstart.yml");
+
+/// Flags of `psp-client demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Server config to start [default: the built-in configs/quickstart.yml]; its bind
+    /// address is replaced by 127.0.0.1:0.
+    #[arg(long, alias = "config", value_name = "FILE")]
+    pub config_path: Option<PathBuf>,
+    /// Workload: a preset or a YAML file.
+    #[arg(long, default_value = "high-bimodal")]
+    pub workload: String,
+    /// Offered load as a fraction of the server's workers.
+    #[arg(long, default_value_t = 0.25)]
+    pub load: f64,
+    /// Measured time.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before it, not measured.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Also write results.csv/json and .hgrm files here.
+    #[arg(long, value_name = "DIR")]
+    pub outdir: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl Default for DemoArgs {
+    fn default() -> Self {
+        DemoArgs {
+            config_path: None,
+            workload: "high-bimodal".into(),
+            load: 0.25,
+            duration: Duration::from_secs(3),
+            warmup: Duration::from_millis(500),
+            outdir: None,
+            quiet: false,
+        }
+    }
+}
+
+/// Runs the demo, printing to `out`.
+pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if !(args.load > 0.0 && args.load.is_finite()) {
+        anyhow::bail!("--load: must be > 0, got {}", args.load);
+    }
+    let mut cfg = match &args.config_path {
+        Some(p) => Config::load(p).with_context(|| "--config-path".to_string())?,
+        None => Config::parse(QUICKSTART).context("built-in quickstart config")?,
+    };
+    cfg.net.bind = "127.0.0.1:0".parse().expect("literal address");
+    let workers = cfg.workers.number;
+    let policy = cfg.policy.kind.name().to_string();
+    let workload: Workload = load_workload(&args.workload, None, "--workload")?;
+    let rate = workload.rate_for_load(args.load, workers);
+    let server = App::new(cfg).start().context("starting the daemon")?;
+    let addr = server.local_addr();
+    writeln!(
+        out,
+        "daemon: {policy}, {workers} workers, on {addr}\n\
+         client: {} at load {} = {rate:.0} requests/s (mean service {:.1} µs), \
+         {:?} + {:?} warm-up\n",
+        workload.name,
+        args.load,
+        workload.mean_service_ns() / 1e3,
+        args.duration,
+        args.warmup,
+    )?;
+    let plan = Plan {
+        server: addr,
+        meta: Meta {
+            label: "demo".into(),
+            policy,
+            workers: Some(workers),
+        },
+        points: vec![Point {
+            phases: vec![Phase {
+                workload,
+                rate,
+                load: Some(args.load),
+                duration: args.duration,
+            }],
+            tag: format!("load{}", args.load),
+        }],
+        arrival: Arrival::Exponential,
+        warmup: args.warmup,
+        timeout: Duration::from_secs(1),
+        seed: DEFAULT_SEED,
+        slack: Duration::from_micros(10),
+        spin: Duration::from_micros(60),
+        max_concurrency: None,
+        outdir: args.outdir.clone(),
+        sample: None,
+        progress: !args.quiet,
+    };
+    let result = crate::runner::run(&plan, out);
+    // Shut the daemon down whatever happened to the run.
+    let stats = server.shutdown();
+    let reports = result?;
+    writeln!(
+        out,
+        "daemon counters: received {}, answered {} (ok {}, queue_full {}), malformed {}, \
+         receive drops {}",
+        stats.received,
+        stats.answered(),
+        stats.replies_with(Status::Ok),
+        stats.replies_with(Status::QueueFull),
+        stats.malformed.total(),
+        stats.rx_drops.no_buffer + stats.rx_drops.overflow + stats.rx_drops.oversized,
+    )?;
+    let lost: u64 = reports.iter().map(|r| r.overall().lost).sum();
+    if lost > 0 {
+        writeln!(out, "note: {lost} requests got no reply within 1 s")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! runner.rs - runs a [`Plan`]: each point in turn (schedule, engine, measurement),
+//! with a progress bar, a table per point, and the files under `--outdir`.
+//!
+//! Files written under `outdir`:
+//! - `results.csv`: every point's rows ([`persephone::report`] schema), appended and
+//!   flushed after each point so an interrupted sweep keeps what it measured;
+//! - `results.json`: the same, structured (written at the end);
+//! - `hgrm/<point>[-p<phase>]-<type>.{latency,slowdown}.hgrm`: percentile
+//!   distributions (latency in µs, slowdown as a ratio);
+//! - `trace-<point>.csv` with `--sample`: one line per sampled request;
+//! - `command.txt`: the command line and seed, to repeat the run.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use persephone::report::{self, RunReport, SLOWDOWN_SCALE};
+
+use crate::config::{Plan, Point};
+use crate::engine::{self, Live, Options};
+use crate::measure::{self, Rules, VALID_ADHERENCE, WARN_ADHERENCE};
+use crate::schedule::Schedule;
+
+/// Runs every point of `plan`, printing a table per point to `out`. Returns the
+/// reports of all points, in order.
+pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
+    let mut files = match &plan.outdir {
+        Some(dir) => Some(Outputs::create(dir)?),
+        None => None,
+    };
+    let mut all = Vec::new();
+    let n = plan.points.len();
+    for (k, point) in plan.points.iter().enumerate() {
+        let (reports, outcome, schedule) = run_point(plan, point, k, n)?;
+        for r in &reports {
+            write!(out, "{}", r.table())?;
+            if r.adherence < VALID_ADHERENCE {
+                writeln!(
+                    out,
+                    "INVALID: only {:.2} % of requests were sent within {:?} of schedule \
+                     (< {:.0} %): the client, not the server, was the limit",
+                    r.adherence * 100.0,
+                    plan.slack,
+                    VALID_ADHERENCE * 100.0
+                )?;
+            } else if r.adherence < WARN_ADHERENCE {
+                writeln!(
+                    out,
+                    "warning: schedule adherence {:.3} % < {:.1} %: the client may be \
+                     perturbing the measurement",
+                    r.adherence * 100.0,
+                    WARN_ADHERENCE * 100.0
+                )?;
+            }
+        }
+        if outcome.send_errors + outcome.recv_errors > 0 {
+            writeln!(
+                out,
+                "warning: {} send and {} receive errors (first: {})",
+                outcome.send_errors,
+                outcome.recv_errors,
+                outcome.first_error.as_deref().unwrap_or("?")
+            )?;
+        }
+        writeln!(out)?;
+        if let Some(f) = files.as_mut() {
+            f.point(plan, point, &reports, &schedule, &outcome)?;
+        }
+        all.extend(reports);
+    }
+    if let Some(f) = files.as_mut() {
+        f.finish(&all)?;
+        writeln!(out, "results written to {}", f.dir.display())?;
+    }
+    Ok(all)
+}
+
+/// Runs one point: builds its schedule, plays it, measures it.
+pub fn run_point(
+    plan: &Plan,
+    point: &Point,
+    k: usize,
+    n: usize,
+) -> anyhow::Result<(Vec<RunReport>, engine::Outcome, Schedule)> {
+    let schedule = Schedule::build(&point.phases, plan.warmup, plan.arrival, plan.seed)
+        .with_context(|| format!("point {}", point.tag))?;
+    let opts = Options {
+        timeout: plan.timeout,
+        max_concurrency: plan.max_concurrency,
+        spin: plan.spin,
+        epoch: k as u32 + 1,
+        ..Options::new(plan.server)
+    };
+    let live = Live::default();
+    let total = Duration::from_nanos(schedule.end_ns());
+    let bar = if plan.progress {
+        let b = ProgressBar::new(total.as_millis() as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}",
+            )
+            .expect("static template"),
+        );
+        b.set_prefix(format!("point {}/{n} {}", k + 1, point.tag));
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let mut last = (Instant::now(), 0u64, 0u64);
+    let outcome = engine::run(&schedule, &opts, &live, |l| {
+        let now = Instant::now();
+        let sent = l.sent.load(std::sync::atomic::Ordering::Relaxed);
+        let got = l.answered.load(std::sync::atomic::Ordering::Relaxed);
+        let dt = now.duration_since(last.0).as_secs_f64();
+        if dt > 0.0 {
+            bar.set_message(format!(
+                "sent {sent} ({:.0}/s)  replies {got} ({:.0}/s)",
+                (sent - last.1) as f64 / dt,
+                (got - last.2) as f64 / dt
+            ));
+        }
+        last = (now, sent, got);
+        bar.set_position((started.elapsed().as_millis() as u64).min(total.as_millis() as u64));
+    })
+    .with_context(|| format!("running point {} against {}", point.tag, plan.server))?;
+    bar.finish_and_clear();
+    let rules = Rules {
+        slack: plan.slack,
+        timeout: plan.timeout,
+    };
+    let reports = measure::reports(&schedule, &outcome, &plan.meta, &rules);
+    Ok((reports, outcome, schedule))
+}
+
+/// The files of one run.
+#[derive(Debug)]
+struct Outputs {
+    dir: PathBuf,
+    csv: BufWriter<File>,
+}
+
+fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Outputs {
+    fn create(dir: &Path) -> anyhow::Result<Outputs> {
+        fs::create_dir_all(dir.join("hgrm"))
+            .with_context(|| format!("--outdir: cannot create {}", dir.display()))?;
+        let path = dir.join("results.csv");
+        let mut csv = BufWriter::new(
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        report::write_csv_header(&mut csv)?;
+        let cmd: Vec<String> = std::env::args().collect();
+        fs::write(dir.join("command.txt"), format!("{}\n", cmd.join(" ")))?;
+        Ok(Outputs {
+            dir: dir.to_path_buf(),
+            csv,
+        })
+    }
+
+    fn point(
+        &mut self,
+        plan: &Plan,
+        point: &Point,
+        reports: &[RunReport],
+        schedule: &Schedule,
+        outcome: &engine::Outcome,
+    ) -> anyhow::Result<()> {
+        for r in reports {
+            r.write_csv_rows(&mut self.csv)?;
+            let mut stem = file_part(&point.tag);
+            if point.phases.len() > 1 {
+                stem.push_str(&format!("-p{}", r.info.phase));
+            }
+            let mut all = r.types.clone();
+            all.push(r.overall());
+            for t in &all {
+                let base = format!("{stem}-{}", file_part(&t.name));
+                let hgrm = self.dir.join("hgrm");
+                write_file(&hgrm.join(format!("{base}.latency.hgrm")), |w| {
+                    report::write_hgrm(&t.latency, 1e3, w)
+                })?;
+                write_file(&hgrm.join(format!("{base}.slowdown.hgrm")), |w| {
+                    report::write_hgrm(&t.slowdown, SLOWDOWN_SCALE as f64, w)
+                })?;
+            }
+        }
+        self.csv.flush()?;
+        if let Some(fraction) = plan.sample {
+            let path = self
+                .dir
+                .join(format!("trace-{}.csv", file_part(&point.tag)));
+            let rules = Rules {
+                slack: plan.slack,
+                timeout: plan.timeout,
+            };
+            write_file(&path, |w| {
+                measure::write_trace(schedule, outcome, &rules, fraction, w)
+            })?;
+        }
+        let cmd = self.dir.join("command.txt");
+        let mut f = fs::OpenOptions::new().append(true).open(&cmd)?;
+        writeln!(
+            f,
+            "point {}: seed {}, {} requests",
+            point.tag,
+            plan.seed,
+            schedule.len()
+        )?;
+        Ok(())
+    }
+
+    fn finish(&mut self, all: &[RunReport]) -> anyhow::Result<()> {
+        let path = self.dir.join("results.json");
+        write_file(&path, |w| {
+            serde_json::to_writer_pretty(&mut *w, &report::json(all)).map_err(io::Error::other)?;
+            writeln!(w)
+        })?;
+        Ok(())
+    }
+}
+
+fn write_file(path: &Path, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    f(&mut w).with_context(|| format!("writing {}", path.display()))?;
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `psp-client plot` renders well-formed SVG from result CSVs: one written by the
+//! report module right here (the writer and the reader agree on the schema), and a
+//! fixture CSV kept in the repository (CSVs written by older runs stay plottable).
+
+use persephone::report::{self, RunInfo, RunReport};
+use psp_client::plot::{render, PlotOptions, Table};
+
+/// Checks that `svg` is well-formed XML as far as tags go: every element closed, in
+/// order, and the root is `<svg>`.
+fn well_formed(svg: &str) -> Result<usize, String> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut elements = 0;
+    let mut rest = svg;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i..];
+        if let Some(r) = rest.strip_prefix("<?") {
+            rest = &r[r.find("?>").ok_or("unterminated <?")? + 2..];
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix("<!--") {
+            rest = &r[r.find("-->").ok_or("unterminated comment")? + 3..];
+            continue;
+        }
+        let end = rest.find('>').ok_or("unterminated tag")?;
+        let tag = &rest[1..end];
+        rest = &rest[end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name.trim() => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else {
+            let name = tag
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap_or("");
+            if name.is_empty() {
+                return Err(format!("bad tag <{tag}>"));
+            }
+            if stack.is_empty() && elements > 0 {
+                return Err("content after the root element".into());
+            }
+            if elements == 0 && name != "svg" {
+                return Err(format!("root is <{name}>"));
+            }
+            elements += 1;
+            if !tag.ends_with('/') {
+                stack.push(name);
+            }
+        }
+        if tag.contains('<') {
+            return Err(format!("'<' inside tag {tag:?}"));
+        }
+    }
+    if !stack.is_empty() {
+        return Err(format!("unclosed {stack:?}"));
+    }
+    Ok(elements)
+}
+
+#[test]
+fn the_checker_rejects_broken_svg() {
+    assert!(well_formed("<svg><g></svg>").is_err());
+    assert!(well_formed("<svg><g/></svg><svg/>").is_err());
+    assert!(well_formed("<g></g>").is_err());
+    assert_eq!(
+        well_formed("<?xml version=\"1.0\"?><svg a=\"1\"><g/><text>x</text></svg>"),
+        Ok(3)
+    );
+}
+
+/// A two-policy sweep over High Bimodal, with one point marked invalid.
+fn sweep_csv() -> String {
+    let mut out = Vec::new();
+    report::write_csv_header(&mut out).unwrap();
+    for (policy, knee) in [("darc", 0.9), ("c-fcfs <&>", 0.6)] {
+        for k in 1..=9 {
+            let load = k as f64 / 10.0;
+            let mut r = RunReport::new(
+                RunInfo {
+                    label: "fixture".into(),
+                    policy: policy.into(),
+                    workers: Some(14),
+                    phase: 0,
+                    load: Some(load),
+                    offered_rps: load * 14e9 / 50_500.0,
+                    window_s: 1.0,
+                },
+                [(1, "SHORT"), (2, "LONG")],
+            );
+            r.shares = vec![0.5, 0.5];
+            let blowup = 1.0 / (knee - load).max(0.02);
+            for (i, service) in [(0, 1_000u64), (1, 100_000)] {
+                let t = &mut r.types[i];
+                for j in 0..1000u64 {
+                    t.record_sent(service, false);
+                    t.record_ok(service + (j as f64 * blowup * 30.0) as u64 * 1000, service);
+                }
+            }
+            r.valid = !(policy == "darc" && k == 9);
+            r.write_csv_rows(&mut out).unwrap();
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn check(svg: &str, labels: &[&str]) {
+    let elements = well_formed(svg).unwrap_or_else(|e| panic!("invalid SVG: {e}"));
+    assert!(elements > 50, "only {elements} elements");
+    assert!(
+        svg.contains("<polyline") || svg.contains("<path"),
+        "no curves"
+    );
+    assert!(svg.contains("<circle"), "no points");
+    for l in labels {
+        assert!(svg.contains(l), "legend misses {l:?}");
+    }
+    assert!(svg.contains("p99.9 latency (µs)"));
+    assert!(svg.contains("p99.9 slowdown"));
+}
+
+#[test]
+fn plot_renders_a_generated_sweep() {
+    let t = Table::parse(&sweep_csv()).unwrap();
+    assert_eq!(t.rows.len(), 2 * 9 * 3);
+    let svg = render(&[t], &PlotOptions::default()).unwrap();
+    check(
+        &svg,
+        &[
+            "fixture darc SHORT",
+            "fixture darc LONG",
+            "fixture c-fcfs &lt;&amp;&gt; LONG",
+        ],
+    );
+    // The invalid point is hollow: some circles have no fill.
+    assert!(svg.contains("fill=\"none\""));
+}
+
+#[test]
+fn plot_renders_the_fixture_csv() {
+    let text = include_str!("fixtures/sweep.csv");
+    let t = Table::parse(text).unwrap();
+    assert_eq!(t.header.join(","), report::CSV_COLUMNS.join(","));
+    let svg = render(&[t.clone(), t], &PlotOptions::default()).unwrap();
+    check(&svg, &["SHORT", "LONG"]);
+}
+
+#[test]
+fn rows_without_a_load_cannot_be_plotted() {
+    let mut out = Vec::new();
+    report::write_csv_header(&mut out).unwrap();
+    let mut r = RunReport::new(RunInfo::default(), [(1, "A")]);
+    r.types[0].record_sent(10, false);
+    r.types[0].record_ok(100, 10);
+    r.write_csv_rows(&mut out).unwrap();
+    let t = Table::parse(std::str::from_utf8(&out).unwrap()).unwrap();
+    let e = render(&[t], &PlotOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--workers"), "{e}");
+}
