@@ -1,0 +1,279 @@
+//! End to end against the real daemon on loopback, started in-process from the library
+//! (`persephone::App`) on an ephemeral port: every preset at low load, then the CSV and
+//! JSON outputs, the demo, and the command line.
+//!
+//! Only lower bounds on time are asserted (the machine may be shared and loaded): a
+//! reply can never come before the server has burnt the requested service time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use persephone::config::Config;
+use persephone::report::{RunReport, CSV_COLUMNS};
+use persephone::workload::{Workload, PRESETS};
+use persephone::App;
+use psp_client::config::{Plan, Point};
+use psp_client::measure::Meta;
+use psp_client::schedule::{Arrival, Phase, DEFAULT_SEED};
+
+/// A server config knowing the type ids of every preset (1..=5); the `spin` handler
+/// burns the service time each request carries.
+fn server_config(workers: usize) -> Config {
+    Config::parse(&format!(
+        "pin: false
+dispatcher: {{ idle: park }}
+workers: {{ number: {workers}, handler: spin, idle: park }}
+policy: {{ kind: darc, window: 500 }}
+net: {{ backend: udp, bind: 127.0.0.1:0 }}
+requests:
+  - {{ id: 1, name: A }}
+  - {{ id: 2, name: B }}
+  - {{ id: 3, name: C }}
+  - {{ id: 4, name: D }}
+  - {{ id: 5, name: E }}
+stats: {{ interval_ms: 0 }}
+"
+    ))
+    .unwrap()
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("psp-client-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn plan(server: std::net::SocketAddr, w: Workload, rate: f64, outdir: Option<&Path>) -> Plan {
+    let workers = 2;
+    let load = rate * w.mean_service_ns() / (workers as f64 * 1e9);
+    Plan {
+        server,
+        meta: Meta {
+            label: format!("e2e-{}", w.name),
+            policy: "darc".into(),
+            workers: Some(workers),
+        },
+        points: vec![Point {
+            tag: format!("load{load:.3}"),
+            phases: vec![Phase {
+                workload: w,
+                rate,
+                load: Some(load),
+                duration: Duration::from_secs(1),
+            }],
+        }],
+        arrival: Arrival::Exponential,
+        warmup: Duration::from_millis(100),
+        // Generous: a loaded machine may delay replies, but must not lose them.
+        timeout: Duration::from_secs(10),
+        seed: DEFAULT_SEED,
+        slack: Duration::from_micros(10),
+        spin: Duration::from_micros(60),
+        max_concurrency: None,
+        outdir: outdir.map(Path::to_path_buf),
+        sample: Some(0.1),
+        progress: false,
+    }
+}
+
+/// Runs `preset` at a low rate against a fresh daemon; returns the report.
+fn run_preset(preset: &str, outdir: Option<&Path>) -> RunReport {
+    let w = Workload::preset(preset).unwrap();
+    // Low load: at most 5 % of 2 workers, and at most 1500 requests/s.
+    let rate = w.rate_for_load(0.05, 2).min(1500.0);
+    let server = App::new(server_config(2)).start().unwrap();
+    let p = plan(server.local_addr(), w, rate, outdir);
+    let mut out = Vec::new();
+    let reports = psp_client::runner::run(&p, &mut out);
+    let stats = server.shutdown();
+    let mut reports = reports.unwrap();
+    assert_eq!(reports.len(), 1);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("p99.9 µs"), "{text}");
+    // The daemon saw every request we sent and answered all of them.
+    let sent: u64 = reports[0].types.iter().map(|t| t.sent).sum();
+    assert!(stats.received >= sent, "{} < {sent}", stats.received);
+    assert_eq!(stats.answered(), stats.received);
+    reports.remove(0)
+}
+
+#[test]
+fn every_preset_at_low_load_loses_nothing_and_respects_service_times() {
+    for preset in PRESETS {
+        let r = run_preset(preset, None);
+        let w = Workload::preset(preset).unwrap();
+        assert_eq!(r.malformed + r.unexpected, 0, "{preset}");
+        for t in &r.types {
+            assert!(t.sent > 0, "{preset} {}: nothing sent", t.name);
+            assert_eq!(t.lost, 0, "{preset} {}: lost requests", t.name);
+            assert_eq!(t.rejected_total(), 0, "{preset} {}: rejections", t.name);
+            assert_eq!(t.ok, t.sent, "{preset} {}", t.name);
+            // Latency includes the service time the server burnt: even the fastest
+            // reply of a type took at least that long (histogram buckets round down by
+            // at most 0.1 %, so compare with the bucket's upper end).
+            let service = w
+                .types
+                .iter()
+                .find(|x| x.id == t.id)
+                .unwrap()
+                .service
+                .mean_ns();
+            let fastest = t.latency.highest_equivalent(t.latency.min());
+            assert!(
+                fastest as f64 >= service,
+                "{preset} {}: fastest reply {fastest} ns < service {service} ns",
+                t.name
+            );
+            let sd = t.slowdown().unwrap();
+            assert!(sd.at[0] >= 0.99, "{preset} {}: slowdown {sd:?}", t.name);
+        }
+    }
+}
+
+#[test]
+fn outputs_are_written() {
+    let dir = TempDir::new("outputs");
+    let r = run_preset("high-bimodal", Some(&dir.0));
+    let csv = std::fs::read_to_string(dir.0.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), CSV_COLUMNS.join(","));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), r.types.len() + 1);
+    assert!(
+        rows[0].starts_with("e2e-high-bimodal,darc,2,0,"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows.last().unwrap().contains(",0,ALL,"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["runs"][0]["types"].as_array().unwrap().len(), 2);
+    assert_eq!(json["runs"][0]["overall"]["lost"], 0);
+    let hgrm = std::fs::read_dir(dir.0.join("hgrm")).unwrap().count();
+    assert_eq!(hgrm, 2 * (r.types.len() + 1));
+    let trace = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("trace-"))
+        .expect("a trace file");
+    let trace = std::fs::read_to_string(dir.0.join(trace)).unwrap();
+    let sent: u64 = r.types.iter().map(|t| t.sent).sum();
+    // One request in ten, give or take the rounding at either end.
+    let lines = trace.lines().count() as u64 - 1;
+    assert!(lines.abs_diff(sent / 10) <= 1, "{lines} vs {sent}");
+    assert!(std::fs::read_to_string(dir.0.join("command.txt"))
+        .unwrap()
+        .contains("seed"));
+}
+
+#[test]
+fn the_demo_runs_and_prints_the_table() {
+    let args = psp_client::demo::DemoArgs {
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(100),
+        load: 0.05,
+        quiet: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    psp_client::demo::run(&args, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    for want in [
+        "daemon: darc, 2 workers",
+        "SHORT",
+        "LONG",
+        "ALL",
+        "daemon counters",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
+
+fn client() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_psp-client"))
+}
+
+#[test]
+fn the_command_line_names_bad_flags_and_keys() {
+    let dir = TempDir::new("cli");
+    let cfg = dir.0.join("bad.yml");
+    std::fs::write(&cfg, "rate: 100\nduraton: 2s\n").unwrap();
+    for (args, want) in [
+        (vec!["--load", "0.5"], "--load"),
+        (vec!["--rate", "100", "--duration", "soon"], "--duration"),
+        (vec!["--loads", "0.1:0.5"], "--loads"),
+        (vec!["--config-path", cfg.to_str().unwrap()], "duraton"),
+        (vec!["--rate", "100", "--workload", "nope"], "--workload"),
+        (vec!["plot", "missing.csv", "--out", "x.svg"], "missing.csv"),
+    ] {
+        let out = client().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn the_command_line_runs_a_sweep_and_plots_it() {
+    let dir = TempDir::new("sweep");
+    let server = App::new(server_config(2)).start().unwrap();
+    let out = client()
+        .args(["--server", &server.local_addr().to_string()])
+        .args(["--workers", "2", "--loads", "0.02:0.04:0.02"])
+        .args([
+            "--duration",
+            "300ms",
+            "--warmup",
+            "50ms",
+            "--timeout",
+            "10s",
+        ])
+        .args(["--label", "cli", "--policy", "darc", "-q"])
+        .arg("--outdir")
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    server.shutdown();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("load 0.020") && stdout.contains("load 0.040"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(dir.0.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 3);
+    let svg = dir.0.join("sweep.svg");
+    let out = client()
+        .arg("plot")
+        .arg(dir.0.join("results.csv"))
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("cli darc SHORT"));
+}
