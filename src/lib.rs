@@ -35,6 +35,7 @@ pub mod policy;
 pub mod proto;
 pub mod report;
 pub mod ring;
+pub mod sim;
 #[allow(unsafe_code)]
 pub mod time;
 pub mod workers;

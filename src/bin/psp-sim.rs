@@ -1,0 +1,32 @@
+//! psp-sim.rs - the simulator's command line (see `persephone::sim::cli`).
+
+use anyhow::Result;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use persephone::sim::cli::{self, Args};
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let n = cli::points(&args)?.len() as u64;
+    let bar = ProgressBar::new(n).with_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} points {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let verbose = args.verbose;
+    let command: Vec<String> = std::env::args().collect();
+    let all = cli::run(&args, &command.join(" "), &|p, r| {
+        if verbose {
+            bar.println(cli::summary(p, r));
+        }
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    if !verbose {
+        for (p, r) in &all {
+            println!("{}", cli::summary(p, r));
+        }
+    }
+    println!("wrote {}/sim.csv and sim.json", args.outdir.display());
+    Ok(())
+}

@@ -1,0 +1,546 @@
+//! sim/cli.rs - `psp-sim`'s command line: a sweep of loads × policies × worker counts
+//! (or a phased run), run in parallel, written in `psp-client`'s CSV/JSON schema.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::sweep::{self, Point};
+use super::{Arrivals, Length, Phase, Rate, SimConfig, SimResult};
+use crate::config::{Assign, PolicyConfig, PolicyKind, Profile};
+use crate::report;
+use crate::workload::Workload;
+
+/// Simulate Perséphone's policies (c-FCFS, d-FCFS, DARC) on virtual time.
+///
+/// One invocation sweeps loads × policies × worker counts (or runs a phased workload,
+/// `--phases`); points run in parallel. Results go to OUTDIR/sim.csv and sim.json (the
+/// schema of `psp-client`, so `psp-client plot` draws both), plus reservations.csv
+/// (DARC's reservation changes) and timeline.csv (per-type latency over time, with
+/// `--timeline-us`).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "psp-sim", version)]
+pub struct Args {
+    /// Workload: a preset (high-bimodal, extreme-bimodal, tpcc, rocksdb) or a YAML file.
+    #[arg(long, default_value = "high-bimodal")]
+    pub workload: String,
+    /// A phased run instead of a load sweep: YAML with `phases: [{workload, load | rps,
+    /// duration_ms | requests}]`.
+    #[arg(long)]
+    pub phases: Option<PathBuf>,
+    /// Offered loads (fractions of the workers' capacity): `start:end:step`
+    /// (inclusive), or a comma-separated list.
+    #[arg(long, default_value = "0.1:0.9:0.1")]
+    pub loads: String,
+    /// Policies, comma-separated: cfcfs, dfcfs, darc.
+    #[arg(long, default_value = "cfcfs,dfcfs,darc", value_delimiter = ',')]
+    pub policies: Vec<String>,
+    /// Worker counts, comma-separated.
+    #[arg(long, default_value = "14", value_delimiter = ',')]
+    pub workers: Vec<usize>,
+    /// Measured requests per point (a `--warmup` fraction more are run first).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub requests: u64,
+    /// Measured virtual time per point instead of a request count (`500ms`, `2s`).
+    #[arg(long, value_parser = parse_duration_ns)]
+    pub duration: Option<u64>,
+    /// Warm-up, as a fraction of the measured requests or duration.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// Seed of the arrival and service-time streams (the same for every point, so all
+    /// policies see the same requests).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long, default_value = "results/sim/out")]
+    pub outdir: PathBuf,
+    /// Experiment label (default: the workload's name).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Arrival process: poisson or uniform.
+    #[arg(long, default_value = "poisson", value_parser = parse_arrivals)]
+    pub arrivals: Arrivals,
+    /// Capacity of each type's queue at the dispatcher.
+    #[arg(long, default_value_t = 4096)]
+    pub queue_capacity: usize,
+    /// DARC: group types whose mean service times are within this relative distance.
+    #[arg(long, default_value_t = 0.2)]
+    pub delta: f64,
+    /// DARC: completions per profiling window.
+    #[arg(long, default_value_t = 50_000)]
+    pub window: u64,
+    /// DARC: manual reservations of the shortest group; each value (`3`, `0:13`,
+    /// `1,2,4`) is a policy variant `darc-rK` reserving K workers.
+    #[arg(long)]
+    pub n_resas: Option<String>,
+    /// DARC: `dynamic` (profile online) or `static` (reserve from the workload's means
+    /// and ratios).
+    #[arg(long, default_value = "dynamic", value_parser = parse_enum::<Profile>)]
+    pub profile: Profile,
+    /// DARC: the spillway worker (default: the last).
+    #[arg(long)]
+    pub spillway: Option<usize>,
+    /// d-FCFS: round_robin, random or jsq.
+    #[arg(long, default_value = "round_robin", value_parser = parse_enum::<Assign>)]
+    pub assign: Assign,
+    /// d-FCFS: requests a worker may hold.
+    #[arg(long, default_value_t = 64)]
+    pub depth: usize,
+    /// Nanoseconds the dispatcher spends per dispatch decision.
+    #[arg(long, default_value_t = 0)]
+    pub dispatch_overhead_ns: u64,
+    /// Nanoseconds lost per preemption (for preemptive policies; none exists yet).
+    #[arg(long, default_value_t = 0)]
+    pub preemption_cost_ns: u64,
+    /// Record per-type latency over windows of this many microseconds (timeline.csv).
+    #[arg(long)]
+    pub timeline_us: Option<u64>,
+    /// Do not tell DARC the workload's means and ratios up front (see
+    /// `SimConfig::hints`): a dynamic DARC then starts with no reservation.
+    #[arg(long)]
+    pub no_hints: bool,
+    /// Parallel simulations (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print each point's table as it finishes.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// A phased-run file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhasesFile {
+    /// Label of the run.
+    pub name: String,
+    pub phases: Vec<PhaseSpec>,
+}
+
+/// One phase in a phases file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    /// A preset name, a YAML file path, or an inline workload.
+    pub workload: WorkloadSpec,
+    #[serde(default)]
+    pub load: Option<f64>,
+    #[serde(default)]
+    pub rps: Option<f64>,
+    #[serde(default)]
+    pub duration_ms: Option<f64>,
+    #[serde(default)]
+    pub requests: Option<u64>,
+}
+
+/// A workload given by name or inline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum WorkloadSpec {
+    Named(String),
+    Inline(Workload),
+}
+
+impl WorkloadSpec {
+    fn resolve(&self, base: &Path) -> Result<Workload> {
+        match self {
+            WorkloadSpec::Named(n) => load_workload_from(n, base),
+            WorkloadSpec::Inline(w) => {
+                w.validate()?;
+                Ok(w.clone())
+            }
+        }
+    }
+}
+
+/// A preset name or a YAML file.
+pub fn load_workload(name: &str) -> Result<Workload> {
+    load_workload_from(name, Path::new("."))
+}
+
+fn load_workload_from(name: &str, base: &Path) -> Result<Workload> {
+    if let Ok(w) = Workload::preset(name) {
+        return Ok(w);
+    }
+    let path = base.join(name);
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("--workload {name}: neither a preset nor a readable file"))?;
+    Workload::from_yaml(&text).with_context(|| format!("workload file {}", path.display()))
+}
+
+fn parse_enum<T: DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_yaml::from_str(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_arrivals(s: &str) -> Result<Arrivals, String> {
+    match s {
+        "poisson" => Ok(Arrivals::Poisson),
+        "uniform" => Ok(Arrivals::Uniform),
+        _ => Err(format!("{s:?}: expected poisson or uniform")),
+    }
+}
+
+/// `1500ns`, `20us`, `500ms`, `2s` (or a bare number of nanoseconds) to nanoseconds.
+pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("{s:?}: not a duration"))?;
+    let scale = match unit {
+        "" | "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ns, us, ms, s)")),
+    };
+    Ok((v * scale).round() as u64)
+}
+
+/// `start:end:step` (inclusive, tolerant of float rounding) or `a,b,c` to values.
+pub fn parse_range(s: &str, flag: &str) -> Result<Vec<f64>> {
+    let bad = || format!("{flag} {s:?}: expected start:end:step or a comma-separated list");
+    if s.contains(':') {
+        let parts: Vec<f64> = s
+            .split(':')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .with_context(bad)?;
+        let (start, end, step) = match parts[..] {
+            [a, b] => (a, b, 1.0),
+            [a, b, c] => (a, b, c),
+            _ => bail!(bad()),
+        };
+        if step.is_nan() || step <= 0.0 || end < start {
+            bail!("{flag} {s:?}: need start <= end and step > 0");
+        }
+        let n = ((end - start) / step + 1e-9).floor() as usize;
+        // Round to 9 decimals so 0.1:0.9:0.1 gives 0.3, not 0.30000000000000004.
+        Ok((0..=n)
+            .map(|i| ((start + i as f64 * step) * 1e9).round() / 1e9)
+            .collect())
+    } else {
+        s.split(',')
+            .map(|p| p.trim().parse::<f64>().with_context(bad))
+            .collect()
+    }
+}
+
+/// A policy variant: its CSV name and its config.
+fn policies(args: &Args) -> Result<Vec<(String, PolicyConfig)>> {
+    let mut out = Vec::new();
+    for name in &args.policies {
+        let kind: PolicyKind = parse_enum(name.trim())
+            .map_err(|e| anyhow::anyhow!("--policies: {e} (cfcfs, dfcfs, darc)"))?;
+        let base = PolicyConfig {
+            kind,
+            delta: args.delta,
+            window: args.window,
+            profile: args.profile,
+            n_resas: None,
+            spillway: args.spillway,
+            assign: args.assign,
+            depth: args.depth,
+            seed: args.seed,
+        };
+        match (&args.n_resas, kind) {
+            (Some(spec), PolicyKind::Darc) => {
+                for k in parse_range(spec, "--n-resas")? {
+                    if k < 0.0 || k.fract() != 0.0 {
+                        bail!("--n-resas {spec:?}: {k} is not a worker count");
+                    }
+                    let mut cfg = base.clone();
+                    cfg.n_resas = Some(vec![k as usize]);
+                    out.push((format!("darc-r{k}"), cfg));
+                }
+            }
+            _ => out.push((kind.name().to_string(), base)),
+        }
+    }
+    Ok(out)
+}
+
+/// Builds every point the arguments ask for.
+pub fn points(args: &Args) -> Result<Vec<Point>> {
+    if !(0.0..1.0).contains(&args.warmup) {
+        bail!("--warmup {}: must be in [0, 1)", args.warmup);
+    }
+    if args.workers.contains(&0) {
+        bail!("--workers: 0 workers");
+    }
+    let pols = policies(args)?;
+    let mut out = Vec::new();
+    let base = |workers: usize, policy: &PolicyConfig, phases: Vec<Phase>| SimConfig {
+        workers,
+        policy: policy.clone(),
+        phases,
+        arrivals: args.arrivals,
+        seed: args.seed,
+        queue_capacity: args.queue_capacity,
+        warmup_requests: 0,
+        warmup_ns: 0,
+        dispatch_overhead_ns: args.dispatch_overhead_ns,
+        preemption_cost_ns: args.preemption_cost_ns,
+        timeline_ns: args.timeline_us.map(|us| us * 1000),
+        hints: !args.no_hints,
+    };
+    if let Some(path) = &args.phases {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("--phases: cannot read {}", path.display()))?;
+        let file: PhasesFile =
+            serde_yaml::from_str(&text).with_context(|| format!("--phases {}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut phases = Vec::new();
+        for (i, p) in file.phases.iter().enumerate() {
+            let key = format!("phases[{i}]");
+            let rate = match (p.load, p.rps) {
+                (Some(l), None) if l > 0.0 => Rate::Load(l),
+                (None, Some(r)) if r > 0.0 => Rate::Rps(r),
+                _ => bail!("{key}: give one of load or rps, > 0"),
+            };
+            let length = match (p.duration_ms, p.requests) {
+                (Some(ms), None) if ms > 0.0 => Length::Nanos((ms * 1e6) as u64),
+                (None, Some(n)) if n > 0 => Length::Requests(n),
+                _ => bail!("{key}: give one of duration_ms or requests, > 0"),
+            };
+            let workload = p.workload.resolve(dir).with_context(|| key.clone())?;
+            phases.push(Phase {
+                workload,
+                rate,
+                length,
+            });
+        }
+        if phases.is_empty() {
+            bail!("--phases {}: no phases", path.display());
+        }
+        let label = args.label.clone().unwrap_or(file.name);
+        for &w in &args.workers {
+            for (name, pol) in &pols {
+                out.push(Point {
+                    label: label.clone(),
+                    policy: name.clone(),
+                    cfg: base(w, pol, phases.clone()),
+                });
+            }
+        }
+        return Ok(out);
+    }
+    let workload = load_workload(&args.workload)?;
+    let label = args.label.clone().unwrap_or_else(|| workload.name.clone());
+    let loads = parse_range(&args.loads, "--loads")?;
+    if let Some(l) = loads.iter().find(|&&l| l <= 0.0) {
+        bail!("--loads: load {l} must be > 0");
+    }
+    for &w in &args.workers {
+        for (name, pol) in &pols {
+            for &load in &loads {
+                let mut cfg = base(w, pol, Vec::new());
+                let length = match args.duration {
+                    Some(ns) => {
+                        cfg.warmup_ns = (ns as f64 * args.warmup) as u64;
+                        Length::Nanos(ns + cfg.warmup_ns)
+                    }
+                    None => {
+                        cfg.warmup_requests = (args.requests as f64 * args.warmup) as u64;
+                        Length::Requests(args.requests + cfg.warmup_requests)
+                    }
+                };
+                cfg.phases.push(Phase {
+                    workload: workload.clone(),
+                    rate: Rate::Load(load),
+                    length,
+                });
+                out.push(Point {
+                    label: label.clone(),
+                    policy: name.clone(),
+                    cfg,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the points and writes the outputs; `progress` is told of each finished point.
+/// Returns the results with their points.
+pub fn run(
+    args: &Args,
+    command_line: &str,
+    progress: &(dyn Fn(&Point, &SimResult) + Sync),
+) -> Result<Vec<(Point, SimResult)>> {
+    let pts = points(args)?;
+    fs::create_dir_all(&args.outdir)
+        .with_context(|| format!("--outdir: cannot create {}", args.outdir.display()))?;
+    let jobs = args.jobs.unwrap_or_else(sweep::default_jobs);
+    let results = sweep::run_all(&pts, jobs, progress);
+    let all: Vec<(Point, SimResult)> = pts.into_iter().zip(results).collect();
+    write_outputs(&args.outdir, &all, command_line)?;
+    Ok(all)
+}
+
+fn create(dir: &Path, name: &str) -> Result<BufWriter<File>> {
+    let path = dir.join(name);
+    Ok(BufWriter::new(File::create(&path).with_context(|| {
+        format!("cannot create {}", path.display())
+    })?))
+}
+
+/// Writes sim.csv, sim.json, reservations.csv, timeline.csv and command.txt.
+pub fn write_outputs(dir: &Path, all: &[(Point, SimResult)], command_line: &str) -> Result<()> {
+    let reports: Vec<report::RunReport> = all
+        .iter()
+        .flat_map(|(p, r)| r.reports(&p.label, &p.policy))
+        .collect();
+    let mut csv = create(dir, "sim.csv")?;
+    report::write_csv_header(&mut csv)?;
+    for r in &reports {
+        r.write_csv_rows(&mut csv)?;
+    }
+    csv.flush()?;
+    let mut json = create(dir, "sim.json")?;
+    serde_json::to_writer_pretty(&mut json, &report::json(&reports))?;
+    json.flush()?;
+
+    let mut resa = create(dir, "reservations.csv")?;
+    writeln!(
+        resa,
+        "label,policy,workers,load,t_us,group,types,mean_us,demand,n_reserved,n_stealable,spilled,reservation"
+    )?;
+    let mut tl = create(dir, "timeline.csv")?;
+    writeln!(
+        tl,
+        "label,policy,workers,load,t_us,type,count,latency_p50_us,latency_p99_us,latency_p999_us"
+    )?;
+    for (p, r) in all {
+        let load = p
+            .cfg
+            .phases
+            .first()
+            .and_then(|ph| match ph.rate {
+                Rate::Load(l) => Some(l.to_string()),
+                Rate::Rps(_) => None,
+            })
+            .unwrap_or_default();
+        let names: Vec<&str> = r.types.iter().map(|t| t.name.as_str()).collect();
+        let head = format!("{},{},{},{}", p.label, p.policy, r.workers, load);
+        for (at, res) in &r.reservations {
+            let line = res.describe(&names);
+            for (gi, g) in res.groups.iter().enumerate() {
+                let types: Vec<&str> = g.types.iter().map(|&t| names[t]).collect();
+                writeln!(
+                    resa,
+                    "{head},{:.3},{gi},{},{:.3},{:.3},{},{},{},\"{}\"",
+                    *at as f64 / 1e3,
+                    types.join("+"),
+                    g.mean_ns / 1e3,
+                    g.demand,
+                    g.reserved.len(),
+                    g.stealable.len(),
+                    g.spilled,
+                    line.replace('"', "'"),
+                )?;
+            }
+        }
+        if let Some(t) = &r.timeline {
+            for (i, win) in t.windows.iter().enumerate() {
+                for (ty, h) in win.iter().enumerate() {
+                    if h.is_empty() {
+                        continue;
+                    }
+                    writeln!(
+                        tl,
+                        "{head},{:.3},{},{},{:.3},{:.3},{:.3}",
+                        (i as u64 * t.window_ns) as f64 / 1e3,
+                        names[ty],
+                        h.len(),
+                        h.value_at_quantile(0.5) as f64 / 1e3,
+                        h.value_at_quantile(0.99) as f64 / 1e3,
+                        h.value_at_quantile(0.999) as f64 / 1e3,
+                    )?;
+                }
+            }
+        }
+    }
+    resa.flush()?;
+    tl.flush()?;
+    fs::write(dir.join("command.txt"), format!("{command_line}\n"))?;
+    Ok(())
+}
+
+/// A one-line summary of a finished point: per-type p99.9 latency and slowdown.
+pub fn summary(p: &Point, r: &SimResult) -> String {
+    let mut s = format!("{} {} w{}", p.label, p.policy, r.workers);
+    if let Some(Rate::Load(l)) = p.cfg.phases.first().map(|ph| ph.rate) {
+        let _ = write!(s, " load {l:.2}");
+    }
+    for ty in 0..r.types.len() {
+        let t = r.type_stats(ty);
+        if let (Some(lat), Some(sd)) = (t.latency_us(), t.slowdown()) {
+            let _ = write!(
+                s,
+                " | {} p99.9 {:.1} us sd {:.1}",
+                t.name,
+                lat.get("p999").unwrap_or(0.0),
+                sd.get("p999").unwrap_or(0.0)
+            );
+        }
+    }
+    let rej = r.rejected();
+    if rej > 0 {
+        let _ = write!(s, " | rejected {rej}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_durations_parse() {
+        assert_eq!(
+            parse_range("0.1:0.5:0.1", "--loads").unwrap(),
+            vec![0.1, 0.2, 0.3, 0.4, 0.5]
+        );
+        assert_eq!(
+            parse_range("0:3", "--n-resas").unwrap(),
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
+        assert_eq!(parse_range("0.5, 0.9", "--loads").unwrap(), vec![0.5, 0.9]);
+        assert!(parse_range("0.9:0.1:0.1", "--loads").is_err());
+        assert!(parse_range("a:b", "--loads").is_err());
+        assert_eq!(parse_duration_ns("2s").unwrap(), 2_000_000_000);
+        assert_eq!(parse_duration_ns("1.5ms").unwrap(), 1_500_000);
+        assert_eq!(parse_duration_ns("20us").unwrap(), 20_000);
+        assert_eq!(parse_duration_ns("7").unwrap(), 7);
+        assert!(parse_duration_ns("3 weeks").is_err());
+    }
+
+    #[test]
+    fn a_sweep_is_policies_times_workers_times_loads() {
+        let args = Args::parse_from([
+            "psp-sim",
+            "--loads",
+            "0.2:0.6:0.2",
+            "--policies",
+            "cfcfs,darc",
+            "--workers",
+            "2,4",
+            "--n-resas",
+            "0,1",
+        ]);
+        let pts = points(&args).unwrap();
+        // cfcfs + darc-r0 + darc-r1, × 2 worker counts × 3 loads.
+        assert_eq!(pts.len(), 3 * 2 * 3);
+        assert_eq!(pts[3].policy, "darc-r0");
+        assert_eq!(pts[3].cfg.policy.n_resas, Some(vec![0]));
+        let bad = Args::parse_from(["psp-sim", "--policies", "fifo"]);
+        assert!(points(&bad).unwrap_err().to_string().contains("--policies"));
+    }
+}

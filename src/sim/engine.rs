@@ -1,0 +1,673 @@
+//! sim/engine.rs - the discrete-event loop: open-loop arrivals, the real policy, workers.
+//!
+//! Virtual time is in nanoseconds (the policy is built with [`Clock::NANOS`], so its
+//! cycles are nanoseconds). The loop does what the daemon's dispatcher does, in the same
+//! order, at each instant that something happens:
+//!
+//! 1. deliver the completions due now (`Policy::on_completion`), and let each worker
+//!    start the next request it holds (a d-FCFS worker serves its ring FIFO);
+//! 2. queue the arrivals due now into [`TypedQueues`] (a full queue rejects, counted),
+//!    telling the policy (`Policy::on_arrival`);
+//! 3. `while let Some(d) = policy.next(queues.state(), now)`: pop the head of `d.ty` and
+//!    hand it to `d.worker`;
+//! 4. drain `Policy::poll_event` (DARC's reservation changes).
+//!
+//! With a per-dispatch overhead the dispatcher is a serial resource: a decision at `t`
+//! reaches the worker at `t + overhead`, and the next decision is taken at that time.
+//!
+//! Only the next arrival and one completion per busy worker are pending at any time, so
+//! the event heap holds at most `workers` entries; arrivals are drawn lazily.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Exp1};
+
+use super::stats::Timeline;
+use crate::config::PolicyConfig;
+use crate::policy::{self, Event, Policy, Reservation, TypeIdx, TypeInfo, TypedQueues};
+use crate::proto::Status;
+use crate::report::{RunInfo, RunReport, TypeStats};
+use crate::time::{Clock, Cycles};
+use crate::workload::{Sampler, Workload};
+
+/// How fast a phase sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// Requests per second.
+    Rps(f64),
+    /// A fraction of the workers' capacity for this phase's mix (`1.0` = saturation).
+    Load(f64),
+}
+
+/// When a phase ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    /// After this many arrivals.
+    Requests(u64),
+    /// After this many virtual nanoseconds.
+    Nanos(u64),
+}
+
+/// The arrival process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arrivals {
+    /// Exponential inter-arrival times (open-loop Poisson).
+    #[default]
+    Poisson,
+    /// Constant inter-arrival times.
+    Uniform,
+}
+
+/// One stretch of the run with its own mix and rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub workload: Workload,
+    pub rate: Rate,
+    pub length: Length,
+}
+
+/// Everything one simulation run needs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of workers.
+    pub workers: usize,
+    /// The policy, exactly as the daemon's config would give it.
+    pub policy: PolicyConfig,
+    /// The phases, run back to back (at least one).
+    pub phases: Vec<Phase>,
+    pub arrivals: Arrivals,
+    /// Seed of the arrival and service-time streams. The stream does not depend on the
+    /// policy: two policies run with one seed see the very same requests.
+    pub seed: u64,
+    /// Capacity of each type's queue at the dispatcher.
+    pub queue_capacity: usize,
+    /// The first `warmup_requests` arrivals are served but not measured...
+    pub warmup_requests: u64,
+    /// ...nor are those arriving before `warmup_ns`.
+    pub warmup_ns: u64,
+    /// Nanoseconds the dispatcher spends on each dispatch decision (0 = free).
+    pub dispatch_overhead_ns: u64,
+    /// Nanoseconds lost per preemption, for preemptive policies (none exists yet: the
+    /// current policies never preempt, so this has no effect today).
+    pub preemption_cost_ns: u64,
+    /// Width of the per-type latency time series windows (by arrival time), if wanted.
+    pub timeline_ns: Option<u64>,
+    /// Tell the policy each type's mean service time and share of arrivals (of the
+    /// first phase that has it), as a daemon config's `requests[].mean_ns` and `ratio`
+    /// would: DARC reserves from them at start (and only from them with
+    /// `profile: static`). Without hints a dynamic DARC starts with every type on the
+    /// spillway until its first profiling window closes.
+    pub hints: bool,
+}
+
+impl SimConfig {
+    /// One phase of `requests` measured arrivals of `workload` at `load`, with a tenth
+    /// more as warm-up, Poisson arrivals, and the daemon's default queue capacity.
+    pub fn new(workload: Workload, workers: usize, load: f64, requests: u64) -> SimConfig {
+        let warmup = requests / 10;
+        SimConfig {
+            workers,
+            policy: PolicyConfig::default(),
+            phases: vec![Phase {
+                workload,
+                rate: Rate::Load(load),
+                length: Length::Requests(requests + warmup),
+            }],
+            arrivals: Arrivals::Poisson,
+            seed: 1,
+            queue_capacity: crate::config::QueuesConfig::default().capacity,
+            warmup_requests: warmup,
+            warmup_ns: 0,
+            dispatch_overhead_ns: 0,
+            preemption_cost_ns: 0,
+            timeline_ns: None,
+            hints: true,
+        }
+    }
+}
+
+/// A request type of the run (the union over the phases' mixes, by wire id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimType {
+    pub id: u32,
+    pub name: String,
+    /// Mean service time in the first phase that has the type (ns).
+    pub mean_ns: f64,
+}
+
+/// What one phase of a run measured (requests are attributed to the phase they
+/// arrived in).
+#[derive(Debug, Clone)]
+pub struct PhaseResult {
+    /// Per-type counters, latency and slowdown of the measured requests (indexed like
+    /// [`SimResult::types`]; types absent from the phase stay empty).
+    pub stats: Vec<TypeStats>,
+    /// Nominal share of each type in this phase.
+    pub shares: Vec<f64>,
+    /// Configured load, if the phase was given one.
+    pub load: Option<f64>,
+    /// Measured arrivals per second over the phase's measurement window.
+    pub offered_rps: f64,
+    /// First measured arrival and last arrival of the phase, ns.
+    pub window_ns: (Cycles, Cycles),
+}
+
+impl PhaseResult {
+    /// Length of the measurement window in seconds.
+    pub fn window_s(&self) -> f64 {
+        self.window_ns.1.saturating_sub(self.window_ns.0) as f64 / 1e9
+    }
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct SimResult {
+    pub types: Vec<SimType>,
+    pub workers: usize,
+    pub policy: &'static str,
+    /// Per-phase statistics.
+    pub phases: Vec<PhaseResult>,
+    /// Start and end (last arrival) of the whole measurement window, ns.
+    pub window_ns: (Cycles, Cycles),
+    /// Time-average number of requests in the system (queued, in flight or in service)
+    /// over the measurement window.
+    pub mean_in_system: f64,
+    /// Requests still queued when nothing could make progress any more (a policy that
+    /// never dispatches them); 0 for a sound policy.
+    pub unfinished: u64,
+    /// Virtual time of the last event, ns.
+    pub end_ns: Cycles,
+    /// Total arrivals, warm-up included.
+    pub arrivals: u64,
+    /// Fraction of the run each worker spent serving.
+    pub utilisation: Vec<f64>,
+    /// DARC's reservation changes in order (virtual ns, reservation).
+    pub reservations: Vec<(Cycles, Reservation)>,
+    /// Per-type latency per time window, when asked for.
+    pub timeline: Option<Timeline>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    service: u64,
+    /// Phase index, or `NOT_MEASURED` for warm-up requests.
+    phase: u32,
+}
+
+const NOT_MEASURED: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    arrival: Cycles,
+    service: u64,
+    ty: u32,
+    phase: u32,
+}
+
+#[derive(Debug, Default)]
+struct Worker {
+    running: Option<Job>,
+    held: VecDeque<Job>,
+    busy_ns: u64,
+}
+
+/// The arrival stream of one phase.
+#[derive(Debug)]
+struct PhaseGen {
+    sampler: Sampler,
+    /// Phase-local type index -> run type index.
+    map: Vec<usize>,
+    /// Mean inter-arrival time, ns.
+    gap_ns: f64,
+    length: Length,
+}
+
+/// Runs one simulation to the end (arrivals exhausted, every request answered).
+pub fn run(cfg: &SimConfig) -> SimResult {
+    assert!(cfg.workers > 0, "at least one worker");
+    assert!(!cfg.phases.is_empty(), "at least one phase");
+    let (types, gens) = plan(cfg);
+    let infos: Vec<TypeInfo> = types
+        .iter()
+        .zip(first_ratios(cfg, &types))
+        .map(|(t, ratio)| TypeInfo {
+            name: t.name.clone(),
+            mean_ns: cfg.hints.then(|| t.mean_ns.round() as u64),
+            ratio: cfg.hints.then_some(ratio),
+        })
+        .collect();
+    let mut policy = policy::build(&cfg.policy, &infos, cfg.workers, Clock::NANOS);
+    let mut engine = Engine {
+        cfg,
+        capacity: policy.worker_capacity(),
+        queues: TypedQueues::new(types.len(), cfg.queue_capacity),
+        workers: (0..cfg.workers).map(|_| Worker::default()).collect(),
+        heap: BinaryHeap::with_capacity(cfg.workers + 1),
+        in_flight: VecDeque::new(),
+        dispatcher_free: 0,
+        wake: None,
+        stats: (0..cfg.phases.len())
+            .map(|_| {
+                types
+                    .iter()
+                    .map(|t| TypeStats::new(t.id, &t.name))
+                    .collect()
+            })
+            .collect(),
+        phase_windows: vec![(None, 0, 0); cfg.phases.len()],
+        timeline: cfg.timeline_ns.map(|w| Timeline::new(w, types.len())),
+        reservations: Vec::new(),
+        in_system: 0,
+        area: 0.0,
+        last_t: 0,
+        window: None,
+        window_end: None,
+    };
+    let arrivals = engine.drive(&mut *policy, gens);
+    let unfinished = engine.queues.total_len() as u64;
+    let (start, end) = engine.window.zip(engine.window_end).unwrap_or((0, 0));
+    let span = end.saturating_sub(start) as f64;
+    let phases = engine
+        .stats
+        .into_iter()
+        .zip(&engine.phase_windows)
+        .zip(&cfg.phases)
+        .map(|((stats, &(first, last, n)), ph)| {
+            let first = first.unwrap_or(last);
+            let span = last.saturating_sub(first) as f64;
+            PhaseResult {
+                stats,
+                shares: types
+                    .iter()
+                    .map(|t| {
+                        ph.workload
+                            .types
+                            .iter()
+                            .position(|m| m.id == t.id)
+                            .map_or(0.0, |i| ph.workload.share(i))
+                    })
+                    .collect(),
+                load: match ph.rate {
+                    Rate::Load(l) => Some(l),
+                    Rate::Rps(_) => None,
+                },
+                offered_rps: if span > 0.0 {
+                    n as f64 * 1e9 / span
+                } else {
+                    0.0
+                },
+                window_ns: (first, last),
+            }
+        })
+        .collect();
+    SimResult {
+        workers: cfg.workers,
+        policy: policy.name(),
+        phases,
+        window_ns: (start, end),
+        mean_in_system: if span > 0.0 { engine.area / span } else { 0.0 },
+        unfinished,
+        end_ns: engine.last_t,
+        arrivals,
+        utilisation: engine
+            .workers
+            .iter()
+            .map(|w| w.busy_ns as f64 / engine.last_t.max(1) as f64)
+            .collect(),
+        reservations: engine.reservations,
+        timeline: engine.timeline,
+        types,
+    }
+}
+
+impl SimResult {
+    /// Statistics of type `ty` over all phases.
+    pub fn type_stats(&self, ty: usize) -> TypeStats {
+        let mut all = TypeStats::new(self.types[ty].id, &self.types[ty].name);
+        for p in &self.phases {
+            all.merge(&p.stats[ty]);
+        }
+        all
+    }
+
+    /// Latency quantile `q` of type `ty` over all phases, in ns.
+    pub fn latency_at(&self, ty: usize, q: f64) -> u64 {
+        self.type_stats(ty).latency.value_at_quantile(q)
+    }
+
+    /// Mean latency of type `ty` over all phases, in ns (HdrHistogram precision).
+    pub fn mean_latency(&self, ty: usize) -> f64 {
+        self.type_stats(ty).latency.mean()
+    }
+
+    /// Measured requests rejected because a queue was full, over all phases and types.
+    pub fn rejected(&self) -> u64 {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.stats)
+            .map(TypeStats::rejected_total)
+            .sum()
+    }
+
+    /// One [`RunReport`] per phase, in `psp-client`'s schema. `policy` names the
+    /// policy variant (e.g. `darc` or `darc-r3`).
+    pub fn reports(&self, label: &str, policy: &str) -> Vec<RunReport> {
+        self.phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| RunReport {
+                info: RunInfo {
+                    label: label.into(),
+                    policy: policy.into(),
+                    workers: Some(self.workers),
+                    phase: i,
+                    load: p.load,
+                    offered_rps: p.offered_rps,
+                    window_s: p.window_s(),
+                },
+                types: p.stats.clone(),
+                shares: p.shares.clone(),
+                adherence: 1.0,
+                malformed: 0,
+                unexpected: 0,
+                valid: true,
+            })
+            .collect()
+    }
+}
+
+/// The run's types (union over phases, by id) and each phase's arrival stream.
+fn plan(cfg: &SimConfig) -> (Vec<SimType>, Vec<PhaseGen>) {
+    let mut types: Vec<SimType> = Vec::new();
+    let mut gens = Vec::new();
+    for ph in &cfg.phases {
+        let mut map = Vec::new();
+        for t in &ph.workload.types {
+            let idx = match types.iter().position(|s| s.id == t.id) {
+                Some(i) => i,
+                None => {
+                    types.push(SimType {
+                        id: t.id,
+                        name: t.name.clone(),
+                        mean_ns: t.service.mean_ns(),
+                    });
+                    types.len() - 1
+                }
+            };
+            map.push(idx);
+        }
+        let rps = match ph.rate {
+            Rate::Rps(r) => r,
+            Rate::Load(l) => ph.workload.rate_for_load(l, cfg.workers),
+        };
+        assert!(rps > 0.0 && rps.is_finite(), "phase rate must be > 0");
+        gens.push(PhaseGen {
+            sampler: ph.workload.sampler(),
+            map,
+            gap_ns: 1e9 / rps,
+            length: ph.length,
+        });
+    }
+    (types, gens)
+}
+
+/// Each run type's share of arrivals in the first phase that has it.
+fn first_ratios(cfg: &SimConfig, types: &[SimType]) -> Vec<f64> {
+    types
+        .iter()
+        .map(|t| {
+            cfg.phases
+                .iter()
+                .find_map(|ph| {
+                    let i = ph.workload.types.iter().position(|m| m.id == t.id)?;
+                    Some(ph.workload.share(i))
+                })
+                .unwrap_or(0.0)
+        })
+        .collect()
+}
+
+struct Engine<'a> {
+    cfg: &'a SimConfig,
+    capacity: usize,
+    queues: TypedQueues<Queued>,
+    workers: Vec<Worker>,
+    /// Pending completions: (time, worker).
+    heap: BinaryHeap<Reverse<(Cycles, u32)>>,
+    /// Dispatched requests on their way to a worker (with a dispatch overhead), in time
+    /// order: (delivery time, worker, job).
+    in_flight: VecDeque<(Cycles, u32, Job)>,
+    /// When the dispatcher can take its next decision.
+    dispatcher_free: Cycles,
+    /// A dispatcher wake-up is due at this time (it was busy when work was pending).
+    wake: Option<Cycles>,
+    /// `stats[phase][type]`.
+    stats: Vec<Vec<TypeStats>>,
+    /// Per phase: first measured arrival, last arrival, measured arrivals.
+    phase_windows: Vec<(Option<Cycles>, Cycles, u64)>,
+    timeline: Option<Timeline>,
+    reservations: Vec<(Cycles, Reservation)>,
+    in_system: u64,
+    area: f64,
+    last_t: Cycles,
+    window: Option<Cycles>,
+    window_end: Option<Cycles>,
+}
+
+impl Engine<'_> {
+    /// The event loop; returns the number of arrivals.
+    fn drive(&mut self, policy: &mut dyn Policy, gens: Vec<PhaseGen>) -> u64 {
+        let mut rng = SmallRng::seed_from_u64(self.cfg.seed);
+        let uniform = self.cfg.arrivals == Arrivals::Uniform;
+        let gap = |rng: &mut SmallRng, mean: f64| -> f64 {
+            if uniform {
+                mean
+            } else {
+                let e: f64 = Exp1.sample(rng);
+                e * mean
+            }
+        };
+        // Arrival stream state.
+        let mut phase = 0;
+        let mut phase_start = 0.0f64;
+        let mut phase_count = 0u64;
+        let mut seq = 0u64;
+        let mut t_arr = gap(&mut rng, gens[0].gap_ns);
+        let mut next_arrival: Cycles = t_arr.round() as Cycles;
+
+        loop {
+            let t_cmp = self.heap.peek().map_or(Cycles::MAX, |Reverse((t, _))| *t);
+            let t_fly = self.in_flight.front().map_or(Cycles::MAX, |e| e.0);
+            let t_wake = self.wake.unwrap_or(Cycles::MAX);
+            let now = next_arrival.min(t_cmp).min(t_fly).min(t_wake);
+            if now == Cycles::MAX {
+                break;
+            }
+            self.advance(now);
+
+            // 1. Completions, then deliveries of dispatched requests.
+            while let Some(&Reverse((t, w))) = self.heap.peek() {
+                if t != now {
+                    break;
+                }
+                self.heap.pop();
+                self.complete(policy, w as usize, now);
+            }
+            while self.in_flight.front().is_some_and(|e| e.0 == now) {
+                let (_, w, job) = self.in_flight.pop_front().unwrap();
+                self.give(w as usize, job, now);
+            }
+
+            // 2. Arrivals.
+            while next_arrival == now {
+                let g = &gens[phase];
+                let local = g.sampler.pick_type(&mut rng);
+                let service = g.sampler.service_ns(local, &mut rng);
+                let ty = g.map[local];
+                self.phase_windows[phase].1 = now;
+                let measured = seq >= self.cfg.warmup_requests && now >= self.cfg.warmup_ns;
+                self.arrive(policy, ty, service, measured.then_some(phase), now);
+                seq += 1;
+                phase_count += 1;
+                // The next arrival, possibly in the next phase.
+                next_arrival = Cycles::MAX;
+                let mut next = t_arr + gap(&mut rng, g.gap_ns);
+                loop {
+                    let g = &gens[phase];
+                    let over = match g.length {
+                        Length::Requests(n) => phase_count >= n,
+                        Length::Nanos(d) => next >= phase_start + d as f64,
+                    };
+                    if !over {
+                        t_arr = next;
+                        next_arrival = (next.round() as Cycles).max(now);
+                        break;
+                    }
+                    phase_start = match g.length {
+                        Length::Requests(_) => t_arr,
+                        Length::Nanos(d) => phase_start + d as f64,
+                    };
+                    phase += 1;
+                    phase_count = 0;
+                    if phase == gens.len() {
+                        self.window_end = Some(now);
+                        break;
+                    }
+                    // Memoryless: the new phase's first arrival is drawn afresh from
+                    // its start.
+                    t_arr = phase_start;
+                    next = phase_start + gap(&mut rng, gens[phase].gap_ns);
+                }
+            }
+
+            // 3. Dispatch.
+            if self.wake.is_some_and(|t| t <= now) {
+                self.wake = None;
+            }
+            if now >= self.dispatcher_free {
+                self.dispatch(policy, now);
+            }
+
+            // 4. Policy events.
+            while let Some(ev) = policy.poll_event() {
+                match ev {
+                    Event::Reservation { at, resa } => self.reservations.push((at, resa)),
+                }
+            }
+        }
+        seq
+    }
+
+    /// Moves the clock to `now`, integrating the number in system over the window.
+    #[inline]
+    fn advance(&mut self, now: Cycles) {
+        if let Some(start) = self.window {
+            if self.window_end.is_none() {
+                self.area += self.in_system as f64 * (now - self.last_t.max(start)) as f64;
+            }
+        }
+        self.last_t = now;
+    }
+
+    #[inline]
+    fn arrive(
+        &mut self,
+        policy: &mut dyn Policy,
+        ty: TypeIdx,
+        service: u64,
+        phase: Option<usize>,
+        now: Cycles,
+    ) {
+        if let Some(p) = phase {
+            if self.window.is_none() {
+                self.window = Some(now);
+            }
+            let w = &mut self.phase_windows[p];
+            w.0.get_or_insert(now);
+            w.2 += 1;
+            self.stats[p][ty].record_sent(service, false);
+        }
+        let phase = phase.map_or(NOT_MEASURED, |p| p as u32);
+        match self.queues.push(ty, now, Queued { service, phase }) {
+            Ok(()) => {
+                self.in_system += 1;
+                policy.on_arrival(ty, now);
+            }
+            Err(_) => {
+                if phase != NOT_MEASURED {
+                    self.stats[phase as usize][ty].record_rejected(Status::QueueFull);
+                }
+            }
+        }
+    }
+
+    /// Carries out the policy's decisions at `now`.
+    #[inline]
+    fn dispatch(&mut self, policy: &mut dyn Policy, now: Cycles) {
+        let overhead = self.cfg.dispatch_overhead_ns;
+        while let Some(d) = policy.next(self.queues.state(), now) {
+            let (arrival, q) = self
+                .queues
+                .pop(d.ty)
+                .expect("policy dispatched from an empty queue");
+            let job = Job {
+                arrival,
+                service: q.service,
+                ty: d.ty as u32,
+                phase: q.phase,
+            };
+            if overhead == 0 {
+                self.give(d.worker, job, now);
+                continue;
+            }
+            // The decision takes `overhead`: the request reaches the worker then, and
+            // the dispatcher decides again then.
+            let at = now + overhead;
+            self.in_flight.push_back((at, d.worker as u32, job));
+            self.dispatcher_free = at;
+            self.wake = Some(at);
+            break;
+        }
+    }
+
+    /// Hands `job` to worker `w`: it starts at once if the worker is idle.
+    #[inline]
+    fn give(&mut self, w: usize, job: Job, now: Cycles) {
+        let worker = &mut self.workers[w];
+        debug_assert!(
+            worker.held.len() + usize::from(worker.running.is_some()) < self.capacity,
+            "policy gave worker {w} more than its capacity {}",
+            self.capacity
+        );
+        if worker.running.is_none() {
+            worker.running = Some(job);
+            self.heap.push(Reverse((now + job.service, w as u32)));
+        } else {
+            worker.held.push_back(job);
+        }
+    }
+
+    /// Worker `w` finished its running request at `now`.
+    #[inline]
+    fn complete(&mut self, policy: &mut dyn Policy, w: usize, now: Cycles) {
+        let worker = &mut self.workers[w];
+        let job = worker.running.take().expect("completion of an idle worker");
+        worker.busy_ns += job.service;
+        if let Some(next) = worker.held.pop_front() {
+            worker.running = Some(next);
+            self.heap.push(Reverse((now + next.service, w as u32)));
+        }
+        self.in_system -= 1;
+        let latency = now - job.arrival;
+        if job.phase != NOT_MEASURED {
+            self.stats[job.phase as usize][job.ty as usize].record_ok(latency, job.service);
+        }
+        if let Some(tl) = &mut self.timeline {
+            tl.record(job.ty as usize, job.arrival, latency);
+        }
+        policy.on_completion(w, job.ty as usize, job.service, now);
+    }
+}
