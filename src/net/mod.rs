@@ -7,7 +7,10 @@
 //!
 //! - [`udp`]: kernel UDP sockets, the embedded default.
 //! - `dpdk` (cargo feature `dpdk`): DPDK poll-mode drivers.
+//! - [`frame`]: Ethernet/IPv4/UDP/ARP parsing and in-place replies over plain bytes,
+//!   for the DPDK transport (no `unsafe`, tested and fuzzed without DPDK).
 
+pub mod frame;
 pub mod udp;
 
 use std::io;
@@ -67,6 +70,10 @@ pub trait TxQueue: Send {
     /// (kernel UDP copies into the kernel and reuses the buffer), `None` if the
     /// transport took it (DPDK frees the mbuf after transmission).
     fn send(&mut self, pkt: Self::Pkt) -> Option<Self::Pkt>;
+
+    /// Called once by the thread that will use this transmit side, before its
+    /// first send (DPDK registers the thread with EAL here).
+    fn thread_init(&mut self) {}
 
     /// Pushes out anything buffered.
     fn flush(&mut self) {}

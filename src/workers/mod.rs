@@ -121,6 +121,7 @@ pub struct WorkerReport {
 impl<T: TxQueue> Worker<T> {
     /// The worker loop; returns when told to stop and its ring is empty.
     pub fn run(mut self) -> WorkerReport {
+        self.tx.thread_init();
         let sleeper = Sleeper::current();
         let _ = self.sleeper.set(sleeper.clone());
         let mut report = WorkerReport::default();
