@@ -853,6 +853,30 @@ mod tests {
     }
 
     #[test]
+    fn shipped_client_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("client-") || name.contains("server") {
+                continue;
+            }
+            let a = RunArgs {
+                config_path: Some(path.clone()),
+                rate: name.contains("ceiling").then_some(1000.0),
+                ..RunArgs::default()
+            };
+            let p = a.plan().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!p.points.is_empty(), "{name}");
+            n += 1;
+        }
+        assert!(n >= 3, "only {n} client configs found in {}", dir.display());
+        // The server side of the ceiling benchmark is a valid daemon config.
+        persephone::config::Config::load(dir.join("client-echo-server.yml")).unwrap();
+    }
+
+    #[test]
     fn conflicting_flags_are_rejected_by_the_parser() {
         #[derive(clap::Parser, Debug)]
         struct T {

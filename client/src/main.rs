@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use psp_client::config::RunArgs;
 use psp_client::demo::DemoArgs;
-use psp_client::plot::{self, PlotOptions};
+use psp_client::plot::{self, PanelKind, PlotOptions, XAxis};
 
 /// Open-loop load generator for persephone: per-type latency and slowdown, sweeps, plots.
 ///
@@ -41,9 +41,20 @@ struct PlotArgs {
     /// Which quantile to draw.
     #[arg(long, default_value = "p999", value_parser = ["p50", "p90", "p99", "p999", "p9999", "max", "mean"])]
     quantile: String,
-    /// Also draw each run's overall (ALL) curve.
+    /// Also draw each run's overall (ALL) curve in the per-type panels.
     #[arg(long)]
     overall: bool,
+    /// The x axis: offered load, or offered rate.
+    #[arg(long, value_enum, default_value = "load")]
+    x: XAxis,
+    /// Panels, left to right.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "latency,slowdown"
+    )]
+    panels: Vec<PanelKind>,
     /// Title above both panels.
     #[arg(long)]
     title: Option<String>,
@@ -68,6 +79,8 @@ fn main() -> ExitCode {
             &PlotOptions {
                 quantile: a.quantile,
                 overall: a.overall,
+                x: a.x,
+                panels: a.panels,
                 title: a.title,
                 ..PlotOptions::default()
             },

@@ -3,7 +3,7 @@
 //! fixture CSV kept in the repository (CSVs written by older runs stay plottable).
 
 use persephone::report::{self, RunInfo, RunReport};
-use psp_client::plot::{render, PlotOptions, Table};
+use psp_client::plot::{render, PanelKind, PlotOptions, Table, XAxis};
 
 /// Checks that `svg` is well-formed XML as far as tags go: every element closed, in
 /// order, and the root is `<svg>`.
@@ -56,6 +56,17 @@ fn well_formed(svg: &str) -> Result<usize, String> {
         return Err(format!("unclosed {stack:?}"));
     }
     Ok(elements)
+}
+
+/// The trimmed contents of every `<text>` element.
+fn texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let body = &t[t.find('>')? + 1..];
+            Some(body[..body.find("</text>")?].trim().to_string())
+        })
+        .collect()
 }
 
 #[test]
@@ -112,8 +123,9 @@ fn check(svg: &str, labels: &[&str]) {
         "no curves"
     );
     assert!(svg.contains("<circle"), "no points");
+    let texts = texts(svg);
     for l in labels {
-        assert!(svg.contains(l), "legend misses {l:?}");
+        assert!(texts.iter().any(|t| t.contains(l)), "legend misses {l:?}");
     }
     assert!(svg.contains("p99.9 latency (µs)"));
     assert!(svg.contains("p99.9 slowdown"));
@@ -143,6 +155,30 @@ fn plot_renders_the_fixture_csv() {
     assert_eq!(t.header.join(","), report::CSV_COLUMNS.join(","));
     let svg = render(&[t.clone(), t], &PlotOptions::default()).unwrap();
     check(&svg, &["SHORT", "LONG"]);
+}
+
+#[test]
+fn rate_axis_and_per_run_panels() {
+    let t = Table::parse(&sweep_csv()).unwrap();
+    let opts = PlotOptions {
+        x: XAxis::Rate,
+        panels: vec![
+            PanelKind::Latency,
+            PanelKind::Adherence,
+            PanelKind::Achieved,
+        ],
+        ..PlotOptions::default()
+    };
+    let svg = render(&[t], &opts).unwrap();
+    well_formed(&svg).unwrap();
+    assert!(svg.contains("offered rate (requests/s)"));
+    assert!(svg.contains("schedule adherence (%)"));
+    assert!(svg.contains("achieved rate (requests/s)"));
+    // Per-run panels have one curve per (label, policy), without a type.
+    assert!(
+        texts(&svg).iter().any(|t| t == "fixture darc"),
+        "per-run legend"
+    );
 }
 
 #[test]
