@@ -162,6 +162,8 @@ impl App {
     }
 }
 
+/// `net.backend: dpdk`: initialises EAL from `net.eal_args`, claims `net.port` and
+/// serves `net.ip`:`net.udp_port` on it (see `net::dpdk`).
 #[cfg(feature = "dpdk")]
 fn start_dpdk(
     cfg: Config,
@@ -169,8 +171,37 @@ fn start_dpdk(
     classifier: Option<Box<dyn Classifier>>,
     clock: Clock,
 ) -> Result<Server, StartError> {
-    let _ = (cfg, factory, classifier, clock);
-    Err(StartError::DpdkNotBuilt)
+    use crate::net::dpdk;
+    let dpdk_err = |what: &'static str| {
+        move |e: dpdk::Error| StartError::Io {
+            what,
+            source: e.into(),
+        }
+    };
+    let n = &cfg.net;
+    let ip = n.ip.ok_or_else(|| {
+        ConfigError::new("net.ip", "is required with net.backend: dpdk".to_string())
+    })?;
+    dpdk::init_eal(&n.eal_args).map_err(dpdk_err("DPDK EAL"))?;
+    let workers = cfg.workers.number;
+    let packets = if n.buffers > 0 {
+        n.buffers
+    } else {
+        cfg.requests.len() * cfg.queues.capacity
+            + workers * (cfg.policy.depth + 1)
+            + 2 * cfg.dispatcher.rx_batch
+    };
+    let transport = dpdk::Dpdk::new(&dpdk::DpdkConfig {
+        port: n.port,
+        ip,
+        udp_port: n.udp_port,
+        max_msg: n.max_msg,
+        mbufs: dpdk::DpdkConfig::mbufs_for(packets, workers + 1),
+        start_timeout: Duration::from_secs(10),
+    })
+    .map_err(dpdk_err("DPDK port"))?;
+    let addr = SocketAddr::from((ip, n.udp_port));
+    start_with(cfg, transport, addr, factory, classifier, clock)
 }
 
 #[cfg(not(feature = "dpdk"))]

@@ -10,6 +10,8 @@
 //! - [`frame`]: Ethernet/IPv4/UDP/ARP parsing and in-place replies over plain bytes,
 //!   for the DPDK transport (no `unsafe`, tested and fuzzed without DPDK).
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod frame;
 pub mod udp;
 
