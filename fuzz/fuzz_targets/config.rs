@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use persephone::config::Config;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(cfg) = Config::parse(text) {
         cfg.validate().unwrap();
         let _ = cfg.polling_threads();
