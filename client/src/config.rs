@@ -20,6 +20,7 @@
 //! outdir: results/hb-darc        # CSV, JSON, .hgrm (and the trace)
 //! sample: 0.01                   # per-request trace of 1 % of the requests
 //! max_concurrency: 0             # cap on outstanding requests (0: none)
+//! nice: -10                      # sender/receiver thread priority (root)
 //! phases:                        # instead of workload/rate/load/duration: a chain
 //!   - { workload: high-bimodal, load: 0.3, duration: 2s }
 //!   - { workload: extreme-bimodal, load: 0.6, duration: 2s }
@@ -252,6 +253,7 @@ pub struct FileConfig {
     pub max_concurrency: Option<u64>,
     pub slack_us: Option<f64>,
     pub spin_us: Option<f64>,
+    pub nice: Option<i32>,
     pub phases: Option<Vec<PhaseConfig>>,
 }
 
@@ -345,6 +347,10 @@ pub struct RunArgs {
     /// The sender sleeps until this close to a send, then spins, µs [default: 60].
     #[arg(long, value_name = "US")]
     pub spin_us: Option<f64>,
+    /// Nice value of the sender and receiver threads, e.g. -10 on a machine shared with
+    /// the server and other work (needs root or CAP_SYS_NICE) [default: inherited].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: Option<i32>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -380,6 +386,7 @@ pub struct Plan {
     pub max_concurrency: Option<u64>,
     pub outdir: Option<PathBuf>,
     pub sample: Option<f64>,
+    pub nice: Option<i32>,
     pub progress: bool,
 }
 
@@ -499,6 +506,12 @@ impl RunArgs {
         if let Some(f) = sample {
             if !(0.0..=1.0).contains(&f) {
                 return err(sample_key, format!("a fraction in [0, 1], got {f}"));
+            }
+        }
+        let (nice, nice_key) = pick(&self.nice, &file.nice, "nice", "nice");
+        if let Some(n) = nice {
+            if !(-20..=19).contains(&n) {
+                return err(nice_key, format!("a nice value in -20..=19, got {n}"));
             }
         }
         let max_concurrency = self
@@ -670,6 +683,7 @@ impl RunArgs {
             max_concurrency,
             outdir: self.outdir.clone().or(file.outdir.clone()),
             sample,
+            nice,
             progress: !self.quiet,
         })
     }
@@ -836,6 +850,7 @@ mod tests {
             (&["--rate", "5"], "duration: 5 parsecs\n", "duration"),
             (&[], "loads: [0.1, -1]\nworkers: 2\n", "loads[1]"),
             (&["--rate", "5"], "arrival: bursty\n", "arrival"),
+            (&["--rate", "5"], "nice: -30\n", "nice"),
             (
                 &["--rate", "5"],
                 "workload: { name: x, types: [{ id: 0, name: A, ratio: 1, service: { kind: constant, ns: 1 } }] }\n",

@@ -115,6 +115,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         max_concurrency: None,
         outdir: args.outdir.clone(),
         sample: None,
+        nice: None,
         progress: !args.quiet,
     };
     let result = crate::runner::run(&plan, out);

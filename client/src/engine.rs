@@ -53,6 +53,9 @@ pub struct Options {
     pub socket_buffer: usize,
     /// Tag of this run in the ids' high bits (24 bits are used).
     pub epoch: u32,
+    /// Nice value for the sender and receiver threads (e.g. -10 so that a machine
+    /// shared with the server and other work wakes them promptly); `None`: inherit.
+    pub nice: Option<i32>,
 }
 
 impl Options {
@@ -65,6 +68,7 @@ impl Options {
             lead: Duration::from_millis(5),
             socket_buffer: 8 << 20,
             epoch: 1,
+            nice: None,
         }
     }
 }
@@ -158,8 +162,19 @@ pub fn run(
     let timeout_c = clock.duration_to_cycles(opts.timeout);
     let start = rdtsc() + clock.duration_to_cycles(opts.lead);
 
+    let nice_error = std::sync::Mutex::new(None);
+    let set_nice = || {
+        if let Some(n) = opts.nice {
+            if let Err(e) = sys::set_thread_nice(n) {
+                if let Ok(mut slot) = nice_error.lock() {
+                    slot.get_or_insert(e);
+                }
+            }
+        }
+    };
     let (tx, rx) = std::thread::scope(|s| {
         let sender = s.spawn(|| {
+            set_nice();
             send_loop(
                 schedule,
                 opts,
@@ -174,6 +189,7 @@ pub fn run(
             )
         });
         let receiver = s.spawn(|| {
+            set_nice();
             recv_loop(
                 schedule,
                 &rx_sock,
@@ -192,6 +208,12 @@ pub fn run(
         watch(live);
         (sender.join(), receiver.join())
     });
+    if let Some(e) = nice_error.into_inner().ok().flatten() {
+        return Err(io::Error::new(
+            e.kind(),
+            format!("--nice: cannot set the threads' nice value ({e}); lowering it needs root or CAP_SYS_NICE"),
+        ));
+    }
     let tx = tx.map_err(|_| io::Error::other("the sender thread panicked"))?;
     let rx = rx.map_err(|_| io::Error::other("the receiver thread panicked"))?;
     Ok(Outcome {

@@ -27,6 +27,28 @@ pub fn set_timer_slack(ns: u64) {
     let _ = ns;
 }
 
+/// Sets the calling thread's nice value (-20 highest .. 19 lowest). Lowering it needs
+/// CAP_SYS_NICE (root); the error says so.
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions and returns the caller's thread id.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: setpriority only reads its integer arguments; on Linux a thread id
+        // with PRIO_PROCESS sets that one thread's nice value.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        Err(std::io::Error::other("per-thread nice values need Linux"))
+    }
+}
+
 /// Sets SO_RCVBUF and SO_SNDBUF (best effort: the kernel caps them at its maxima).
 pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
     #[cfg(unix)]

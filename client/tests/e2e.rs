@@ -85,6 +85,7 @@ fn plan(server: std::net::SocketAddr, w: Workload, rate: f64, outdir: Option<&Pa
         max_concurrency: None,
         outdir: outdir.map(Path::to_path_buf),
         sample: Some(0.1),
+        nice: None,
         progress: false,
     }
 }
