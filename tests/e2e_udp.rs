@@ -220,3 +220,71 @@ fn unknown_types_are_answered_and_counted() {
     assert!(status.success());
     assert_eq!(counter(&out, "unknown_type"), 1, "{out}");
 }
+
+#[test]
+fn sigterm_under_load_drains_and_every_answer_arrives() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let d = Daemon::start("darc");
+    let addr = d.addr;
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let tx = sock.try_clone().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..20 {
+                    let ty = 1 + (i % 2) as u32;
+                    tx.send_to(&request(ty, i, 20_000), addr).unwrap();
+                    i += 1;
+                }
+                sent.store(i, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    // Let requests pile up in the daemon's queues, then terminate it under load.
+    let mut buf = [0u8; 256];
+    let mut answered = 0u64;
+    while answered < 200 {
+        if sock.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+    }
+    // SAFETY: kill(2) with a pid we own and a valid signal number.
+    unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
+    // Collect replies until the daemon has been gone for a while.
+    let mut quiet = 0;
+    while quiet < 5 {
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                let h = Header::parse(&buf[..n]).unwrap();
+                assert!(
+                    matches!(
+                        h.kind,
+                        Kind::Reply(Status::Ok | Status::Shutdown | Status::QueueFull)
+                    ),
+                    "{h:?}"
+                );
+                answered += 1;
+                quiet = 0;
+            }
+            Err(_) => quiet += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let (status, out) = d.terminate();
+    assert!(status.success(), "psp-app exited with {status}:\n{out}");
+    assert!(out.contains("balanced        true"), "{out}");
+    assert_eq!(counter(&out, "in_flight"), 0, "{out}");
+    // Every request the daemon accepted was answered, and every answer arrived.
+    assert_eq!(counter(&out, "answered"), answered, "{out}");
+    assert!(answered <= sent.load(Ordering::Relaxed));
+}

@@ -175,3 +175,137 @@ stats: {{ interval_ms: 0 }}
     assert_eq!(stats.received + oversized, good_sent + bad_sent, "{stats}");
     assert!(stats.balanced(), "{stats}");
 }
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Twice the server's capacity for a few seconds: full queues answer `queue_full` at
+/// once (nothing is silently lost), memory does not grow, and once the overload
+/// stops the queues drain and requests are served again.
+#[test]
+fn overload_is_rejected_not_dropped_and_service_recovers() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    // One worker spinning 200 us per request: capacity 5 000 requests/s.
+    let service_ns = 200_000u64;
+    let cfg = Config::parse(
+        "pin: false
+dispatcher: { idle: park }
+workers: { number: 1, handler: spin, idle: park }
+policy: { kind: cfcfs }
+net: { bind: 127.0.0.1:0 }
+queues: { capacity: 64 }
+requests: [{ id: 1, name: WORK }]
+stats: { interval_ms: 10 }
+",
+    )
+    .unwrap();
+    let server = App::new(cfg).start().unwrap();
+    let addr = server.local_addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let rx_sock = sock.try_clone().unwrap();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let receiver = {
+        let (done, ok, rejected) = (done.clone(), ok.clone(), rejected.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while !done.load(Ordering::Relaxed) {
+                if let Ok((n, _)) = rx_sock.recv_from(&mut buf) {
+                    match Header::parse(&buf[..n]).unwrap().kind {
+                        Kind::Reply(Status::Ok) => ok.fetch_add(1, Ordering::Relaxed),
+                        Kind::Reply(Status::QueueFull) => rejected.fetch_add(1, Ordering::Relaxed),
+                        k => panic!("unexpected reply {k:?}"),
+                    };
+                }
+            }
+        })
+    };
+
+    // 10 000 requests/s (2x capacity) for 3 s, in bursts of 10 every millisecond.
+    let mut payload = [0u8; HEADER_LEN + 8];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut rss_after_1s = None;
+    while start.elapsed() < Duration::from_secs(3) {
+        let due = (start.elapsed().as_micros() as u64) / 100;
+        while sent < due {
+            proto::encode_request(&mut payload, 1, sent, 0, &proto::spin_payload(service_ns))
+                .unwrap();
+            sock.send_to(&payload, addr).unwrap();
+            sent += 1;
+        }
+        if rss_after_1s.is_none() && start.elapsed() > Duration::from_secs(1) {
+            rss_after_1s = Some(rss_kib());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let rss_end = rss_kib();
+
+    // The overload is over: wait (bounded) for every request to be answered and the
+    // queue to drain, then check requests are served again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok.load(Ordering::Relaxed)
+        + rejected.load(Ordering::Relaxed)
+        + server.stats().rx_drops.overflow
+        < sent
+    {
+        assert!(
+            Instant::now() < deadline,
+            "replies missing after the overload"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..20 {
+        proto::encode_request(
+            &mut payload,
+            1,
+            1_000_000 + i,
+            0,
+            &proto::spin_payload(1_000),
+        )
+        .unwrap();
+        let before = ok.load(Ordering::Relaxed);
+        sock.send_to(&payload, addr).unwrap();
+        while ok.load(Ordering::Relaxed) == before {
+            assert!(Instant::now() < deadline, "not served after the overload");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    receiver.join().unwrap();
+    let stats = server.shutdown();
+
+    let (ok, rejected) = (ok.load(Ordering::Relaxed), rejected.load(Ordering::Relaxed));
+    assert!(
+        rejected > sent / 10,
+        "a 2x overload must be rejected in part: {rejected} of {sent}\n{stats}"
+    );
+    assert!(ok > 0);
+    // Everything sent was answered or counted by the kernel as dropped.
+    assert_eq!(
+        ok + rejected + stats.rx_drops.overflow,
+        sent + 20,
+        "{stats}"
+    );
+    assert_eq!(stats.replies_with(Status::QueueFull), rejected);
+    assert!(stats.balanced(), "{stats}");
+    // Bounded memory: nothing grows with the backlog (allow allocator noise).
+    let growth = rss_end.saturating_sub(rss_after_1s.unwrap());
+    assert!(
+        growth < 8 * 1024,
+        "RSS grew by {growth} KiB during the overload"
+    );
+}
