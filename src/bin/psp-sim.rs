@@ -3,10 +3,16 @@
 use anyhow::Result;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use persephone::sim::cli::{self, Args};
+use persephone::sim::cli::{self, Cli, Cmd};
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Cmd::Plot(p)) = &cli.cmd {
+        cli::plot(p)?;
+        println!("wrote {}", p.out.display());
+        return Ok(());
+    }
+    let args = cli.run;
     let n = cli::points(&args)?.len() as u64;
     let bar = ProgressBar::new(n).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} points {msg}")

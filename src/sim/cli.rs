@@ -23,9 +23,69 @@ use crate::workload::Workload;
 /// `--phases`); points run in parallel. Results go to OUTDIR/sim.csv and sim.json (the
 /// schema of `psp-client`, so `psp-client plot` draws both), plus reservations.csv
 /// (DARC's reservation changes) and timeline.csv (per-type latency over time, with
-/// `--timeline-us`).
+/// `--timeline-us`). `psp-sim plot` draws the figures `psp-client plot` does not.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "psp-sim", version)]
+#[command(name = "psp-sim", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+    #[command(flatten)]
+    pub run: Args,
+}
+
+/// Subcommands (without one, `psp-sim` runs a sweep).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Cmd {
+    /// Draw a figure (SVG) from a psp-sim output directory.
+    Plot(PlotArgs),
+}
+
+/// Which figure `psp-sim plot` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlotKind {
+    /// `--metric` per request type, one curve per policy (e.g. TPC-C at one load).
+    Types,
+    /// `--metric` per type against DARC's manual reservation (`--n-resas` sweeps).
+    Resa,
+    /// A phased run: per-type p99.9 latency and DARC's reservation over time.
+    Timeline,
+}
+
+/// `psp-sim plot` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    pub kind: PlotKind,
+    /// The output directory of a psp-sim run.
+    pub dir: PathBuf,
+    /// Output SVG.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// CSV column to plot (types, resa).
+    #[arg(long, default_value = "slowdown_p999")]
+    pub metric: String,
+    #[arg(long, default_value = "")]
+    pub title: String,
+    /// Phase boundaries to mark, in ms (timeline).
+    #[arg(long, value_delimiter = ',')]
+    pub phase_ms: Vec<f64>,
+}
+
+/// Draws the figure `args` asks for.
+pub fn plot(args: &PlotArgs) -> Result<()> {
+    let csv = args.dir.join("sim.csv");
+    match args.kind {
+        PlotKind::Types => super::plot::per_type(&csv, &args.out, &args.metric, &args.title),
+        PlotKind::Resa => {
+            super::plot::reservation_sweep(&csv, &args.out, &args.metric, &args.title)
+        }
+        PlotKind::Timeline => {
+            super::plot::timeline(&args.dir, &args.out, &args.phase_ms, &args.title)
+        }
+    }
+}
+
+/// The sweep (or phased run) arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Workload: a preset (high-bimodal, extreme-bimodal, tpcc, rocksdb) or a YAML file.
     #[arg(long, default_value = "high-bimodal")]
@@ -524,7 +584,7 @@ mod tests {
 
     #[test]
     fn a_sweep_is_policies_times_workers_times_loads() {
-        let args = Args::parse_from([
+        let args = Cli::parse_from([
             "psp-sim",
             "--loads",
             "0.2:0.6:0.2",
@@ -534,13 +594,14 @@ mod tests {
             "2,4",
             "--n-resas",
             "0,1",
-        ]);
+        ])
+        .run;
         let pts = points(&args).unwrap();
         // cfcfs + darc-r0 + darc-r1, × 2 worker counts × 3 loads.
         assert_eq!(pts.len(), 3 * 2 * 3);
         assert_eq!(pts[3].policy, "darc-r0");
         assert_eq!(pts[3].cfg.policy.n_resas, Some(vec![0]));
-        let bad = Args::parse_from(["psp-sim", "--policies", "fifo"]);
+        let bad = Cli::parse_from(["psp-sim", "--policies", "fifo"]).run;
         assert!(points(&bad).unwrap_err().to_string().contains("--policies"));
     }
 }

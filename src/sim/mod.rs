@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod plot;
 pub mod stats;
 pub mod sweep;
 pub mod theory;

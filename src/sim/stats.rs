@@ -35,7 +35,10 @@ impl Timeline {
         while w.len() <= ty {
             w.push(Histogram::new(2).expect("histogram"));
         }
-        w[ty].saturating_record(latency.max(1));
+        // `saturating_record` would clamp instead of growing the auto-resizing histogram.
+        w[ty]
+            .record(latency.max(1))
+            .expect("auto-resizing histogram");
     }
 
     /// Latency quantile `q` of type `ty` in window `i`, if it had requests.

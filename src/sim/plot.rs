@@ -1,0 +1,367 @@
+//! sim/plot.rs - the simulator's own figures (SVG): per-type tails across policies, the
+//! DARC reservation sweep, and a phased run's timeline. Load sweeps are drawn by
+//! `psp-client plot` from the same `sim.csv`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use plotters::prelude::*;
+
+/// A CSV file as a header and rows of cells (RFC 4180 quoting).
+#[derive(Debug, Clone, Default)]
+pub struct Csv {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    /// Reads and parses `path`.
+    pub fn read(path: &Path) -> Result<Csv> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut lines = text.lines().filter(|l| !l.is_empty()).map(split_csv_line);
+        let header = lines.next().unwrap_or_default();
+        Ok(Csv {
+            header,
+            rows: lines.collect(),
+        })
+    }
+
+    /// Index of column `name`.
+    pub fn col(&self, name: &str) -> Result<usize> {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("no column {name:?}"))
+    }
+}
+
+fn split_csv_line(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+    }
+    out.push(cell);
+    out
+}
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// A named curve.
+type Series = (String, Vec<(f64, f64)>);
+
+/// One chart in `area`: curves with markers, a log or linear y axis, optional
+/// categorical x labels, and optional vertical marks.
+#[allow(clippy::too_many_arguments)]
+fn chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    log_y: bool,
+    series: &[Series],
+    x_labels: Option<&[String]>,
+    marks: &[f64],
+    step: bool,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let pts = series.iter().flat_map(|s| s.1.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        if !log_y || y > 0.0 {
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+    }
+    if x0 > x1 || y0 > y1 {
+        bail!("{title}: nothing to plot");
+    }
+    if x1 == x0 {
+        x1 = x0 + 1.0;
+    }
+    if x_labels.is_some() {
+        x0 -= 0.5;
+        x1 += 0.5;
+    }
+    let mut b = ChartBuilder::on(area);
+    b.caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60);
+    let labels = x_labels.map(<[String]>::to_vec);
+    let fmt_x = move |x: &f64| match &labels {
+        Some(l) if x.fract() == 0.0 && *x >= 0.0 => l.get(*x as usize).cloned().unwrap_or_default(),
+        Some(_) => String::new(),
+        None => format!("{x}"),
+    };
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut c = $chart;
+            c.configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .x_label_formatter(&fmt_x)
+                .draw()?;
+            for (i, (name, pts)) in series.iter().enumerate() {
+                let color = COLORS[i % COLORS.len()];
+                let mut line: Vec<(f64, f64)> = Vec::new();
+                for w in pts.windows(2) {
+                    line.push(w[0]);
+                    if step {
+                        line.push((w[1].0, w[0].1));
+                    }
+                }
+                line.extend(pts.last());
+                c.draw_series(LineSeries::new(line, color.stroke_width(2)))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                if !step {
+                    c.draw_series(
+                        pts.iter()
+                            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                    )?;
+                }
+            }
+            for &m in marks {
+                c.draw_series(LineSeries::new(
+                    vec![(m, y0), (m, y1)],
+                    BLACK.mix(0.3).stroke_width(1),
+                ))?;
+            }
+            c.configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.85))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()?;
+        }};
+    }
+    if log_y {
+        draw!(b.build_cartesian_2d(x0..x1, (y0 * 0.8..y1 * 1.25).log_scale())?);
+    } else {
+        let pad = (y1 - y0).max(1.0) * 0.08;
+        draw!(b.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?);
+    }
+    Ok(())
+}
+
+fn num(s: &str) -> Option<f64> {
+    s.parse().ok()
+}
+
+/// Per-type `quantile` slowdown (or latency) of each policy at one load, from `sim.csv`:
+/// one curve per policy across the types (TPC-C's per-type p99.9).
+pub fn per_type(csv: &Path, out: &Path, metric: &str, title: &str) -> Result<()> {
+    let t = Csv::read(csv)?;
+    let (pc, tc, mc) = (t.col("policy")?, t.col("type")?, t.col(metric)?);
+    let mut types: Vec<String> = Vec::new();
+    let mut by_policy: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in &t.rows {
+        if r[tc] == crate::report::ALL {
+            continue;
+        }
+        let i = match types.iter().position(|x| *x == r[tc]) {
+            Some(i) => i,
+            None => {
+                types.push(r[tc].clone());
+                types.len() - 1
+            }
+        };
+        if let Some(v) = num(&r[mc]) {
+            by_policy
+                .entry(r[pc].clone())
+                .or_default()
+                .push((i as f64, v));
+        }
+    }
+    let series: Vec<Series> = by_policy.into_iter().collect();
+    let root = SVGBackend::new(out, (800, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    chart(
+        &root,
+        title,
+        "request type",
+        metric,
+        true,
+        &series,
+        Some(&types),
+        &[],
+        false,
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// DARC's reservation sweep: `metric` per type against the cores reserved to the
+/// shortest group (policies named `darc-rK` in `sim.csv`).
+pub fn reservation_sweep(csv: &Path, out: &Path, metric: &str, title: &str) -> Result<()> {
+    let t = Csv::read(csv)?;
+    let (pc, tc, mc) = (t.col("policy")?, t.col("type")?, t.col(metric)?);
+    let mut by_type: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in &t.rows {
+        let Some(k) = r[pc].strip_prefix("darc-r").and_then(num) else {
+            continue;
+        };
+        if let Some(v) = num(&r[mc]) {
+            by_type.entry(r[tc].clone()).or_default().push((k, v));
+        }
+    }
+    let mut series: Vec<Series> = by_type.into_iter().collect();
+    for s in &mut series {
+        s.1.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let root = SVGBackend::new(out, (800, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    chart(
+        &root,
+        title,
+        "workers reserved to the shortest group (n_resas)",
+        metric,
+        true,
+        &series,
+        None,
+        &[],
+        false,
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// A phased run over time: per-type p99.9 latency per policy (top) and DARC's cores
+/// reserved per type (bottom), from `timeline.csv` and `reservations.csv`;
+/// `phase_ms` marks phase boundaries.
+pub fn timeline(dir: &Path, out: &Path, phase_ms: &[f64], title: &str) -> Result<()> {
+    let t = Csv::read(&dir.join("timeline.csv"))?;
+    let (pc, tc, xc, yc) = (
+        t.col("policy")?,
+        t.col("type")?,
+        t.col("t_us")?,
+        t.col("latency_p999_us")?,
+    );
+    let mut lat: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in &t.rows {
+        if let (Some(x), Some(y)) = (num(&r[xc]), num(&r[yc])) {
+            lat.entry(format!("{} {}", r[pc], r[tc]))
+                .or_default()
+                .push((x / 1e3, y));
+        }
+    }
+    let rs = Csv::read(&dir.join("reservations.csv"))?;
+    let (rp, rt, rx, rn) = (
+        rs.col("policy")?,
+        rs.col("types")?,
+        rs.col("t_us")?,
+        rs.col("n_reserved")?,
+    );
+    // Cores reserved to the group holding each type, as a step function over time.
+    let end_ms = lat
+        .values()
+        .flat_map(|v| v.iter().map(|p| p.0))
+        .fold(0.0, f64::max);
+    let mut resa: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut times: Vec<f64> = Vec::new();
+    for r in rs.rows.iter().filter(|r| r[rp].starts_with("darc")) {
+        if let Some(x) = num(&r[rx]) {
+            times.push(x / 1e3);
+        }
+    }
+    times.dedup();
+    let all_types: Vec<String> = {
+        let mut v: Vec<String> = rs
+            .rows
+            .iter()
+            .flat_map(|r| r[rt].split('+').map(String::from).collect::<Vec<_>>())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for &at in &times {
+        for ty in &all_types {
+            let n = rs
+                .rows
+                .iter()
+                .filter(|r| r[rp].starts_with("darc") && num(&r[rx]).map(|x| x / 1e3) == Some(at))
+                .find(|r| r[rt].split('+').any(|x| x == ty))
+                .and_then(|r| num(&r[rn]))
+                .unwrap_or(0.0);
+            resa.entry(format!("cores reserved to {ty}'s group"))
+                .or_default()
+                .push((at, n));
+        }
+    }
+    for v in resa.values_mut() {
+        if let Some(&(_, n)) = v.last() {
+            v.push((end_ms, n));
+        }
+    }
+    let root = SVGBackend::new(out, (1000, 900)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(560);
+    let lat: Vec<Series> = lat.into_iter().collect();
+    chart(
+        &top,
+        title,
+        "time (ms)",
+        "p99.9 latency per window (µs)",
+        true,
+        &lat,
+        None,
+        phase_ms,
+        false,
+    )?;
+    let resa: Vec<Series> = resa.into_iter().collect();
+    chart(
+        &bottom,
+        "DARC reservation",
+        "time (ms)",
+        "workers",
+        false,
+        &resa,
+        None,
+        phase_ms,
+        true,
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines_split_with_quotes() {
+        assert_eq!(
+            split_csv_line("a,\"b,c\",\"d\"\"e\","),
+            vec!["a", "b,c", "d\"e", ""]
+        );
+    }
+}
