@@ -34,6 +34,7 @@ pub mod net;
 pub mod policy;
 pub mod proto;
 pub mod report;
+#[allow(unsafe_code)]
 pub mod ring;
 pub mod sim;
 #[allow(unsafe_code)]
