@@ -1328,6 +1328,59 @@ impl ClientConfig {
     }
 }
 
+/// The `dpdk:` section of a client's YAML config (configs/dpdk-memif-client.yml):
+/// what [`ClientConfig`] needs besides the server's address.
+///
+/// ```yaml
+/// dpdk:
+///   eal_args: [--no-huge, --no-pci, --file-prefix, psp-client, "--vdev=net_memif0,role=client,..."]
+///   port: 0                          # default 0
+///   ip: 10.0.0.2                     # ours
+///   udp_port: 4000                   # ours; default 4000
+///   rx_queues: 3                     # memif: the server's workers.number + 1; default 1
+///   server_mac: 02:00:00:00:00:01    # default: resolved by ARP
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// EAL options ([`init_eal`]).
+    pub eal_args: Vec<String>,
+    #[serde(default)]
+    pub port: u16,
+    pub ip: Ipv4Addr,
+    #[serde(default = "default_client_udp_port")]
+    pub udp_port: u16,
+    #[serde(default = "default_rx_queues")]
+    pub rx_queues: u16,
+    #[serde(default)]
+    pub server_mac: Option<String>,
+}
+
+fn default_client_udp_port() -> u16 {
+    4000
+}
+
+fn default_rx_queues() -> u16 {
+    1
+}
+
+impl ClientSection {
+    /// The client settings for `server`, or an error naming the bad key.
+    pub fn client_config(&self, server: SocketAddrV4) -> Result<ClientConfig, String> {
+        let mut cfg = ClientConfig::new(self.port, self.ip, self.udp_port, server);
+        if self.rx_queues == 0 {
+            return Err("dpdk.rx_queues: must be at least 1".into());
+        }
+        cfg.rx_queues = self.rx_queues;
+        if let Some(mac) = &self.server_mac {
+            cfg.server_mac = Some(parse_mac(mac).ok_or_else(|| {
+                format!("dpdk.server_mac: {mac:?} is not a MAC (aa:bb:cc:dd:ee:ff)")
+            })?);
+        }
+        Ok(cfg)
+    }
+}
+
 /// Client-side counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientCounters {
@@ -1622,6 +1675,32 @@ mod tests {
         assert_eq!(parse_mac("02:00:00:00:00:00:01"), None);
         assert_eq!(parse_mac("zz:00:00:00:00:00"), None);
         assert_eq!(fmt_mac(&[2, 0, 0, 0, 0, 10]), "02:00:00:00:00:0a");
+    }
+
+    #[test]
+    fn client_section_from_yaml() {
+        let text = std::fs::read_to_string("configs/dpdk-memif-client.yml").unwrap();
+        #[derive(serde::Deserialize)]
+        struct File {
+            server: String,
+            dpdk: ClientSection,
+        }
+        let f: File = serde_yaml::from_str(&text).unwrap();
+        let server: SocketAddrV4 = f.server.parse().unwrap();
+        let cfg = f.dpdk.client_config(server).unwrap();
+        assert_eq!(
+            (cfg.ip, cfg.udp_port, cfg.rx_queues),
+            (Ipv4Addr::new(10, 0, 0, 2), 4000, 3)
+        );
+        assert_eq!(cfg.server_mac, None, "ARP by default");
+        let bad = ClientSection {
+            server_mac: Some("nope".into()),
+            ..f.dpdk
+        };
+        assert!(bad
+            .client_config(server)
+            .unwrap_err()
+            .contains("dpdk.server_mac"));
     }
 
     #[test]
