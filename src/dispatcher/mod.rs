@@ -121,6 +121,8 @@ pub struct Dispatcher<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     published: Arc<Mutex<Stats>>,
     stats: Stats,
     outstanding: u64,
+    /// The receive burst, reused: no allocation per burst.
+    burst: Vec<R::Pkt>,
 }
 
 impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> std::fmt::Debug for Dispatcher<R, T> {
@@ -167,6 +169,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
             ..Stats::default()
         };
         Dispatcher {
+            burst: Vec::with_capacity(p.settings.rx_batch),
             queues: TypedQueues::new(ids.len(), p.queue_capacity),
             types: TypeTable::new(&ids),
             rx: p.rx,
@@ -193,14 +196,13 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
             .stats_interval
             .map(|d| clock.duration_to_cycles(d));
         let mut next_stats = rdtsc().wrapping_add(stats_every.unwrap_or(0));
-        let mut batch: Vec<R::Pkt> = Vec::with_capacity(self.settings.rx_batch);
         let mut drain_deadline: Option<Cycles> = None;
         let mut give_up: Option<Cycles> = None;
         loop {
             let now = rdtsc();
             let mut work = self.completions(now);
             if drain_deadline.is_none() {
-                work |= self.receive(&mut batch, now);
+                work |= self.receive(now);
             }
             work |= self.dispatch(now);
 
@@ -260,12 +262,30 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
         self.snapshot()
     }
 
+    /// One turn of the loop's work at time `now`, without the shutdown, stats and idle
+    /// logic of [`Dispatcher::run`]: take completions, receive a burst, dispatch.
+    /// Returns whether there was any work. For driving a dispatcher step by step on
+    /// one thread (deterministic tests, instruction counts); `run` does the same.
+    #[inline]
+    pub fn poll(&mut self, now: Cycles) -> bool {
+        let mut work = self.completions(now);
+        work |= self.receive(now);
+        work |= self.dispatch(now);
+        work
+    }
+
+    /// The counters now (as `run` returns them at exit).
+    pub fn stats(&mut self) -> Stats {
+        self.snapshot()
+    }
+
     /// Takes completions from every worker. Returns whether there were any.
     #[inline]
     fn completions(&mut self, now: Cycles) -> bool {
         let mut any = false;
-        for w in 0..self.workers.len() {
-            while let Some(c) = self.workers[w].done.pop() {
+        for (w, link) in self.workers.iter_mut().enumerate() {
+            // One batch per worker: its ring's position is written back once.
+            for c in link.done.drain() {
                 any = true;
                 self.outstanding -= 1;
                 self.policy.on_completion(w, c.ty, c.service, now);
@@ -286,8 +306,8 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
 
     /// Receives a burst and queues each valid request. Returns whether any arrived.
     #[inline]
-    fn receive(&mut self, batch: &mut Vec<R::Pkt>, now: Cycles) -> bool {
-        match self.rx.rx_burst(batch, self.settings.rx_batch) {
+    fn receive(&mut self, now: Cycles) -> bool {
+        match self.rx.rx_burst(&mut self.burst, self.settings.rx_batch) {
             Ok(0) => return false,
             Ok(_) => {}
             Err(e) => {
@@ -298,12 +318,12 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                 return false;
             }
         }
-        // The loop reuses `batch`: no allocation per burst.
-        let mut pkts = std::mem::take(batch);
+        // The loop reuses `burst`: no allocation per burst.
+        let mut pkts = std::mem::take(&mut self.burst);
         for pkt in pkts.drain(..) {
             self.admit(pkt, now);
         }
-        *batch = pkts;
+        self.burst = pkts;
         true
     }
 

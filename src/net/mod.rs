@@ -13,6 +13,7 @@
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod frame;
+pub mod mem;
 pub mod udp;
 
 use std::io;

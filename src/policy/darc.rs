@@ -308,14 +308,21 @@ pub fn reserve(
 
 /// Per-type demand (cores) of `stats`, indexed by type, 0 for absent types.
 fn demands(stats: &[TypeStat], n_types: usize, n_workers: usize) -> Vec<f64> {
+    let mut d = Vec::with_capacity(n_types);
+    demands_into(stats, n_types, n_workers, &mut d);
+    d
+}
+
+/// [`demands`] into `d` (reusing its memory).
+fn demands_into(stats: &[TypeStat], n_types: usize, n_workers: usize, d: &mut Vec<f64>) {
     let total: f64 = stats.iter().map(|t| t.mean_ns * t.ratio).sum();
-    let mut d = vec![0.0; n_types];
+    d.clear();
+    d.resize(n_types, 0.0);
     if total > 0.0 {
         for t in stats {
             d[t.ty] = t.mean_ns * t.ratio / total * n_workers as f64;
         }
     }
-    d
 }
 
 /// A group as `next` sees it: bit masks only.
@@ -363,6 +370,9 @@ pub struct Darc {
     /// Types present when the reservation in force was computed.
     resa_active: u64,
     windows_closed: u64,
+    /// Scratch space of `close_window` (no allocation unless the reservation changes).
+    window_stats: Vec<TypeStat>,
+    window_demand: Vec<f64>,
 
     events: VecDeque<Event>,
     events_dropped: u64,
@@ -408,6 +418,8 @@ impl Darc {
             resa_demand: vec![0.0; n_types],
             resa_active: 0,
             windows_closed: 0,
+            window_stats: Vec::with_capacity(n_types),
+            window_demand: Vec::with_capacity(n_types),
             events: VecDeque::new(),
             events_dropped: 0,
         };
@@ -487,7 +499,8 @@ impl Darc {
     fn close_window(&mut self, now: Cycles) {
         let w = &mut self.window;
         let total = w.total as f64;
-        let mut stats = Vec::new();
+        let mut stats = std::mem::take(&mut self.window_stats);
+        stats.clear();
         for ty in 0..w.count.len() {
             if w.count[ty] > 0 {
                 stats.push(TypeStat {
@@ -503,14 +516,21 @@ impl Darc {
         self.windows_closed += 1;
 
         let active = stats.iter().fold(0u64, |m, t| m | 1 << t.ty);
-        let demand = demands(&stats, self.names.len(), self.n_workers);
-        let moved = demand
+        demands_into(
+            &stats,
+            self.names.len(),
+            self.n_workers,
+            &mut self.window_demand,
+        );
+        let moved = self
+            .window_demand
             .iter()
             .zip(&self.resa_demand)
             .any(|(d, prev)| (d - prev).abs() > prev * DEMAND_CHANGE);
         if moved || active != self.resa_active || self.resa.is_none() {
-            self.install(stats, now);
+            self.install(stats.clone(), now);
         }
+        self.window_stats = stats;
     }
 
     /// The type among `bits` whose head request arrived first (ties: lowest index).

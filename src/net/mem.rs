@@ -1,0 +1,418 @@
+//! mem.rs - an in-memory transport: requests made inside the dispatcher's receive call,
+//! replies counted; no socket, no syscall. For benchmarks and tests.
+//!
+//! The receive side holds a fixed pool of buffers (allocated once, like the UDP
+//! transport's). Each [`RxQueue::rx_burst`] takes free buffers and asks a
+//! [`Generator`] to write the next requests into them, so the number of requests in
+//! flight is bounded by the pool (a closed loop: a buffer comes back with its request's
+//! completion). After `limit` requests the receive side raises a stop flag, and the
+//! dispatcher drains and exits: a run of exactly `limit` requests. Transmit sides count
+//! the replies ([`Counters`]). Nothing here allocates after [`Transport::split`].
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use super::{Packet, RxQueue, Split, Transport, TxQueue};
+use crate::proto::{self, HEADER_LEN};
+
+/// Bytes of message a buffer holds.
+pub const MAX_MSG: usize = 1024;
+
+/// A request buffer, held by one pointer (like an mbuf): length and bytes together.
+#[derive(Debug)]
+pub struct MemPkt(Box<Buf>);
+
+#[derive(Debug)]
+struct Buf {
+    len: usize,
+    data: [u8; MAX_MSG],
+}
+
+impl MemPkt {
+    fn new() -> MemPkt {
+        MemPkt(Box::new(Buf {
+            len: 0,
+            data: [0; MAX_MSG],
+        }))
+    }
+}
+
+impl Packet for MemPkt {
+    #[inline]
+    fn msg(&self) -> &[u8] {
+        &self.0.data[..self.0.len]
+    }
+
+    #[inline]
+    fn buf_mut(&mut self) -> &mut [u8] {
+        &mut self.0.data
+    }
+
+    #[inline]
+    fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= MAX_MSG);
+        self.0.len = len.min(MAX_MSG);
+    }
+}
+
+/// Writes requests into receive buffers.
+pub trait Generator: Send {
+    /// Writes request number `seq` (0, 1, ...) into `buf` and returns its length, or
+    /// returns `None` if there is no request to receive now.
+    fn next(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize>;
+}
+
+impl<F> Generator for F
+where
+    F: FnMut(u64, &mut [u8]) -> Option<usize> + Send,
+{
+    fn next(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
+        self(seq, buf)
+    }
+}
+
+/// Valid requests with an empty payload, their type ids taken in turn from a list
+/// (request `seq` has type `ids[seq % ids.len()]` and id `seq`).
+#[derive(Debug, Clone)]
+pub struct Cycle {
+    /// One encoded header per entry of the list.
+    templates: Vec<[u8; HEADER_LEN]>,
+    next: usize,
+}
+
+impl Cycle {
+    pub fn new(type_ids: &[u32]) -> Cycle {
+        assert!(!type_ids.is_empty(), "no request types to cycle through");
+        let templates = type_ids
+            .iter()
+            .map(|&ty| {
+                let mut h = [0; HEADER_LEN];
+                proto::encode_request(&mut h, ty, 0, 0, &[]).expect("header fits");
+                h
+            })
+            .collect();
+        Cycle { templates, next: 0 }
+    }
+}
+
+impl Generator for Cycle {
+    #[inline]
+    fn next(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
+        let t = &self.templates[self.next];
+        self.next += 1;
+        if self.next == self.templates.len() {
+            self.next = 0;
+        }
+        buf[..HEADER_LEN].copy_from_slice(t);
+        buf[8..16].copy_from_slice(&seq.to_le_bytes());
+        Some(HEADER_LEN)
+    }
+}
+
+/// Replies sent by one transmit side, readable from any thread.
+#[derive(Debug, Default)]
+pub struct TxCount {
+    /// Replies of any status.
+    pub sent: AtomicU64,
+    /// Replies with status `ok`.
+    pub ok: AtomicU64,
+}
+
+/// Reply counters of every transmit side: index 0 is the dispatcher's, `1 + w` worker
+/// `w`'s. Each has a single writer (its thread), which stores with `Relaxed` after
+/// each reply (no read-modify-write).
+#[derive(Debug)]
+pub struct Counters {
+    per_tx: Box<[CachePadded<TxCount>]>,
+}
+
+impl Counters {
+    /// Replies sent by transmit side `i` (0: the dispatcher, `1 + w`: worker `w`).
+    pub fn tx(&self, i: usize) -> &TxCount {
+        &self.per_tx[i]
+    }
+
+    /// Replies sent by all transmit sides.
+    pub fn sent(&self) -> u64 {
+        self.per_tx
+            .iter()
+            .map(|c| c.sent.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Replies with status `ok`, all transmit sides.
+    pub fn ok(&self) -> u64 {
+        self.per_tx
+            .iter()
+            .map(|c| c.ok.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// An in-memory transport, before it is split.
+#[derive(Debug)]
+pub struct Mem<G> {
+    gen: G,
+    buffers: usize,
+    limit: u64,
+    stop: Option<Arc<AtomicBool>>,
+    counters: Option<Arc<Counters>>,
+}
+
+impl<G: Generator> Mem<G> {
+    /// A transport whose receive side has `buffers` buffers (requests in flight at
+    /// most) and gets its requests from `gen`, without end.
+    pub fn new(gen: G, buffers: usize) -> Mem<G> {
+        assert!(buffers > 0, "an in-memory transport needs buffers");
+        Mem {
+            gen,
+            buffers,
+            limit: u64::MAX,
+            stop: None,
+            counters: None,
+        }
+    }
+
+    /// Receives exactly `n` requests, then sets `stop` (the dispatcher's stop flag:
+    /// it drains what it holds and exits).
+    pub fn limit(mut self, n: u64, stop: Arc<AtomicBool>) -> Mem<G> {
+        self.limit = n;
+        self.stop = Some(stop);
+        self
+    }
+
+    /// The reply counters the split transport will update (for `n_workers` workers).
+    pub fn counters(&mut self, n_workers: usize) -> Arc<Counters> {
+        let c = self.counters.get_or_insert_with(|| {
+            Arc::new(Counters {
+                per_tx: (0..=n_workers).map(|_| CachePadded::default()).collect(),
+            })
+        });
+        assert_eq!(c.per_tx.len(), n_workers + 1, "counters for another size");
+        c.clone()
+    }
+}
+
+impl<G: Generator> Transport for Mem<G> {
+    type Pkt = MemPkt;
+    type Rx = MemRx<G>;
+    type Tx = MemTx;
+
+    fn split(mut self, n_workers: usize) -> io::Result<Split<MemRx<G>, MemTx>> {
+        let counters = self.counters(n_workers);
+        let tx = |i| MemTx {
+            counters: counters.clone(),
+            index: i,
+            sent: 0,
+            ok: 0,
+        };
+        Ok(Split {
+            rx: MemRx {
+                pool: (0..self.buffers).map(|_| MemPkt::new()).collect(),
+                gen: self.gen,
+                seq: 0,
+                limit: self.limit,
+                stop: self.stop,
+                no_buffer: 0,
+            },
+            tx: tx(0),
+            workers: (1..=n_workers).map(tx).collect(),
+        })
+    }
+}
+
+/// The receive side: the buffer pool and the generator.
+#[derive(Debug)]
+pub struct MemRx<G> {
+    pool: Vec<MemPkt>,
+    gen: G,
+    seq: u64,
+    limit: u64,
+    stop: Option<Arc<AtomicBool>>,
+    no_buffer: u64,
+}
+
+impl<G> MemRx<G> {
+    /// Requests received so far.
+    pub fn received(&self) -> u64 {
+        self.seq
+    }
+
+    /// Free buffers in the pool.
+    pub fn free_buffers(&self) -> usize {
+        self.pool.len()
+    }
+
+    fn exhausted(&self) -> bool {
+        self.seq >= self.limit
+    }
+}
+
+impl<G: Generator> RxQueue for MemRx<G> {
+    type Pkt = MemPkt;
+
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Vec<MemPkt>, max: usize) -> io::Result<usize> {
+        let want = (max as u64).min(self.limit - self.seq) as usize;
+        let n = want.min(self.pool.len());
+        if n < want {
+            self.no_buffer += 1;
+        }
+        let mut got = 0;
+        while got < n {
+            let Some(mut p) = self.pool.pop() else { break };
+            match self.gen.next(self.seq, &mut p.0.data) {
+                Some(len) => {
+                    p.0.len = len.min(MAX_MSG);
+                    self.seq += 1;
+                    out.push(p);
+                    got += 1;
+                }
+                None => {
+                    self.pool.push(p);
+                    break;
+                }
+            }
+        }
+        if got > 0 && self.exhausted() {
+            if let Some(stop) = &self.stop {
+                stop.store(true, Ordering::Release);
+            }
+        }
+        Ok(got)
+    }
+
+    #[inline]
+    fn recycle(&mut self, pkt: MemPkt) {
+        self.pool.push(pkt);
+    }
+
+    fn wait(&mut self, timeout: Duration, also: Option<RawFd>) {
+        if !self.pool.is_empty() && !self.exhausted() {
+            return; // a request may be ready now (the generator decides)
+        }
+        match also {
+            Some(fd) => {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+                // SAFETY: one valid, initialised pollfd that outlives the call.
+                unsafe { libc::poll(&mut p, 1, ms) };
+            }
+            None => std::thread::sleep(timeout.min(Duration::from_millis(1))),
+        }
+    }
+
+    fn drops(&self) -> super::RxDrops {
+        super::RxDrops {
+            no_buffer: self.no_buffer,
+            ..Default::default()
+        }
+    }
+}
+
+/// A transmit side: counts replies and gives the buffer back (it returns to the pool
+/// with the completion, as with kernel UDP).
+#[derive(Debug)]
+pub struct MemTx {
+    counters: Arc<Counters>,
+    index: usize,
+    sent: u64,
+    ok: u64,
+}
+
+impl TxQueue for MemTx {
+    type Pkt = MemPkt;
+
+    #[inline]
+    fn send(&mut self, pkt: MemPkt) -> Option<MemPkt> {
+        let c = &self.counters.per_tx[self.index];
+        self.sent += 1;
+        c.sent.store(self.sent, Ordering::Relaxed);
+        if pkt.0.data[3] == proto::Status::Ok as u8 | 0x80 {
+            self.ok += 1;
+            c.ok.store(self.ok, Ordering::Relaxed);
+        }
+        Some(pkt)
+    }
+
+    fn errors(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Header, Kind, Status};
+
+    #[test]
+    fn receives_generated_requests_up_to_the_limit_then_stops() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut mem = Mem::new(Cycle::new(&[7, 9]), 4).limit(5, stop.clone());
+        let counters = mem.counters(2);
+        let Split {
+            mut rx,
+            mut tx,
+            mut workers,
+        } = mem.split(2).unwrap();
+        let mut out = Vec::new();
+        // Only 4 buffers.
+        assert_eq!(rx.rx_burst(&mut out, 32).unwrap(), 4);
+        assert_eq!(rx.drops().no_buffer, 1);
+        let types: Vec<u32> = out
+            .iter()
+            .map(|p| {
+                let h = Header::parse(p.msg()).unwrap();
+                assert_eq!(h.kind, Kind::Request);
+                h.ty
+            })
+            .collect();
+        assert_eq!(types, [7, 9, 7, 9]);
+        assert!(!stop.load(Ordering::Relaxed));
+        // Replies: make one ok and one rejected, give the buffers back.
+        let mut p = out.pop().unwrap();
+        let len = proto::make_reply(p.buf_mut(), Status::Ok, 0);
+        p.set_len(len);
+        rx.recycle(workers[1].send(p).unwrap());
+        let mut p = out.pop().unwrap();
+        let len = proto::make_reply(p.buf_mut(), Status::QueueFull, 0);
+        p.set_len(len);
+        rx.recycle(tx.send(p).unwrap());
+        assert_eq!(counters.sent(), 2);
+        assert_eq!(counters.ok(), 1);
+        assert_eq!(counters.tx(2).ok.load(Ordering::Relaxed), 1);
+        // The fifth and last request raises the stop flag.
+        out.clear();
+        assert_eq!(rx.rx_burst(&mut out, 32).unwrap(), 1);
+        assert_eq!(Header::parse(out[0].msg()).unwrap().id, 4);
+        assert!(stop.load(Ordering::Relaxed));
+        assert_eq!(rx.rx_burst(&mut out, 32).unwrap(), 0);
+        assert_eq!(rx.received(), 5);
+        let _ = &mut workers;
+    }
+
+    #[test]
+    fn a_generator_may_have_nothing_to_send() {
+        let mut mem = Mem::new(
+            |seq: u64, buf: &mut [u8]| {
+                (seq < 2).then(|| proto::encode_request(buf, 1, seq, 0, b"x").unwrap())
+            },
+            8,
+        );
+        let _ = mem.counters(0);
+        let mut rx = mem.split(0).unwrap().rx;
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_burst(&mut out, 32).unwrap(), 2);
+        assert_eq!(rx.free_buffers(), 6);
+        assert_eq!(out[1].msg().len(), HEADER_LEN + 1);
+    }
+}
