@@ -20,7 +20,7 @@
 //! outdir: results/hb-darc        # CSV, JSON, .hgrm (and the trace)
 //! sample: 0.01                   # per-request trace of 1 % of the requests
 //! max_concurrency: 0             # cap on outstanding requests (0: none)
-//! nice: -10                      # sender/receiver thread priority (root)
+//! realtime: false                # SCHED_FIFO sender/receiver threads (root)
 //! phases:                        # instead of workload/rate/load/duration: a chain
 //!   - { workload: high-bimodal, load: 0.3, duration: 2s }
 //!   - { workload: extreme-bimodal, load: 0.6, duration: 2s }
@@ -253,7 +253,7 @@ pub struct FileConfig {
     pub max_concurrency: Option<u64>,
     pub slack_us: Option<f64>,
     pub spin_us: Option<f64>,
-    pub nice: Option<i32>,
+    pub realtime: Option<bool>,
     pub phases: Option<Vec<PhaseConfig>>,
 }
 
@@ -344,13 +344,13 @@ pub struct RunArgs {
     /// A send later than this after its scheduled time is late, µs [default: 10].
     #[arg(long, value_name = "US")]
     pub slack_us: Option<f64>,
-    /// The sender sleeps until this close to a send, then spins, µs [default: 60].
+    /// The sender sleeps until this close to a send, then spins, µs [default: 30].
     #[arg(long, value_name = "US")]
     pub spin_us: Option<f64>,
-    /// Nice value of the sender and receiver threads, e.g. -10 on a machine shared with
-    /// the server and other work (needs root or CAP_SYS_NICE) [default: inherited].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
-    pub nice: Option<i32>,
+    /// Run the sender and receiver threads as real-time (SCHED_FIFO) threads, so that
+    /// other work on a shared machine cannot delay sends (needs root or CAP_SYS_NICE).
+    #[arg(long)]
+    pub realtime: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -386,7 +386,8 @@ pub struct Plan {
     pub max_concurrency: Option<u64>,
     pub outdir: Option<PathBuf>,
     pub sample: Option<f64>,
-    pub nice: Option<i32>,
+    /// Real-time sender and receiver threads.
+    pub realtime: bool,
     pub progress: bool,
 }
 
@@ -498,7 +499,7 @@ impl RunArgs {
             return err(slack_key, format!("must be >= 0, got {slack_us}"));
         }
         let (spin_us, spin_key) = pick(&self.spin_us, &file.spin_us, "spin-us", "spin_us");
-        let spin_us = spin_us.unwrap_or(60.0);
+        let spin_us = spin_us.unwrap_or(30.0);
         if !(spin_us >= 0.0 && spin_us.is_finite()) {
             return err(spin_key, format!("must be >= 0, got {spin_us}"));
         }
@@ -506,12 +507,6 @@ impl RunArgs {
         if let Some(f) = sample {
             if !(0.0..=1.0).contains(&f) {
                 return err(sample_key, format!("a fraction in [0, 1], got {f}"));
-            }
-        }
-        let (nice, nice_key) = pick(&self.nice, &file.nice, "nice", "nice");
-        if let Some(n) = nice {
-            if !(-20..=19).contains(&n) {
-                return err(nice_key, format!("a nice value in -20..=19, got {n}"));
             }
         }
         let max_concurrency = self
@@ -683,7 +678,7 @@ impl RunArgs {
             max_concurrency,
             outdir: self.outdir.clone().or(file.outdir.clone()),
             sample,
-            nice,
+            realtime: self.realtime || file.realtime.unwrap_or(false),
             progress: !self.quiet,
         })
     }
@@ -850,7 +845,7 @@ mod tests {
             (&["--rate", "5"], "duration: 5 parsecs\n", "duration"),
             (&[], "loads: [0.1, -1]\nworkers: 2\n", "loads[1]"),
             (&["--rate", "5"], "arrival: bursty\n", "arrival"),
-            (&["--rate", "5"], "nice: -30\n", "nice"),
+            (&["--rate", "5"], "realtime: maybe\n", "realtime"),
             (
                 &["--rate", "5"],
                 "workload: { name: x, types: [{ id: 0, name: A, ratio: 1, service: { kind: constant, ns: 1 } }] }\n",

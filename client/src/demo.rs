@@ -111,11 +111,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         timeout: Duration::from_secs(1),
         seed: DEFAULT_SEED,
         slack: Duration::from_micros(10),
-        spin: Duration::from_micros(60),
+        spin: Duration::from_micros(30),
         max_concurrency: None,
         outdir: args.outdir.clone(),
         sample: None,
-        nice: None,
+        realtime: false,
         progress: !args.quiet,
     };
     let result = crate::runner::run(&plan, out);

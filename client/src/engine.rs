@@ -53,9 +53,10 @@ pub struct Options {
     pub socket_buffer: usize,
     /// Tag of this run in the ids' high bits (24 bits are used).
     pub epoch: u32,
-    /// Nice value for the sender and receiver threads (e.g. -10 so that a machine
-    /// shared with the server and other work wakes them promptly); `None`: inherit.
-    pub nice: Option<i32>,
+    /// Run the sender and receiver threads in the real-time FIFO class, so that a
+    /// machine shared with the server and other work runs them the moment a send is
+    /// due or a reply arrives (needs root or CAP_SYS_NICE).
+    pub realtime: bool,
 }
 
 impl Options {
@@ -64,11 +65,11 @@ impl Options {
             server,
             timeout: Duration::from_secs(1),
             max_concurrency: None,
-            spin: Duration::from_micros(60),
+            spin: Duration::from_micros(30),
             lead: Duration::from_millis(5),
             socket_buffer: 8 << 20,
             epoch: 1,
-            nice: None,
+            realtime: false,
         }
     }
 }
@@ -162,11 +163,11 @@ pub fn run(
     let timeout_c = clock.duration_to_cycles(opts.timeout);
     let start = rdtsc() + clock.duration_to_cycles(opts.lead);
 
-    let nice_error = std::sync::Mutex::new(None);
-    let set_nice = || {
-        if let Some(n) = opts.nice {
-            if let Err(e) = sys::set_thread_nice(n) {
-                if let Ok(mut slot) = nice_error.lock() {
+    let rt_error = std::sync::Mutex::new(None);
+    let set_priority = || {
+        if opts.realtime {
+            if let Err(e) = sys::set_realtime() {
+                if let Ok(mut slot) = rt_error.lock() {
                     slot.get_or_insert(e);
                 }
             }
@@ -174,7 +175,7 @@ pub fn run(
     };
     let (tx, rx) = std::thread::scope(|s| {
         let sender = s.spawn(|| {
-            set_nice();
+            set_priority();
             send_loop(
                 schedule,
                 opts,
@@ -189,7 +190,7 @@ pub fn run(
             )
         });
         let receiver = s.spawn(|| {
-            set_nice();
+            set_priority();
             recv_loop(
                 schedule,
                 &rx_sock,
@@ -208,10 +209,10 @@ pub fn run(
         watch(live);
         (sender.join(), receiver.join())
     });
-    if let Some(e) = nice_error.into_inner().ok().flatten() {
+    if let Some(e) = rt_error.into_inner().ok().flatten() {
         return Err(io::Error::new(
             e.kind(),
-            format!("--nice: cannot set the threads' nice value ({e}); lowering it needs root or CAP_SYS_NICE"),
+            format!("--realtime: cannot move the threads to SCHED_FIFO ({e}); it needs root or CAP_SYS_NICE"),
         ));
     }
     let tx = tx.map_err(|_| io::Error::other("the sender thread panicked"))?;

@@ -92,7 +92,7 @@ pub fn run_point(
         max_concurrency: plan.max_concurrency,
         spin: plan.spin,
         epoch: k as u32 + 1,
-        nice: plan.nice,
+        realtime: plan.realtime,
         ..Options::new(plan.server)
     };
     let live = Live::default();

@@ -81,11 +81,11 @@ fn plan(server: std::net::SocketAddr, w: Workload, rate: f64, outdir: Option<&Pa
         timeout: Duration::from_secs(10),
         seed: DEFAULT_SEED,
         slack: Duration::from_micros(10),
-        spin: Duration::from_micros(60),
+        spin: Duration::from_micros(30),
         max_concurrency: None,
         outdir: outdir.map(Path::to_path_buf),
         sample: Some(0.1),
-        nice: None,
+        realtime: false,
         progress: false,
     }
 }
