@@ -48,7 +48,7 @@ impl Mmk {
         b / (1.0 - rho * (1.0 - b))
     }
 
-    /// Mean sojourn time E[T] = C / (kμ - λ) + 1/μ.
+    /// Mean sojourn time `E[T] = C / (kμ - λ) + 1/μ`.
     pub fn mean_sojourn(&self) -> f64 {
         self.erlang_c() / (self.k as f64 * self.mu - self.lambda) + 1.0 / self.mu
     }
