@@ -19,7 +19,7 @@ pub use stats::{Malformed, Stats, TypeStats};
 
 use crate::idle::Idler;
 use crate::net::{Packet, RxQueue, TxQueue};
-use crate::policy::{Event, Policy, TypeIdx, TypeInfo, TypedQueues};
+use crate::policy::{Builtin, Event, Policy, TypeIdx, TypeInfo, TypedQueues};
 use crate::proto::{self, Header, Kind, Status};
 use crate::ring::{Consumer, Producer};
 use crate::time::{rdtsc, Clock, Cycles};
@@ -109,7 +109,8 @@ pub struct Settings {
 pub struct Dispatcher<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     rx: R,
     tx: T,
-    policy: Box<dyn Policy>,
+    /// The built-in policies unboxed: their calls inline into the loop.
+    policy: Builtin,
     queues: TypedQueues<R::Pkt>,
     types: TypeTable,
     classifier: Option<Box<dyn Classifier>>,
@@ -174,7 +175,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
             types: TypeTable::new(&ids),
             rx: p.rx,
             tx: p.tx,
-            policy: p.policy,
+            policy: Builtin::from(p.policy),
             classifier: p.classifier,
             workers: p.workers,
             settings: p.settings,

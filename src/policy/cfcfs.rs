@@ -26,6 +26,10 @@ impl Policy for Cfcfs {
         "cfcfs"
     }
 
+    fn into_builtin(self: Box<Self>) -> super::Builtin {
+        super::Builtin::Cfcfs(*self)
+    }
+
     fn on_completion(&mut self, worker: WorkerIdx, _ty: TypeIdx, _service: Cycles, _now: Cycles) {
         self.idle.insert(worker);
     }

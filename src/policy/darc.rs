@@ -496,6 +496,8 @@ impl Darc {
     }
 
     /// Closes the profiling window and re-reserves if the demand moved.
+    #[cold]
+    #[inline(never)]
     fn close_window(&mut self, now: Cycles) {
         let w = &mut self.window;
         let total = w.total as f64;
@@ -533,17 +535,23 @@ impl Darc {
         self.window_stats = stats;
     }
 
-    /// The type among `bits` whose head request arrived first (ties: lowest index).
+    /// The type among `bits` (all waiting, at least one) whose head request arrived
+    /// first (ties: lowest index).
     #[inline]
     fn oldest(queues: &QueueState, mut bits: u64) -> TypeIdx {
-        let mut best = (Cycles::MAX, bits.trailing_zeros() as usize);
+        debug_assert!(bits != 0 && bits & !queues.nonempty() == 0);
+        let first = bits.trailing_zeros() as usize;
+        if bits & (bits - 1) == 0 {
+            return first; // one type waiting in the group: nothing to compare
+        }
+        let mut best = (queues.waiting_since(first), first);
+        bits &= bits - 1;
         while bits != 0 {
             let t = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            if let Some(a) = queues.head_arrival(t) {
-                if a < best.0 {
-                    best = (a, t);
-                }
+            let a = queues.waiting_since(t);
+            if a < best.0 {
+                best = (a, t);
             }
         }
         best.1
@@ -559,6 +567,10 @@ impl Darc {
 impl Policy for Darc {
     fn name(&self) -> &'static str {
         "darc"
+    }
+
+    fn into_builtin(self: Box<Self>) -> super::Builtin {
+        super::Builtin::Darc(*self)
     }
 
     fn on_completion(&mut self, worker: WorkerIdx, ty: TypeIdx, service: Cycles, now: Cycles) {
@@ -587,19 +599,40 @@ impl Policy for Darc {
             let worker = self.idle.first()?;
             return self.take(queues.oldest()?, worker);
         }
-        for s in &self.slots {
-            let bits = waiting & s.types;
-            if bits == 0 {
-                continue;
+        if self.n_workers <= 64 {
+            // The same walk on one word of worker bits (every worker is below 64).
+            let idle = self.idle.low_word();
+            for s in &self.slots {
+                let bits = waiting & s.types;
+                if bits == 0 {
+                    continue;
+                }
+                let reserved = idle & s.reserved.low_word();
+                let free = if reserved != 0 {
+                    reserved
+                } else {
+                    idle & s.stealable.low_word()
+                };
+                if free != 0 {
+                    let ty = Self::oldest(queues, bits);
+                    return self.take(ty, free.trailing_zeros() as usize);
+                }
             }
-            // Own reserved workers first, then those of longer groups (or unreserved).
-            let worker = self
-                .idle
-                .first_in(&s.reserved)
-                .or_else(|| self.idle.first_in(&s.stealable));
-            if let Some(worker) = worker {
-                let ty = Self::oldest(queues, bits);
-                return self.take(ty, worker);
+        } else {
+            for s in &self.slots {
+                let bits = waiting & s.types;
+                if bits == 0 {
+                    continue;
+                }
+                // Own reserved workers first, then those of longer groups (or unreserved).
+                let worker = self
+                    .idle
+                    .first_in(&s.reserved)
+                    .or_else(|| self.idle.first_in(&s.stealable));
+                if let Some(worker) = worker {
+                    let ty = Self::oldest(queues, bits);
+                    return self.take(ty, worker);
+                }
             }
         }
         let stray = waiting & !self.grouped;

@@ -71,6 +71,10 @@ impl Policy for Dfcfs {
         "dfcfs"
     }
 
+    fn into_builtin(self: Box<Self>) -> super::Builtin {
+        super::Builtin::Dfcfs(*self)
+    }
+
     fn worker_capacity(&self) -> usize {
         self.depth as usize
     }

@@ -56,7 +56,7 @@ pub enum Event {
 }
 
 /// A scheduling policy. See the module docs for the contract with its driver.
-pub trait Policy: Send + std::fmt::Debug {
+pub trait Policy: Send + std::fmt::Debug + IntoDyn {
     /// Short name (`cfcfs`, `dfcfs`, `darc`).
     fn name(&self) -> &'static str;
 
@@ -86,6 +86,91 @@ pub trait Policy: Send + std::fmt::Debug {
     /// One-line summary of the policy's current state for the stats line.
     fn summary(&self) -> String {
         String::new()
+    }
+
+    /// This policy as a [`Builtin`], unboxed if it is one of this crate's. A driver
+    /// that holds a [`Builtin`] calls the built-in policies without dynamic dispatch, so
+    /// that their hot paths inline into its loop. Other policies keep the default.
+    fn into_builtin(self: Box<Self>) -> Builtin {
+        Builtin::Other(self.into_dyn())
+    }
+}
+
+/// Boxes a policy as `dyn Policy` (implemented for every sized policy; it lets
+/// [`Policy::into_builtin`] have a default body).
+pub trait IntoDyn {
+    fn into_dyn(self: Box<Self>) -> Box<dyn Policy>;
+}
+
+impl<P: Policy + 'static> IntoDyn for P {
+    fn into_dyn(self: Box<Self>) -> Box<dyn Policy> {
+        self
+    }
+}
+
+/// Any policy, the built-in ones held by value: calls to them are direct (and inline)
+/// instead of going through a vtable. The dispatcher holds its policy this way.
+#[derive(Debug)]
+pub enum Builtin {
+    Cfcfs(Cfcfs),
+    Dfcfs(Dfcfs),
+    Darc(Darc),
+    /// A policy from outside this crate, called through its vtable.
+    Other(Box<dyn Policy>),
+}
+
+impl From<Box<dyn Policy>> for Builtin {
+    fn from(p: Box<dyn Policy>) -> Builtin {
+        p.into_builtin()
+    }
+}
+
+/// Calls `$call` on whichever policy `$self` holds.
+macro_rules! each {
+    ($self:expr, $p:ident => $call:expr) => {
+        match $self {
+            Builtin::Cfcfs($p) => $call,
+            Builtin::Dfcfs($p) => $call,
+            Builtin::Darc($p) => $call,
+            Builtin::Other($p) => $call,
+        }
+    };
+}
+
+impl Policy for Builtin {
+    fn name(&self) -> &'static str {
+        each!(self, p => p.name())
+    }
+
+    fn worker_capacity(&self) -> usize {
+        each!(self, p => p.worker_capacity())
+    }
+
+    #[inline]
+    fn on_arrival(&mut self, ty: TypeIdx, now: Cycles) {
+        each!(self, p => p.on_arrival(ty, now))
+    }
+
+    #[inline]
+    fn on_completion(&mut self, worker: WorkerIdx, ty: TypeIdx, service: Cycles, now: Cycles) {
+        each!(self, p => p.on_completion(worker, ty, service, now))
+    }
+
+    #[inline]
+    fn next(&mut self, queues: &QueueState, now: Cycles) -> Option<Dispatch> {
+        each!(self, p => p.next(queues, now))
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        each!(self, p => p.poll_event())
+    }
+
+    fn summary(&self) -> String {
+        each!(self, p => p.summary())
+    }
+
+    fn into_builtin(self: Box<Self>) -> Builtin {
+        *self
     }
 }
 

@@ -53,6 +53,13 @@ impl QueueState {
         (self.nonempty & (1 << ty) != 0).then(|| self.head_arrival[ty])
     }
 
+    /// Arrival time of the head request of `ty`, which must have one waiting (else the
+    /// value is stale).
+    #[inline]
+    pub(super) fn waiting_since(&self, ty: TypeIdx) -> Cycles {
+        self.head_arrival[ty]
+    }
+
     /// The type whose head request arrived first (ties: lowest index).
     #[inline]
     pub fn oldest(&self) -> Option<TypeIdx> {

@@ -55,6 +55,13 @@ impl WorkerSet {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// Members below 64, as bits (all of them when the set is of fewer than 65
+    /// workers: policies use it for a one-word fast path).
+    #[inline]
+    pub fn low_word(&self) -> u64 {
+        self.words[0]
+    }
+
     /// The lowest member.
     #[inline]
     pub fn first(&self) -> Option<WorkerIdx> {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# callgrind.sh - instructions per request on the dispatcher, counted by valgrind.
+#
+# Runs the single-threaded dispatcher driver (benches/callgrind.rs) under
+# `valgrind --tool=callgrind`, collecting only inside the dispatcher's turn (completions,
+# receive, dispatch; the simulated workers are not counted). Each configuration runs
+# twice, with R1 and R2 measured requests after the same warm-up; instructions per
+# request = (Ir(R2) - Ir(R1)) / (R2 - R1), so start-up and warm-up cancel out. The count
+# does not depend on the machine's load: same binary, same number.
+#
+#   scripts/callgrind.sh                 # every configuration, table on stdout
+#   scripts/callgrind.sh --out FILE.csv  # also write the CSV
+#   scripts/callgrind.sh --annotate      # also keep the R2 profiles and print the top
+#                                        # functions of the DARC/4-type run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+out=""
+annotate=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --annotate) annotate=1; shift ;;
+    *) echo "usage: $0 [--out FILE.csv] [--annotate]" >&2; exit 2 ;;
+  esac
+done
+
+command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
+
+bin=$(cargo bench --bench callgrind --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*callgrind-[0-9a-f]*\)).*/\1/p' | tail -n 1)
+[ -x "$bin" ] || { echo "could not find the callgrind bench binary" >&2; exit 1; }
+
+R1=20000
+R2=120000
+WARMUP=20000
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Total instructions collected in a callgrind output file.
+total_ir() { sed -n 's/^summary: \([0-9]*\).*/\1/p' "$1"; }
+
+count() { # name, args...
+  local name=$1; shift
+  local irs=()
+  for r in $R1 $R2; do
+    local f="$tmp/$name.$r.out"
+    valgrind --tool=callgrind --callgrind-out-file="$f" --toggle-collect='*callgrind*turn*' \
+      "$bin" --requests "$r" --warmup "$WARMUP" "$@" >"$tmp/$name.$r.log" 2>&1 \
+      || { cat "$tmp/$name.$r.log" >&2; exit 1; }
+    irs+=("$(total_ir "$f")")
+  done
+  # The in-memory transport's receive (our stand-in for a NIC driver), inclusive.
+  local rxs=()
+  for r in $R1 $R2; do
+    rxs+=("$(callgrind_annotate --inclusive=yes "$tmp/$name.$r.out" 2>/dev/null \
+      | awk '/MemRx.* as persephone::net::RxQueue>::rx_burst/ && !done { gsub(",", "", $1); print $1; done = 1 }')")
+  done
+  local per rx
+  per=$(python3 -c "print(f'{(${irs[1]} - ${irs[0]}) / ($R2 - $R1):.1f}')")
+  rx=$(python3 -c "print(f'{(${rxs[1]:-0} - ${rxs[0]:-0}) / ($R2 - $R1):.1f}')")
+  local turns
+  turns=$(sed -n 's/.* in \([0-9]*\) turns (\([0-9.]*\) per turn).*/\2/p' "$tmp/$name.$R2.log")
+  printf '%-24s %7s instr/request, of which %5s in the in-memory rx_burst  (%s requests/turn)\n' \
+    "$name" "$per" "$rx" "$turns"
+  echo "$name,$*,$per,$rx,$turns" >>"$tmp/table.csv"
+  if [ "$annotate" = 1 ]; then
+    mkdir -p results/bench/callgrind
+    cp "$tmp/$name.$R2.out" "results/bench/callgrind/$name.out"
+  fi
+}
+
+echo "config,args,instructions_per_request,transport_rx_per_request,requests_per_turn" >"$tmp/table.csv"
+count darc-4types-14w-b32   --policy darc  --types 4  --workers 14 --batch 32
+count darc-1type-14w-b32    --policy darc  --types 1  --workers 14 --batch 32
+count darc-16types-14w-b32  --policy darc  --types 16 --workers 14 --batch 32
+count darc-4types-32w-b32   --policy darc  --types 4  --workers 32 --batch 32
+count darc-dyn-4types-14w   --policy darc  --types 4  --workers 14 --batch 32 --dynamic
+count cfcfs-4types-14w-b32  --policy cfcfs --types 4  --workers 14 --batch 32
+count dfcfs-4types-14w-b32  --policy dfcfs --types 4  --workers 14 --batch 32
+count darc-4types-1w-b32    --policy darc  --types 4  --workers 1  --batch 32
+
+if [ -n "$out" ]; then
+  cp "$tmp/table.csv" "$out"
+fi
+if [ "$annotate" = 1 ]; then
+  echo
+  echo "top functions (inclusive) of darc-4types-14w-b32, $R2 requests:"
+  callgrind_annotate --inclusive=yes results/bench/callgrind/darc-4types-14w-b32.out 2>/dev/null \
+    | sed -n '1,40p'
+fi
