@@ -1,0 +1,140 @@
+//! dispatcher - the whole dispatcher in-process, over the in-memory transport.
+//!
+//! - `pipeline`: the dispatcher (`Dispatcher::run`, core 0) and one real worker
+//!   (`workers::Worker::run`, core 1) with a zero-work handler. The dispatcher receives
+//!   each request from the in-memory transport (256 buffers: a closed loop), parses,
+//!   classifies, queues it, asks the policy, pushes it to the worker's ring, and takes the
+//!   completion back; the worker replies in place on its own transmit side. 4 request
+//!   types. Requests per second; ns per request is ns of the dispatcher core per request.
+//! - `saturation`: the dispatcher (core 0) serving 14 simulated zero-work workers, all
+//!   drained, and their completions posted, by one thread on core 1: the most requests
+//!   one dispatcher core can schedule. 4 request types.
+//! - `mailbox`: the bare single-slot handoffs of `benches/ring.rs`, measured again here
+//!   so that the pipeline's ratio to the physical limit comes from one run.
+//!
+//! Each sample is a fresh run of exactly `iters` requests: the transport raises the
+//! dispatcher's stop flag after the last one, and the dispatcher drains and exits; the
+//! time is taken on the dispatcher thread around `run`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use persephone::config::{IdleStrategy, PolicyKind};
+use persephone::idle::Idler;
+use persephone::workers::{HandlerError, Request, Worker};
+
+mod support;
+use support::{Setup, SimWorker};
+
+/// One pipeline run of `n` requests; returns the dispatcher's time.
+fn pipeline(policy: PolicyKind, n: u64) -> Duration {
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    let s = Setup::new(policy, 4, 1).limit(n);
+    let p = support::parts(&s);
+    let mut txs = p.workers;
+    let (jobs, done, tx) = txs.pop().expect("one worker");
+    let worker = Worker {
+        idx: 0,
+        jobs,
+        done,
+        tx,
+        handler: Box::new(|_req: &mut Request<'_>| -> Result<(), HandlerError> { Ok(()) }),
+        types: p.types.clone(),
+        idle: Idler::new(IdleStrategy::Spin, Duration::from_millis(1)),
+        stop: p.stop_workers.clone(),
+        sleeper: Arc::new(std::sync::OnceLock::new()),
+        doorbell: p.doorbell.clone(),
+        budget: None,
+    };
+    let w = std::thread::spawn(move || {
+        support::pin(1);
+        worker.run()
+    });
+    let d = p.dispatcher;
+    let elapsed = std::thread::spawn(move || {
+        support::pin(0);
+        let t = Instant::now();
+        let stats = d.run();
+        let e = t.elapsed();
+        assert_eq!(stats.replies_with(persephone::proto::Status::Ok), n);
+        e
+    })
+    .join()
+    .expect("dispatcher thread");
+    let report = w.join().expect("worker thread");
+    assert_eq!(report.served, n);
+    elapsed
+}
+
+/// One saturation run of `n` requests over `workers` simulated workers; returns the
+/// dispatcher's time.
+fn saturation(policy: PolicyKind, workers: usize, n: u64) -> Duration {
+    if n == 0 {
+        return Duration::ZERO;
+    }
+    let s = Setup::new(policy, 4, workers).limit(n);
+    let p = support::parts(&s);
+    let mut sims: Vec<SimWorker> = p
+        .workers
+        .into_iter()
+        .map(|(jobs, done, tx)| SimWorker { jobs, done, tx })
+        .collect();
+    let stop_workers = p.stop_workers.clone();
+    let w = std::thread::spawn(move || {
+        support::pin(1);
+        support::serve_until(&mut sims, &stop_workers)
+    });
+    let d = p.dispatcher;
+    let counters = p.counters;
+    let elapsed = std::thread::spawn(move || {
+        support::pin(0);
+        let t = Instant::now();
+        let _stats = d.run();
+        t.elapsed()
+    })
+    .join()
+    .expect("dispatcher thread");
+    let served = w.join().expect("worker thread");
+    assert_eq!(served, n);
+    assert_eq!(counters.ok(), n);
+    elapsed
+}
+
+fn bench_dispatcher(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mailbox");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("roundtrip", |b| b.iter_custom(support::mailbox_ping_pong));
+    g.bench_function("oneway", |b| b.iter_custom(support::mailbox_one_way));
+    g.finish();
+
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(1));
+    for policy in [PolicyKind::Darc, PolicyKind::Cfcfs, PolicyKind::Dfcfs] {
+        g.bench_function(BenchmarkId::new(policy.name(), "1 worker"), |b| {
+            b.iter_custom(|n| pipeline(policy, n))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("saturation");
+    g.throughput(Throughput::Elements(1));
+    for policy in [PolicyKind::Darc, PolicyKind::Cfcfs, PolicyKind::Dfcfs] {
+        g.bench_function(BenchmarkId::new(policy.name(), "14 workers"), |b| {
+            b.iter_custom(|n| saturation(policy, 14, n))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench_dispatcher
+}
+criterion_main!(benches);
