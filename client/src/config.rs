@@ -255,6 +255,10 @@ pub struct FileConfig {
     pub spin_us: Option<f64>,
     pub realtime: Option<bool>,
     pub phases: Option<Vec<PhaseConfig>>,
+    /// Transport: `udp` (kernel sockets, the only one psp-client speaks so far).
+    pub backend: Option<String>,
+    /// DPDK settings (`net::dpdk::ClientSection`), for the DPDK backend to come.
+    pub dpdk: Option<serde_yaml::Value>,
 }
 
 impl FileConfig {
@@ -455,6 +459,17 @@ impl RunArgs {
                 (None, Some(v)) => (Some(v.clone()), k.to_string()),
                 (None, None) => (None, format!("--{f}")),
             }
+        }
+        match file.backend.as_deref() {
+            None | Some("udp") => {}
+            Some("dpdk") => {
+                return err(
+                    "backend",
+                    "psp-client has no DPDK transport yet: use `backend: udp` (or drop the key) \
+                     and reach the server over kernel UDP",
+                )
+            }
+            Some(other) => return err("backend", format!("unknown backend {other:?} (udp)")),
         }
         let server = self.server(&file)?;
         let (workers, workers_key) = pick(&self.workers, &file.workers, "workers", "workers");
@@ -846,6 +861,8 @@ mod tests {
             (&[], "loads: [0.1, -1]\nworkers: 2\n", "loads[1]"),
             (&["--rate", "5"], "arrival: bursty\n", "arrival"),
             (&["--rate", "5"], "realtime: maybe\n", "realtime"),
+            (&["--rate", "5"], "backend: dpdk\n", "backend: psp-client has no DPDK"),
+            (&["--rate", "5"], "backend: rdma\n", "backend"),
             (
                 &["--rate", "5"],
                 "workload: { name: x, types: [{ id: 0, name: A, ratio: 1, service: { kind: constant, ns: 1 } }] }\n",
@@ -884,6 +901,15 @@ mod tests {
         assert!(n >= 3, "only {n} client configs found in {}", dir.display());
         // The server side of the ceiling benchmark is a valid daemon config.
         persephone::config::Config::load(dir.join("client-echo-server.yml")).unwrap();
+        // The DPDK client config uses this schema; only its backend is not there yet.
+        let memif = dir.join("dpdk-memif-client.yml");
+        if memif.exists() {
+            let a = RunArgs {
+                config_path: Some(memif),
+                ..RunArgs::default()
+            };
+            assert_eq!(a.plan().unwrap_err().key, "backend");
+        }
     }
 
     #[test]

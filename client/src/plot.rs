@@ -211,7 +211,8 @@ fn curves(
                 });
                 out.entry(name).or_default().push(Pt {
                     x,
-                    y: y.filter(|v| *v > 0.0 || kind == PanelKind::Adherence),
+                    // Log panels cannot show 0; linear ones can.
+                    y: y.filter(|v| *v > 0.0 || kind.per_run()),
                     valid: r[valid] != "false",
                 });
             }
