@@ -78,6 +78,9 @@ mod bench {
             n: u64,
             #[arg(long, default_value_t = 20_000)]
             warmup: u64,
+            /// Yield the core between empty polls (when sharing it with the server).
+            #[arg(long)]
+            yield_idle: bool,
         },
         /// Kernel UDP ping client.
         UdpPing {
@@ -89,6 +92,13 @@ mod bench {
             n: u64,
             #[arg(long, default_value_t = 20_000)]
             warmup: u64,
+        },
+        /// Cost of handing a core between two threads with sched_yield (run it under
+        /// `taskset -c <one cpu>`): what psp-app pays per dispatcher-to-worker
+        /// hand-off when both share a core.
+        Switch {
+            #[arg(short, default_value_t = 100_000)]
+            n: u64,
         },
         /// Summary CSV and SVG plot from the quantile CSVs in a directory.
         Plot {
@@ -110,13 +120,18 @@ mod bench {
                 out,
                 n,
                 warmup,
-            } => ping_dpdk(&cfg, &out, n, warmup),
+                yield_idle,
+            } => ping_dpdk(&cfg, &out, n, warmup, yield_idle),
             Cmd::UdpPing {
                 server,
                 out,
                 n,
                 warmup,
             } => ping_udp(server, &out, n, warmup),
+            Cmd::Switch { n } => {
+                switch(n);
+                Ok(())
+            }
             Cmd::Plot { dir } => plot(&dir),
         }
     }
@@ -171,7 +186,7 @@ mod bench {
         matches!(Header::parse(p), Ok(h) if h.id == id && h.kind == Kind::Reply(Status::Ok))
     }
 
-    fn ping_dpdk(cfg: &Path, out: &Path, n: u64, warmup: u64) -> Result<()> {
+    fn ping_dpdk(cfg: &Path, out: &Path, n: u64, warmup: u64, yield_idle: bool) -> Result<()> {
         #[derive(serde::Deserialize)]
         struct File {
             server: String,
@@ -197,7 +212,9 @@ mod bench {
             let deadline = Instant::now() + Duration::from_secs(1);
             let mut done = false;
             while !done {
-                c.recv(|p| done |= check_reply(p, id));
+                if c.recv(|p| done |= check_reply(p, id)) == 0 && yield_idle {
+                    std::thread::yield_now();
+                }
                 if !done && Instant::now() > deadline {
                     lost += 1;
                     break;
@@ -237,6 +254,30 @@ mod bench {
             }
         }
         finish(samples, lost, out, &format!("udp {server}"))
+    }
+
+    fn switch(n: u64) {
+        use std::sync::atomic::AtomicU64;
+        let turn = Arc::new(AtomicU64::new(0));
+        let other = turn.clone();
+        let peer = std::thread::spawn(move || {
+            for i in 0..n {
+                while other.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::thread::yield_now();
+                }
+                other.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let start = Instant::now();
+        for i in 0..n {
+            turn.store(2 * i + 1, Ordering::Release);
+            while turn.load(Ordering::Acquire) != 2 * i + 2 {
+                std::thread::yield_now();
+            }
+        }
+        let per_switch = start.elapsed().as_nanos() as f64 / (2 * n) as f64;
+        let _ = peer.join();
+        println!("sched_yield hand-off between two threads: {per_switch:.0} ns");
     }
 
     /// Quantiles written: every 0.1 %, plus the tail.

@@ -122,6 +122,10 @@ start_server "$APP" --cfg "$TMP/psp-udp.yml"
 client "$BENCH" udp-ping --server 127.0.0.1:6789 --out "$OUT/psp-app-udp.csv" -n "$N" --warmup "$WARMUP"
 stop_server
 
+# What a dispatcher-to-worker hand-off costs when both share one core.
+echo "+ taskset -c ${SERVER_CPUS%%,*} $BENCH switch" >>"$TMP/commands"
+taskset -c "${SERVER_CPUS%%,*}" "$BENCH" switch | tee -a "$TMP/client.out"
+
 "$BENCH" plot --dir "$OUT" >"$TMP/summary.txt"
 
 {
