@@ -1,6 +1,6 @@
 //! demo.rs - `psp-client demo`: the whole system in one command. Starts the daemon
 //! in-process from the library with `configs/quickstart.yml` on loopback (an ephemeral
-//! port), plays a few seconds of open-loop High Bimodal load at a moderate load, prints
+//! port), plays a few seconds of open-loop High Bimodal load at 20 % load, prints
 //! the per-type latency and slowdown table and the server's counters, and shuts the
 //! daemon down.
 
@@ -33,7 +33,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "high-bimodal")]
     pub workload: String,
     /// Offered load as a fraction of the server's workers.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.2)]
     pub load: f64,
     /// Measured time.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
@@ -54,7 +54,7 @@ impl Default for DemoArgs {
         DemoArgs {
             config_path: None,
             workload: "high-bimodal".into(),
-            load: 0.25,
+            load: 0.2,
             duration: Duration::from_secs(3),
             warmup: Duration::from_millis(500),
             outdir: None,
@@ -90,6 +90,9 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         args.duration,
         args.warmup,
     )?;
+    if let Some(note) = busy_machine_note() {
+        writeln!(out, "{note}\n")?;
+    }
     let plan = Plan {
         server: addr,
         meta: Meta {
@@ -138,4 +141,18 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "note: {lost} requests got no reply within 1 s")?;
     }
     Ok(())
+}
+
+/// A warning when other work already keeps the machine's cores busy (Linux load
+/// average above the core count): the demo's latencies then include waiting for a core.
+fn busy_machine_note() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let load: f64 = text.split_whitespace().next()?.parse().ok()?;
+    let cores = std::thread::available_parallelism().ok()?.get();
+    (load > cores as f64).then(|| {
+        format!(
+            "note: the load average is {load:.1} on {cores} cores: other work competes with \
+             the daemon and the client, so expect late sends and long tails"
+        )
+    })
 }
