@@ -19,7 +19,7 @@
 //! - [`RunReport::table`]: an aligned text table for the terminal;
 //! - [`write_csv_header`] + [`RunReport::write_csv_rows`]: one row per type per run point
 //!   plus an `ALL` row, columns fixed by [`CSV_COLUMNS`];
-//! - [`json`] / [`RunReport::to_json`]: the same data, structured;
+//! - [`json()`] / [`RunReport::to_json`]: the same data, structured;
 //! - [`write_hgrm`]: HdrHistogram's standard percentile-distribution text (`.hgrm`),
 //!   readable by the usual HdrHistogram plotters.
 //!
@@ -59,7 +59,7 @@ pub const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
 /// Significant decimal digits kept by every histogram.
 pub const SIGFIG: u8 = 3;
 
-/// Version tag of the JSON document written by [`json`].
+/// Version tag of the JSON document written by [`json()`].
 pub const JSON_SCHEMA: &str = "persephone-report/1";
 
 /// The quantiles reported everywhere, with their column suffixes.
@@ -549,7 +549,7 @@ impl RunReport {
         row
     }
 
-    /// This run point as a JSON object (see [`json`]).
+    /// This run point as a JSON object (see [`json()`]).
     pub fn to_json(&self) -> Value {
         let i = &self.info;
         let types: Vec<Value> = self
