@@ -162,3 +162,37 @@ fn a_server_that_never_answers_loses_everything_and_the_run_ends() {
     assert_eq!(all.ok, 0);
     assert!(all.latency_us().is_none());
 }
+
+#[test]
+fn max_concurrency_delays_sends_instead_of_dropping_them() {
+    // A silent server never answers, so with at most 3 requests outstanding every later
+    // send waits for the cap (up to the timeout): all requests still go out, late, and
+    // their lateness counts (no request silently skipped).
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let schedule = Schedule::build(
+        &[Phase {
+            workload: Workload::preset("high-bimodal").unwrap(),
+            rate: 2_000.0,
+            load: None,
+            duration: Duration::from_millis(10),
+        }],
+        Duration::ZERO,
+        Arrival::Uniform,
+        1,
+    )
+    .unwrap();
+    let mut opts = Options::new(silent.local_addr().unwrap());
+    opts.timeout = Duration::from_millis(20);
+    opts.max_concurrency = Some(3);
+    let o = engine::run(&schedule, &opts, &Live::default(), |_| {}).unwrap();
+    let rules = Rules {
+        slack: Duration::from_micros(10),
+        timeout: opts.timeout,
+    };
+    let all = measure::reports(&schedule, &o, &Meta::default(), &rules)[0].overall();
+    assert_eq!(all.sent, 19);
+    assert!(o.sent_at.iter().all(|&t| t != 0), "every request was sent");
+    assert_eq!(all.lost, 19);
+    // Requests 4.. waited for the cap: at least 16 late sends.
+    assert!(all.late >= 16, "{} late", all.late);
+}
