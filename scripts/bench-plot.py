@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""bench-plot.py - tables and SVG figures for results/README.md from the benchmarks.
+
+    scripts/bench-plot.py CRITERION_DIR OUT_DIR
+
+Reads every criterion estimate under CRITERION_DIR (`$CARGO_TARGET_DIR/criterion`),
+OUT_DIR/callgrind.csv (scripts/callgrind.sh) and OUT_DIR/machine.txt, and writes
+OUT_DIR/criterion.csv, OUT_DIR/summary.md and the SVG figures. Standard library only.
+"""
+
+import csv
+import json
+import os
+import sys
+from html import escape
+
+
+def load_criterion(root):
+    rows = {}
+    for dirpath, _dirs, files in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "benchmark.json" not in files:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            b = json.load(f)
+        with open(os.path.join(dirpath, "estimates.json")) as f:
+            e = json.load(f)
+        per = 1
+        tp = b.get("throughput") or {}
+        if isinstance(tp, dict) and "Elements" in tp:
+            per = tp["Elements"]
+        key = (b["group_id"], b.get("function_id") or "", b.get("value_str") or "")
+        m = e["mean"]
+        rows[key] = {
+            "mean": m["point_estimate"] / per,
+            "lo": m["confidence_interval"]["lower_bound"] / per,
+            "hi": m["confidence_interval"]["upper_bound"] / per,
+            "median": e["median"]["point_estimate"] / per,
+        }
+    return rows
+
+
+def get(rows, group, fn, val=""):
+    return rows.get((group, fn, val))
+
+
+def fmt_ns(r):
+    if r is None:
+        return "n/a"
+    return f"{r['mean']:.1f} ({r['lo']:.1f}–{r['hi']:.1f})"
+
+
+def mrps(r):
+    return 1e3 / r["mean"] if r else None
+
+
+def bars(path, title, items, unit, ref=None, ref_label=""):
+    """Horizontal bar chart: items = [(label, value)]; optional reference line."""
+    items = [(l, v) for l, v in items if v is not None]
+    if not items:
+        return
+    w, left, right, bar_h, gap, top = 760, 230, 90, 22, 8, 48
+    h = top + len(items) * (bar_h + gap) + 40
+    vmax = max([v for _, v in items] + ([ref] if ref else [])) * 1.05
+    scale = (w - left - right) / vmax
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        f'font-family="sans-serif" font-size="13">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{w / 2}" y="24" text-anchor="middle" font-size="15" '
+        f'font-weight="bold">{escape(title)}</text>',
+    ]
+    for i, (label, v) in enumerate(items):
+        y = top + i * (bar_h + gap)
+        out.append(
+            f'<text x="{left - 8}" y="{y + bar_h * 0.7}" text-anchor="end">{escape(label)}</text>'
+        )
+        out.append(
+            f'<rect x="{left}" y="{y}" width="{max(v * scale, 1):.1f}" height="{bar_h}" '
+            f'fill="#4878a8"/>'
+        )
+        out.append(
+            f'<text x="{left + v * scale + 6:.1f}" y="{y + bar_h * 0.7}">{v:.1f} {escape(unit)}</text>'
+        )
+    if ref:
+        x = left + ref * scale
+        out.append(
+            f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{h - 30}" stroke="#c03030" '
+            f'stroke-dasharray="5,4" stroke-width="1.5"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{h - 14}" text-anchor="middle" fill="#c03030">'
+            f"{escape(ref_label)}</text>"
+        )
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    crit, out = sys.argv[1], sys.argv[2]
+    rows = load_criterion(crit)
+    with open(os.path.join(out, "criterion.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["group", "function", "value", "mean_ns", "ci_lo_ns", "ci_hi_ns", "median_ns"])
+        for (g, fn, v), r in sorted(rows.items()):
+            wr.writerow([g, fn, v] + [f"{r[k]:.3f}" for k in ("mean", "lo", "hi", "median")])
+
+    cg = []
+    cg_path = os.path.join(out, "callgrind.csv")
+    if os.path.exists(cg_path):
+        with open(cg_path) as f:
+            cg = list(csv.DictReader(f))
+
+    md = []
+    # Rings.
+    rt = [
+        ("mailbox (2 lines)", get(rows, "ring-roundtrip", "mailbox")),
+        ("persephone::ring, cap 8", get(rows, "ring-roundtrip", "ring", "8")),
+        ("rtrb, cap 8", get(rows, "ring-roundtrip", "rtrb", "8")),
+        ("rtrb, cap 1", get(rows, "ring-roundtrip", "rtrb", "1")),
+        ("crossbeam ArrayQueue, cap 8", get(rows, "ring-roundtrip", "crossbeam", "8")),
+        ("crossbeam ArrayQueue, cap 1", get(rows, "ring-roundtrip", "crossbeam", "1")),
+    ]
+    ow = [
+        ("mailbox (1 slot)", get(rows, "ring-oneway", "mailbox")),
+        ("persephone::ring, drain", get(rows, "ring-oneway", "ring-drain")),
+        ("persephone::ring, pop", get(rows, "ring-oneway", "ring-pop")),
+        ("rtrb, read_chunk", get(rows, "ring-oneway", "rtrb-chunk")),
+        ("rtrb, pop", get(rows, "ring-oneway", "rtrb-pop")),
+        ("crossbeam ArrayQueue, pop", get(rows, "ring-oneway", "crossbeam-pop")),
+    ]
+    md.append("### Ring handoff between core 0 and core 1\n")
+    md.append("| ring | round trip, ns (95 % CI) |")
+    md.append("|---|---|")
+    for l, r in rt:
+        md.append(f"| {l} | {fmt_ns(r)} |")
+    md.append("")
+    md.append("| ring | one way (capacity 64), ns per item (95 % CI) | M items/s |")
+    md.append("|---|---|---|")
+    for l, r in ow:
+        md.append(f"| {l} | {fmt_ns(r)} | {mrps(r):.1f} |" if r else f"| {l} | n/a | |")
+    md.append("")
+    bars(os.path.join(out, "ring_roundtrip.svg"), "Round trip between core 0 and core 1 (lower is better)",
+         [(l, r["mean"] if r else None) for l, r in rt], "ns")
+    bars(os.path.join(out, "ring_oneway.svg"), "One way, core 0 to core 1 (lower is better)",
+         [(l, r["mean"] if r else None) for l, r in ow], "ns/item")
+
+    # Policies.
+    md.append("### Policy decision per request (14 workers, bursts of 32)\n")
+    md.append("| policy | 1 type | 4 types | 16 types |")
+    md.append("|---|---|---|---|")
+    pol_items = []
+    for p in ("cfcfs", "dfcfs", "darc", "darc-dynamic"):
+        cells = []
+        for t in ("1", "4", "16"):
+            r = get(rows, "policy", p, t)
+            cells.append(f"{r['mean']:.1f} ns" if r else "n/a")
+            pol_items.append((f"{p}, {t} type{'s' if t != '1' else ''}", r["mean"] if r else None))
+        md.append(f"| {p} | " + " | ".join(cells) + " |")
+    md.append("")
+    bars(os.path.join(out, "policy.svg"), "Policy decision per request: push, next, pop, complete",
+         pol_items, "ns")
+
+    # Dispatcher.
+    mb_rt = get(rows, "mailbox", "roundtrip")
+    mb_ow = get(rows, "mailbox", "oneway")
+    md.append("### Whole dispatcher, in-process (in-memory transport)\n")
+    md.append("| run | ns per request (95 % CI) | M requests/s | vs mailbox handoff rate |")
+    md.append("|---|---|---|---|")
+    if mb_ow:
+        md.append(f"| mailbox, one-way single-slot handoff (same run) | {fmt_ns(mb_ow)} | {mrps(mb_ow):.2f} | 1.00 |")
+    if mb_rt:
+        md.append(f"| mailbox, round trip (same run) | {fmt_ns(mb_rt)} | {mrps(mb_rt):.2f} | "
+                  f"{(mrps(mb_rt) / mrps(mb_ow)) if mb_ow else float('nan'):.2f} |")
+    disp_items = []
+    for kind, label in (("pipeline", "1 worker"), ("saturation", "14 workers")):
+        for p in ("darc", "cfcfs", "dfcfs"):
+            r = get(rows, kind, p, label)
+            if not r:
+                continue
+            ratio = f"{mrps(r) / mrps(mb_ow):.2f}" if (mb_ow and kind == "pipeline") else "—"
+            md.append(f"| {kind}: {p}, {label} | {fmt_ns(r)} | {mrps(r):.2f} | {ratio} |")
+            disp_items.append((f"{kind}: {p}, {label}", mrps(r)))
+    md.append("")
+    bars(os.path.join(out, "dispatcher.svg"), "Dispatcher throughput (higher is better)",
+         [("mailbox handoff (one way)", mrps(mb_ow) if mb_ow else None)] + disp_items, "Mrps",
+         ref=20.0, ref_label="target: 20 Mrps saturation")
+
+    if cg:
+        md.append("### Instructions per request (valgrind --tool=callgrind, dispatcher turn only)\n")
+        md.append("| configuration | instructions/request | of which in-memory rx_burst | requests per turn |")
+        md.append("|---|---|---|---|")
+        for r in cg:
+            md.append(f"| {r['config']} | {r['instructions_per_request']} | "
+                      f"{r.get('transport_rx_per_request', '')} | {r['requests_per_turn']} |")
+        md.append("")
+        bars(os.path.join(out, "callgrind.svg"), "Dispatcher instructions per request (callgrind)",
+             [(r["config"], float(r["instructions_per_request"])) for r in cg], "instr",
+             ref=150.0, ref_label="target: 150 (DARC, 4 types, batch 32)")
+
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()
