@@ -29,7 +29,7 @@ use rand_distr::{Distribution, Exp1};
 
 use super::stats::Timeline;
 use crate::config::PolicyConfig;
-use crate::policy::{self, Event, Policy, Reservation, TypeIdx, TypeInfo, TypedQueues};
+use crate::policy::{self, Builtin, Event, Policy, Reservation, TypeIdx, TypeInfo, TypedQueues};
 use crate::proto::Status;
 use crate::report::{RunInfo, RunReport, TypeStats};
 use crate::time::{Clock, Cycles};
@@ -241,7 +241,8 @@ pub fn run(cfg: &SimConfig) -> SimResult {
             ratio: cfg.hints.then_some(ratio),
         })
         .collect();
-    let mut policy = policy::build(&cfg.policy, &infos, cfg.workers, Clock::NANOS);
+    // Held as the dispatcher holds it: built-in policies by value, called directly.
+    let mut policy: Builtin = policy::build(&cfg.policy, &infos, cfg.workers, Clock::NANOS).into();
     let mut engine = Engine {
         cfg,
         capacity: policy.worker_capacity(),
@@ -268,7 +269,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         window: None,
         window_end: None,
     };
-    let arrivals = engine.drive(&mut *policy, gens);
+    let arrivals = engine.drive(&mut policy, gens);
     let unfinished = engine.queues.total_len() as u64;
     let (start, end) = engine.window.zip(engine.window_end).unwrap_or((0, 0));
     let span = end.saturating_sub(start) as f64;
@@ -460,7 +461,7 @@ struct Engine<'a> {
 
 impl Engine<'_> {
     /// The event loop; returns the number of arrivals.
-    fn drive(&mut self, policy: &mut dyn Policy, gens: Vec<PhaseGen>) -> u64 {
+    fn drive<P: Policy>(&mut self, policy: &mut P, gens: Vec<PhaseGen>) -> u64 {
         let mut rng = SmallRng::seed_from_u64(self.cfg.seed);
         let uniform = self.cfg.arrivals == Arrivals::Uniform;
         let gap = |rng: &mut SmallRng, mean: f64| -> f64 {
@@ -571,9 +572,9 @@ impl Engine<'_> {
     }
 
     #[inline]
-    fn arrive(
+    fn arrive<P: Policy>(
         &mut self,
-        policy: &mut dyn Policy,
+        policy: &mut P,
         ty: TypeIdx,
         service: u64,
         phase: Option<usize>,
@@ -604,7 +605,7 @@ impl Engine<'_> {
 
     /// Carries out the policy's decisions at `now`.
     #[inline]
-    fn dispatch(&mut self, policy: &mut dyn Policy, now: Cycles) {
+    fn dispatch<P: Policy>(&mut self, policy: &mut P, now: Cycles) {
         let overhead = self.cfg.dispatch_overhead_ns;
         while let Some(d) = policy.next(self.queues.state(), now) {
             let (arrival, q) = self
@@ -650,7 +651,7 @@ impl Engine<'_> {
 
     /// Worker `w` finished its running request at `now`.
     #[inline]
-    fn complete(&mut self, policy: &mut dyn Policy, w: usize, now: Cycles) {
+    fn complete<P: Policy>(&mut self, policy: &mut P, w: usize, now: Cycles) {
         let worker = &mut self.workers[w];
         let job = worker.running.take().expect("completion of an idle worker");
         worker.busy_ns += job.service;
