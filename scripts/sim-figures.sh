@@ -43,6 +43,13 @@ $SIM plot types $OUT/tpcc -o $OUT/tpcc/p999-latency.svg --metric latency_p999_us
 $SIM plot types $OUT/tpcc -o $OUT/tpcc/p999-slowdown.svg --metric slowdown_p999 \
   --title "TPC-C, 14 workers, 85 % load (simulated): p99.9 slowdown"
 
+# 3b. Sensitivity: TPC-C between 85 % and 92 % nominal load (where the paper's gains
+#     for Payment and OrderStatus are reached), and TPC-C with lognormal service times.
+$SIM --workload tpcc --loads 0.85,0.88,0.9,0.92 --policies cfcfs,darc \
+  --requests "$(n 5000000)" "${COMMON[@]}" --outdir $OUT/tpcc-loads
+$SIM --workload $OUT/tpcc-lognormal.yml --loads 0.85 --policies cfcfs,dfcfs,darc \
+  --requests "$(n 5000000)" "${COMMON[@]}" --outdir $OUT/tpcc-lognormal
+
 # 4. DARC's reservation sweep: 0..13 workers reserved to SHORT, High Bimodal at 90 %.
 $SIM --workload high-bimodal --loads 0.9 --policies darc --n-resas 0:13 \
   --requests "$(n 2000000)" "${COMMON[@]}" --outdir $OUT/reservation-sweep
