@@ -19,12 +19,19 @@
 //!   request buffer becomes the reply in place and leaves on the worker's own queue.
 //! - [`ring`]: the single-producer single-consumer rings between them.
 //! - [`app`]: assembling all of it from a [`config::Config`] ([`App`], [`Server`]).
+//! - [`apps`]: services built on the [`Handler`] API, ready to run or to copy: the
+//!   [`apps::kv`] store (GET / SET / DEL / SCAN) and its classifier.
+//! - [`sim`]: a discrete-event simulator that drives the same policies with virtual
+//!   time (`psp-sim`), validated against queueing theory.
+//! - [`report`]: latency and slowdown statistics and their CSV/JSON/hgrm outputs,
+//!   shared by `psp-client` and `psp-sim`.
 //! - [`workload`]: request-type mixes shared by the load generator and the simulator.
 //! - [`time`], [`idle`], [`config`]: TSC clock, idle strategies, YAML configuration.
 
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod apps;
 pub mod config;
 #[allow(unsafe_code)]
 pub mod dispatcher;
