@@ -290,7 +290,29 @@ fn x_label(v: &f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
-        format!("{v}")
+        // Tick positions are sums of float steps (0.30000000000000004): print the
+        // shortest decimal that survives rounding to 6 significant digits.
+        let s = format!("{v:.6}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s == "-0" {
+            "0".into()
+        } else {
+            s.into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::x_label;
+
+    #[test]
+    fn tick_labels_hide_float_noise() {
+        assert_eq!(x_label(&(0.1 + 0.2)), "0.3");
+        assert_eq!(x_label(&0.0), "0");
+        assert_eq!(x_label(&0.95), "0.95");
+        assert_eq!(x_label(&12.5), "12.5");
+        assert_eq!(x_label(&250_000.0), "250000");
     }
 }
 
