@@ -391,7 +391,7 @@ mod bench {
     /// Latency CDF: x = round-trip time (log scale), y = quantile on a "nines" scale
     /// (0, 0.9, 0.99, 0.999, 0.9999 equally spaced), one line per run.
     fn svg(curves: &[Curve]) -> String {
-        let (w, h, left, right, top, bottom) = (760.0, 440.0, 70.0, 20.0, 40.0, 110.0);
+        let (w, h, left, right, top, bottom) = (760.0, 440.0, 70.0, 50.0, 40.0, 110.0);
         let (pw, ph) = (w - left - right, h - top - bottom);
         let all = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1));
         let lo = all.clone().fold(f64::INFINITY, f64::min).max(1.0);

@@ -10,8 +10,8 @@
 #   bare-memif     dpdk_bench echo: rx_burst -> reply in place -> tx, one thread
 #   psp-app-memif  psp-app, 1 worker, handler echo, net.backend dpdk (memif server)
 #   psp-app-udp    psp-app, 1 worker, handler echo, kernel UDP on 127.0.0.1
-# Output: <run>.csv (latency quantiles), summary.csv, latency.svg, and README.md with
-# the machine, the commands and the configs. Needs DPDK (scripts/setup-dpdk.sh) and
+# Output: <run>.csv (latency quantiles), summary.csv, latency.svg, and run.md with
+# the machine, the load, the commands and the configs. Needs DPDK (scripts/setup-dpdk.sh) and
 # root or write access to /var/run/dpdk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -169,6 +169,6 @@ taskset -c "${SERVER_CPUS%%,*}" "$BENCH" switch | tee -a "$TMP/client.out"
 		cat "$TMP/$f"
 		echo '```'
 	done
-} >"$OUT/README.md"
+} >"$OUT/run.md"
 cat "$TMP/summary.txt"
 echo "wrote $OUT/"
