@@ -31,7 +31,6 @@
 #![deny(unsafe_code)]
 
 pub mod app;
-pub mod apps;
 pub mod config;
 #[allow(unsafe_code)]
 pub mod dispatcher;
