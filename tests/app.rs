@@ -300,14 +300,13 @@ fn bad_configs_and_handlers_fail_to_start_with_a_reason() {
     cfg.workers.handler = "nope".into();
     let e = App::new(cfg).start().unwrap_err().to_string();
     assert!(e.contains("workers.handler") && e.contains("nope"), "{e}");
-    let mut cfg = config(1, 16, "");
-    cfg.net.backend = persephone::config::Backend::Dpdk;
-    cfg.net.ip = Some("10.0.0.1".parse().unwrap());
-    let e = App::new(cfg).start().unwrap_err().to_string();
-    if cfg!(feature = "dpdk") {
-        // Built with DPDK: start fails for another reason (no EAL args), still an error.
-        assert!(!e.is_empty());
-    } else {
+    // Built with DPDK, a dpdk backend would initialise EAL in this test process
+    // (tests/dpdk_*.rs cover that, each in a process of its own).
+    if !cfg!(feature = "dpdk") {
+        let mut cfg = config(1, 16, "");
+        cfg.net.backend = persephone::config::Backend::Dpdk;
+        cfg.net.ip = Some("10.0.0.1".parse().unwrap());
+        let e = App::new(cfg).start().unwrap_err().to_string();
         assert!(e.contains("--features dpdk"), "{e}");
     }
 }

@@ -125,12 +125,20 @@ impl<T: TxQueue> Worker<T> {
         let sleeper = Sleeper::current();
         let _ = self.sleeper.set(sleeper.clone());
         let mut report = WorkerReport::default();
+        // Replies sent since the last flush: a transport may batch them, and the ring
+        // running dry is when they must leave.
+        let mut unflushed = false;
         loop {
             if let Some(job) = self.jobs.pop() {
                 self.idle.work();
                 let stopping = self.stop.load(Ordering::Relaxed);
                 self.serve(job, stopping, &mut report);
+                unflushed = true;
                 continue;
+            }
+            if unflushed {
+                self.tx.flush();
+                unflushed = false;
             }
             if self.stop.load(Ordering::Acquire) && self.jobs.is_empty() {
                 break;
