@@ -174,11 +174,14 @@ pub struct Rig {
     pub stop: Arc<AtomicBool>,
 }
 
+/// A worker's ends of its rings, and its transmit side.
+pub type WorkerEnds = (Consumer<Job<MemPkt>>, Producer<Completion<MemPkt>>, MemTx);
+
 /// Parts for a dispatcher whose workers are built by the caller.
 pub struct Parts {
     pub dispatcher: MemDispatcher,
     /// Per worker: its job consumer, completion producer and transmit side.
-    pub workers: Vec<(Consumer<Job<MemPkt>>, Producer<Completion<MemPkt>>, MemTx)>,
+    pub workers: Vec<WorkerEnds>,
     pub counters: Arc<Counters>,
     pub stop: Arc<AtomicBool>,
     pub stop_workers: Arc<AtomicBool>,
