@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::config::{Backend, Config, ConfigError, IdleStrategy};
+use crate::apps::kv;
+use crate::config::{Backend, Config, ConfigError, IdleStrategy, RequestType};
 use crate::dispatcher::{self, Classifier, Dispatcher, Doorbell, Stats, WorkerLink};
 use crate::idle::Idler;
 use crate::net::{udp::Udp, Transport};
@@ -20,13 +21,18 @@ use crate::workers::{handler, Handler, Worker, WorkerReport};
 /// Makes one handler per worker (called once per worker at start-up).
 pub type HandlerFactory = Arc<dyn Fn(WorkerIdx) -> Box<dyn Handler> + Send + Sync>;
 
+/// The handlers `workers.handler` can name without code: the built-in `spin` and
+/// `echo`, and the [`kv`] store (pre-populated from the config's `kv:` section, its
+/// operations classified to the request types named `GET`, `SET`, `DEL`, `SCAN`).
+pub const NAMED_HANDLERS: [&str; 3] = ["spin", "echo", "kv"];
+
 /// Why a daemon did not start.
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("invalid config: {0}")]
     Config(#[from] ConfigError),
-    #[error("workers.handler: unknown handler {0:?} (built-in: spin, echo; or supply one with App::handler)")]
-    UnknownHandler(String),
+    #[error("workers.handler: unknown handler {name:?} (known: {known}; or supply one with App::handler)")]
+    UnknownHandler { name: String, known: String },
     #[error(
         "net.backend is dpdk but this build has no DPDK support: rebuild with `--features dpdk`"
     )]
@@ -50,8 +56,8 @@ pub enum StartError {
     },
 }
 
-/// A daemon under construction: a config plus, optionally, the program's own handler
-/// and classifier.
+/// A daemon under construction: a config plus, optionally, the program's own handler,
+/// classifier and request types.
 ///
 /// ```no_run
 /// use persephone::{App, config::Config, workers::{Request, HandlerError}};
@@ -68,9 +74,14 @@ pub enum StartError {
 /// let stats = server.shutdown();
 /// println!("{stats}");
 /// ```
+///
+/// The handler is, in order: the one given to [`App::handler`]; else the one
+/// registered with [`App::named_handler`] under `workers.handler`; else the handler of
+/// that name among [`NAMED_HANDLERS`].
 pub struct App {
     cfg: Config,
     handler: Option<HandlerFactory>,
+    named: Vec<(String, HandlerFactory)>,
     classifier: Option<Box<dyn Classifier>>,
 }
 
@@ -79,16 +90,23 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("cfg", &self.cfg)
             .field("custom_handler", &self.handler.is_some())
+            .field(
+                "named_handlers",
+                &self.named.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("custom_classifier", &self.classifier.is_some())
             .finish()
     }
 }
 
 impl App {
+    /// A daemon serving `cfg` (validated by [`App::start`], after the program's
+    /// additions).
     pub fn new(cfg: Config) -> App {
         App {
             cfg,
             handler: None,
+            named: Vec::new(),
             classifier: None,
         }
     }
@@ -104,10 +122,81 @@ impl App {
         self
     }
 
-    /// Classifies requests with `c` instead of the header's type field.
+    /// Registers a handler factory under `name`, for `workers.handler: name` in the
+    /// config to select: one binary can then serve several services, chosen by YAML.
+    /// A registered name shadows a built-in one.
+    ///
+    /// ```no_run
+    /// use persephone::{App, config::Config, workers::{Request, HandlerError}};
+    ///
+    /// fn upper(req: &mut Request<'_>) -> Result<(), HandlerError> {
+    ///     let n = req.payload().len();
+    ///     req.reply_buf(n).map_err(|_| HandlerError::Failed)?.make_ascii_uppercase();
+    ///     Ok(())
+    /// }
+    ///
+    /// let cfg = Config::load("my-service.yml")?;    // workers: { handler: upper, ... }
+    /// let server = App::new(cfg)
+    ///     .named_handler("upper", |_| upper)
+    ///     .named_handler("echo2", |_| persephone::workers::handler::Echo)
+    ///     .start()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn named_handler<F, H>(mut self, name: impl Into<String>, factory: F) -> App
+    where
+        F: Fn(WorkerIdx) -> H + Send + Sync + 'static,
+        H: Handler + 'static,
+    {
+        let f: HandlerFactory = Arc::new(move |w| Box::new(factory(w)) as Box<dyn Handler>);
+        self.named.push((name.into(), f));
+        self
+    }
+
+    /// Classifies requests with `c` instead of the header's type field: the type can
+    /// come from the payload (the [`kv::OpClassifier`] reads the operation byte).
+    ///
+    /// ```no_run
+    /// use persephone::{App, config::Config, proto::Header};
+    ///
+    /// let cfg = Config::load("configs/quickstart.yml")?;
+    /// // Payloads starting with b'L' are LONG (type 2), the rest SHORT (type 1).
+    /// let server = App::new(cfg)
+    ///     .classifier(|_h: &Header, payload: &[u8]| {
+    ///         Some(if payload.first() == Some(&b'L') { 2 } else { 1 })
+    ///     })
+    ///     .start()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn classifier(mut self, c: impl Classifier + 'static) -> App {
         self.classifier = Some(Box::new(c));
         self
+    }
+
+    /// Declares a request type in code, replacing the config's type with the same id
+    /// if there is one (so a program can fix its types and let YAML tune the rest).
+    ///
+    /// ```no_run
+    /// use persephone::{App, config::{Config, RequestType}};
+    ///
+    /// // A config without `requests:` is completed in code and validated at start.
+    /// let cfg = Config::load_unvalidated("configs/quickstart.yml")?;
+    /// let server = App::new(cfg)
+    ///     .request_type(RequestType::new(1, "GET"))
+    ///     .request_type(RequestType { mean_ns: Some(500_000), ..RequestType::new(2, "SCAN") })
+    ///     .start()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn request_type(mut self, t: RequestType) -> App {
+        match self.cfg.requests.iter_mut().find(|r| r.id == t.id) {
+            Some(r) => *r = t,
+            None => self.cfg.requests.push(t),
+        }
+        self
+    }
+
+    /// [`App::request_type`] for each of `types`.
+    pub fn request_types(self, types: impl IntoIterator<Item = RequestType>) -> App {
+        types.into_iter().fold(self, App::request_type)
     }
 
     /// The config.
@@ -116,19 +205,10 @@ impl App {
     }
 
     /// Validates, binds, spawns the dispatcher and the workers, and returns at once.
-    pub fn start(self) -> Result<Server, StartError> {
+    pub fn start(mut self) -> Result<Server, StartError> {
         self.cfg.validate()?;
         let clock = Clock::tsc();
-        let factory: HandlerFactory = match self.handler.clone() {
-            Some(f) => f,
-            None => {
-                let name = self.cfg.workers.handler.clone();
-                if handler::builtin(&name, clock).is_none() {
-                    return Err(StartError::UnknownHandler(name));
-                }
-                Arc::new(move |_| handler::builtin(&name, clock).expect("checked above"))
-            }
-        };
+        let factory = self.resolve_handler(clock)?;
         match self.cfg.net.backend {
             Backend::Udp => {
                 let n = &self.cfg.net;
@@ -146,6 +226,52 @@ impl App {
                 start_with(self.cfg, udp, addr, factory, self.classifier, clock)
             }
             Backend::Dpdk => start_dpdk(self.cfg, factory, self.classifier, clock),
+        }
+    }
+
+    /// The handler factory (see the order on [`App`]); a named app may also install
+    /// its classifier when the program gave none.
+    fn resolve_handler(&mut self, clock: Clock) -> Result<HandlerFactory, StartError> {
+        if let Some(f) = &self.handler {
+            return Ok(f.clone());
+        }
+        let name = self.cfg.workers.handler.clone();
+        if let Some((_, f)) = self.named.iter().rev().find(|(n, _)| *n == name) {
+            return Ok(f.clone());
+        }
+        match name.as_str() {
+            "kv" => {
+                let pre = self.cfg.kv.clone().unwrap_or_default();
+                let store = Arc::new(kv::Store::from_config(&pre));
+                tracing::info!(
+                    keys = pre.keys,
+                    value_size = pre.value_size,
+                    "kv store pre-populated"
+                );
+                if self.classifier.is_none() {
+                    let c = kv::OpClassifier::from_types(&self.cfg.requests);
+                    if c.is_empty() {
+                        tracing::warn!(
+                            "workers.handler is kv but no request type is named GET, SET, DEL \
+                             or SCAN: requests keep the type in their header"
+                        );
+                    }
+                    self.classifier = Some(Box::new(c));
+                }
+                let f = kv::factory(store);
+                Ok(Arc::new(move |w| Box::new(f(w)) as Box<dyn Handler>))
+            }
+            _ if handler::builtin(&name, clock).is_some() => Ok(Arc::new(move |_| {
+                handler::builtin(&name, clock).expect("checked above")
+            })),
+            _ => {
+                let mut known: Vec<&str> = self.named.iter().map(|(n, _)| n.as_str()).collect();
+                known.extend(NAMED_HANDLERS);
+                Err(StartError::UnknownHandler {
+                    known: known.join(", "),
+                    name,
+                })
+            }
         }
     }
 

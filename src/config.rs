@@ -75,10 +75,16 @@ pub struct Config {
     pub net: NetConfig,
     #[serde(default)]
     pub queues: QueuesConfig,
-    /// The request types this server knows, in priority-neutral config order.
+    /// The request types this server knows, in priority-neutral config order. May be
+    /// left out of the YAML when the program declares them
+    /// ([`crate::App::request_type`]); a started server needs at least one.
+    #[serde(default)]
     pub requests: Vec<RequestType>,
     #[serde(default)]
     pub stats: StatsConfig,
+    /// The KV store's pre-population (`workers.handler: kv`, see [`crate::apps::kv`]).
+    #[serde(default)]
+    pub kv: Option<crate::apps::kv::KvConfig>,
 }
 
 fn yes() -> bool {
@@ -368,6 +374,18 @@ pub struct RequestType {
     pub ratio: Option<f64>,
 }
 
+impl RequestType {
+    /// A type with no `mean_ns` or `ratio` (set the fields to give them).
+    pub fn new(id: u32, name: impl Into<String>) -> RequestType {
+        RequestType {
+            id,
+            name: name.into(),
+            mean_ns: None,
+            ratio: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatsConfig {
@@ -396,10 +414,22 @@ pub const MAX_WORKERS: usize = crate::policy::WorkerSet::CAPACITY;
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
-        let path = path.as_ref();
+        Config::read(path.as_ref(), Config::parse)
+    }
+
+    /// Reads and parses a config file without validating it (see
+    /// [`Config::parse_unvalidated`]).
+    pub fn load_unvalidated(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Config::read(path.as_ref(), Config::parse_unvalidated)
+    }
+
+    fn read(
+        path: &Path,
+        parse: fn(&str) -> Result<Config, ConfigError>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-        Config::parse(&text).map_err(|mut e| {
+        parse(&text).map_err(|mut e| {
             if e.key.is_empty() {
                 e.msg = format!("{}: {}", path.display(), e.msg);
             } else {
@@ -411,15 +441,22 @@ impl Config {
 
     /// Parses and validates YAML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
+        let cfg = Config::parse_unvalidated(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses YAML text without [`Config::validate`], for a program that completes the
+    /// config in code (e.g. declares its request types with
+    /// [`crate::App::request_type`]); [`crate::App::start`] validates the result.
+    pub fn parse_unvalidated(text: &str) -> Result<Config, ConfigError> {
+        serde_yaml::from_str(text).map_err(|e| {
             let loc = e
                 .location()
                 .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
                 .unwrap_or_default();
             ConfigError::new("", format!("{loc}{e}"))
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+        })
     }
 
     /// Checks every constraint the types do not express.
@@ -539,7 +576,11 @@ impl Config {
             return err("net.ip", "is required with net.backend: dpdk".into());
         }
         if self.requests.is_empty() {
-            return err("requests", "must list at least one request type".into());
+            return err(
+                "requests",
+                "must list at least one request type (or declare them with App::request_type)"
+                    .into(),
+            );
         }
         if self.requests.len() > MAX_TYPES {
             return err(
@@ -588,6 +629,9 @@ impl Config {
                     );
                 }
             }
+        }
+        if let Some(kv) = &self.kv {
+            kv.validate(n.max_msg)?;
         }
         if p.kind == PolicyKind::Darc && p.profile == Profile::Static {
             let total: f64 = self.requests.iter().filter_map(|r| r.ratio).sum();
@@ -726,6 +770,14 @@ requests:
                 "pin: false\nworkers: { number: 1, budget_us: 0 }\nrequests: [{id: 1, name: A}]",
                 "workers.budget_us",
             ),
+            (
+                "pin: false\nworkers: { number: 1, handler: kv }\nkv: { keys: 10, value_size: 4096 }\nrequests: [{id: 1, name: GET}]",
+                "kv.value_size",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nkv: { keyz: 10 }\nrequests: [{id: 1, name: A}]",
+                "unknown field `keyz`",
+            ),
             ("cpus: [0, 0]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]", "cpus[1]"),
             (
                 "cpus: [0, 100000]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]",
@@ -740,6 +792,18 @@ requests:
                 "for {yaml:?}: got {text:?}, want it to mention {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn requests_may_come_from_code() {
+        let yaml = "pin: false\nworkers: { number: 1 }\n";
+        let e = parse_err(yaml);
+        assert_eq!(e.key, "requests");
+        assert!(e.msg.contains("App::request_type"), "{e}");
+        let mut c = Config::parse_unvalidated(yaml).unwrap();
+        assert!(c.requests.is_empty());
+        c.requests.push(RequestType::new(1, "A"));
+        c.validate().unwrap();
     }
 
     #[test]

@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod apps;
 pub mod config;
 #[allow(unsafe_code)]
 pub mod dispatcher;

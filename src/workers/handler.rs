@@ -12,6 +12,45 @@ use crate::time::{rdtsc, Clock};
 /// A handler that panics is caught: the request is answered
 /// [`proto::Status::HandlerError`] and the worker goes on with the same handler value,
 /// so keep state consistent across panics or rebuild it.
+///
+/// The reply is written into the request's own buffer ([`Request::reply`],
+/// [`Request::reply_buf`], [`Request::echo`]); its status is `ok` unless `handle`
+/// returns an error ([`HandlerError::BadRequest`]: `bad_request`,
+/// [`HandlerError::Failed`]: `handler_error`). A handler can be tried without a daemon
+/// on a [`Request::detached`] buffer:
+///
+/// ```
+/// use persephone::policy::TypeInfo;
+/// use persephone::{Handler, HandlerError, Request};
+///
+/// /// Per-worker state: how many requests this worker served.
+/// struct Counter {
+///     served: u64,
+/// }
+///
+/// impl Handler for Counter {
+///     fn handle(&mut self, req: &mut Request<'_>) -> Result<(), HandlerError> {
+///         if req.payload().is_empty() {
+///             return Err(HandlerError::BadRequest);
+///         }
+///         self.served += 1;
+///         req.reply(&self.served.to_le_bytes())
+///             .map_err(|_| HandlerError::Failed)
+///     }
+/// }
+///
+/// let info = TypeInfo { name: "COUNT".into(), mean_ns: None, ratio: None };
+/// let mut h = Counter { served: 0 };
+/// let mut buf = [7u8; 64]; // a 1-byte payload, and room for the reply
+/// let mut req = Request::detached(&mut buf, 1, 0, 1, 42, &info);
+/// h.handle(&mut req).unwrap();
+/// assert_eq!((req.id(), req.reply_len()), (42, 8));
+/// assert_eq!(buf[..8], 1u64.to_le_bytes());
+/// let mut req = Request::detached(&mut buf, 0, 0, 1, 43, &info);
+/// assert_eq!(h.handle(&mut req), Err(HandlerError::BadRequest));
+/// ```
+///
+/// Give it to the daemon with [`crate::App::handler`] (one per worker, from a factory).
 pub trait Handler: Send {
     /// Serves `req`, writing the reply payload into it (see [`Request::reply`]). Return
     /// an error to answer with an error status instead.

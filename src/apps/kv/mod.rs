@@ -1,0 +1,768 @@
+//! kv - an in-memory ordered key-value store served by persephone: GET, SET, DEL and
+//! SCAN over a key range, with a classifier that gives each operation its own request
+//! type so DARC can reserve cores for the short GETs while SCANs run elsewhere.
+//!
+//! The payload encoding is in [`wire`]. From YAML (`psp-app`), name the handler and
+//! declare one request type per operation you want scheduled apart; the classifier
+//! finds them by name:
+//!
+//! ```yaml
+//! workers: { number: 2, handler: kv }
+//! kv: { keys: 100000, value_size: 32 }   # pre-populated keys 0..keys (see `key`, `fill_value`)
+//! requests:
+//!   - { id: 1, name: GET }
+//!   - { id: 2, name: SCAN }
+//!   - { id: 3, name: SET }
+//!   - { id: 4, name: DEL }
+//! ```
+//!
+//! From code, the same with [`crate::App`]:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use persephone::apps::kv;
+//! use persephone::{config::Config, App};
+//!
+//! let cfg = Config::load("configs/kv.yml")?;
+//! let store = Arc::new(kv::Store::preloaded(1000, 32));
+//! let server = App::new(cfg)
+//!     .request_types(kv::request_types())
+//!     .classifier(kv::OpClassifier::standard())
+//!     .handler(kv::factory(store.clone()))
+//!     .start()?;
+//! println!("KV store on {}", server.local_addr());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # One shared store, not per-worker shards
+//!
+//! The dispatcher sends each request to whichever worker the policy picks — DARC picks
+//! by request *type*, never by key — so a worker must be able to answer for any key.
+//! Per-worker shards would need key-based routing that would fight the policy (a hot
+//! key's shard would queue GETs behind its own SCANs). So all workers share one
+//! [`Store`]: a `BTreeMap` (SCAN needs keys in order) behind a `std::sync::RwLock`.
+//! GETs and SCANs only read, so they run in parallel on every core; SET and DEL take
+//! the write lock briefly. The costs, measured in `results/kv/`: every operation
+//! writes the lock's reader count (one cache line shared by all workers — fine at a
+//! handful of cores, the first thing to shard by key range beyond that), and a writer
+//! waits for running SCANs while new readers wait for the writer (std's lock prefers
+//! writers), so write-heavy mixes with long SCANs would see GETs stall behind them.
+//! No request allocates except SET (the stored copy of its key and value).
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, RequestType};
+use crate::dispatcher::Classifier;
+use crate::policy::WorkerIdx;
+use crate::proto::{Header, HEADER_LEN};
+use crate::workers::{Handler, HandlerError, Request};
+
+pub use wire::{Command, Op, Outcome, Reply, WireError};
+
+/// Largest reply payload a UDP datagram can carry after the header: SCAN replies stop
+/// here even when the request buffer is larger.
+pub const MAX_REPLY_LEN: usize = 65_507 - HEADER_LEN;
+
+/// The `kv:` section of the config: what to pre-populate the store with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvConfig {
+    /// Keys `0..keys` are stored at start, each as [`key`]`(i)` with the value
+    /// [`fill_value`]`(i, ..)` of `value_size` bytes.
+    #[serde(default)]
+    pub keys: u64,
+    /// Bytes of each pre-populated value.
+    #[serde(default = "default_value_size")]
+    pub value_size: usize,
+}
+
+fn default_value_size() -> usize {
+    32
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        KvConfig {
+            keys: 0,
+            value_size: default_value_size(),
+        }
+    }
+}
+
+/// Most keys `kv.keys` may pre-populate (about 100 bytes of memory each, plus values).
+pub const MAX_PRELOAD_KEYS: u64 = 1 << 27;
+
+impl KvConfig {
+    /// Checks the section against the buffer size `max_msg` (`net.max_msg`): a GET of
+    /// any pre-populated key must fit in its reply.
+    pub fn validate(&self, max_msg: usize) -> Result<(), ConfigError> {
+        if self.keys > MAX_PRELOAD_KEYS {
+            return Err(ConfigError::new(
+                "kv.keys",
+                format!(
+                    "{} keys is more than the {MAX_PRELOAD_KEYS} allowed",
+                    self.keys
+                ),
+            ));
+        }
+        let reply = HEADER_LEN + wire::REPLY_HEADER_LEN + self.value_size;
+        if reply > max_msg.min(MAX_REPLY_LEN + HEADER_LEN) {
+            return Err(ConfigError::new(
+                "kv.value_size",
+                format!(
+                    "a GET reply for a {}-byte value takes {reply} bytes, more than net.max_msg \
+                     ({max_msg}) allows",
+                    self.value_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `i`-th pre-populated key: `i` as 8 big-endian bytes, so that byte order is
+/// numeric order and a SCAN from `key(i)` visits `key(i)`, `key(i + 1)`, ...
+pub fn key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+/// The index of a key made by [`key`], if `k` is one.
+pub fn key_index(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.try_into().ok()?))
+}
+
+fn splitmix64(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fills `out` with the value pre-populated under [`key`]`(i)`: a splitmix64 stream
+/// seeded by `i`. Clients recompute it to check GET and SCAN answers.
+pub fn fill_value(i: u64, out: &mut [u8]) {
+    let mut s = i;
+    for chunk in out.chunks_mut(8) {
+        let w = splitmix64(&mut s).to_le_bytes();
+        chunk.copy_from_slice(&w[..chunk.len()]);
+    }
+}
+
+/// Whether `v` is the value [`fill_value`] makes for key index `i` at `v`'s length
+/// (no allocation).
+pub fn value_matches(i: u64, v: &[u8]) -> bool {
+    let mut s = i;
+    v.chunks(8).all(|chunk| {
+        let w = splitmix64(&mut s).to_le_bytes();
+        chunk == &w[..chunk.len()]
+    })
+}
+
+type Map = BTreeMap<Box<[u8]>, Box<[u8]>>;
+
+/// The store: an ordered map shared by every worker (see the module docs for why).
+#[derive(Debug, Default)]
+pub struct Store {
+    map: RwLock<Map>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// A store holding keys `0..keys` ([`key`]) with `value_size`-byte values
+    /// ([`fill_value`]).
+    pub fn preloaded(keys: u64, value_size: usize) -> Store {
+        let mut v = vec![0u8; value_size];
+        let map: Map = (0..keys)
+            .map(|i| {
+                fill_value(i, &mut v);
+                (Box::from(&key(i)[..]), Box::from(&v[..]))
+            })
+            .collect();
+        Store {
+            map: RwLock::new(map),
+        }
+    }
+
+    /// A store pre-populated as `cfg` says.
+    pub fn from_config(cfg: &KvConfig) -> Store {
+        Store::preloaded(cfg.keys, cfg.value_size)
+    }
+
+    // A panic while a lock is held cannot leave the map half-updated (BTreeMap
+    // operations complete or unwind before changing it), so a poisoned lock is used as is.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the value under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.read().get(key).map(|v| v.to_vec())
+    }
+
+    /// Stores `value` under `key`; returns whether an old value was replaced.
+    pub fn set(&self, key: &[u8], value: &[u8]) -> bool {
+        self.write().insert(key.into(), value.into()).is_some()
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn del(&self, key: &[u8]) -> bool {
+        self.write().remove(key).is_some()
+    }
+
+    /// Calls `take` on each pair with `start <= key < end` (no upper bound if `end` is
+    /// `None`) in key order until it returns `false` (it refuses a pair: no room).
+    /// Returns whether it stopped on a refused pair, i.e. the range holds more.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        take: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> bool {
+        scan_map(&self.read(), start, end, take)
+    }
+
+    /// Serves one request payload (see [`wire`]) into `req`'s reply.
+    pub fn serve(&self, req: &mut Request<'_>) -> Result<(), HandlerError> {
+        let cmd = Command::parse(req.payload()).map_err(|_| HandlerError::BadRequest)?;
+        fn fail<E>(_: E) -> HandlerError {
+            HandlerError::Failed
+        }
+        match cmd {
+            Command::Get { key } => {
+                let map = self.read();
+                match map.get(key) {
+                    Some(v) => {
+                        let n = wire::REPLY_HEADER_LEN + v.len();
+                        let out = req.reply_buf(n).map_err(fail)?;
+                        wire::encode_reply(out, Outcome::Ok, false, 1).map_err(fail)?;
+                        out[wire::REPLY_HEADER_LEN..].copy_from_slice(v);
+                    }
+                    None => reply_header(req, Outcome::NotFound, 0)?,
+                }
+            }
+            Command::Set { key, value } => {
+                let replaced = self.set(key, value);
+                reply_header(req, Outcome::Ok, replaced as u16)?;
+            }
+            Command::Del { key } => {
+                let outcome = if self.del(key) {
+                    (Outcome::Ok, 1)
+                } else {
+                    (Outcome::NotFound, 0)
+                };
+                reply_header(req, outcome.0, outcome.1)?;
+            }
+            Command::Scan { start, end, limit } => {
+                let map = self.read();
+                let limit = if limit == 0 { u16::MAX } else { limit };
+                let mut range = range(&map, start, end);
+                // The bounds are consumed: from here on the reply may overwrite them.
+                let room = req.max_reply_len().min(MAX_REPLY_LEN);
+                let mut w =
+                    wire::ScanWriter::new(req.reply_buf(room).map_err(fail)?).map_err(fail)?;
+                let more = loop {
+                    match range.next() {
+                        None => break false,
+                        Some((k, v)) => {
+                            if w.count() == limit || !w.push(k, v) {
+                                break true;
+                            }
+                        }
+                    }
+                };
+                let n = w.finish(more);
+                req.reply_buf(n).map_err(fail)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reply_header(req: &mut Request<'_>, outcome: Outcome, count: u16) -> Result<(), HandlerError> {
+    let out = req
+        .reply_buf(wire::REPLY_HEADER_LEN)
+        .map_err(|_| HandlerError::Failed)?;
+    wire::encode_reply(out, outcome, false, count).map_err(|_| HandlerError::Failed)?;
+    Ok(())
+}
+
+/// The pairs of `[start, end)`; empty (not a panic, as `BTreeMap::range` would) when
+/// `end <= start`.
+fn range<'m>(
+    map: &'m Map,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> std::collections::btree_map::Range<'m, Box<[u8]>, Box<[u8]>> {
+    let upper = match end {
+        // [start, start) is empty; BTreeMap allows it (it panics on start > end).
+        Some(e) if e <= start => Bound::Excluded(start),
+        Some(e) => Bound::Excluded(e),
+        None => Bound::Unbounded,
+    };
+    map.range::<[u8], _>((Bound::Included(start), upper))
+}
+
+fn scan_map(
+    map: &Map,
+    start: &[u8],
+    end: Option<&[u8]>,
+    mut take: impl FnMut(&[u8], &[u8]) -> bool,
+) -> bool {
+    for (k, v) in range(map, start, end) {
+        if !take(k, v) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Serves a shared [`Store`] on one worker (made by [`factory`], one per worker; each
+/// holds a reference to the same store).
+#[derive(Debug, Clone)]
+pub struct StoreHandler {
+    store: Arc<Store>,
+}
+
+impl StoreHandler {
+    pub fn new(store: Arc<Store>) -> StoreHandler {
+        StoreHandler { store }
+    }
+}
+
+impl Handler for StoreHandler {
+    fn handle(&mut self, req: &mut Request<'_>) -> Result<(), HandlerError> {
+        self.store.serve(req)
+    }
+}
+
+/// A handler factory for [`crate::App::handler`]: every worker serves `store`.
+pub fn factory(store: Arc<Store>) -> impl Fn(WorkerIdx) -> StoreHandler + Send + Sync + 'static {
+    move |_| StoreHandler::new(store.clone())
+}
+
+/// The standard request types: GET 1, SCAN 2, SET 3, DEL 4 (the ids
+/// `psp-client --workload kv` sends and [`OpClassifier::standard`] uses).
+pub fn request_types() -> Vec<RequestType> {
+    [(1, Op::Get), (2, Op::Scan), (3, Op::Set), (4, Op::Del)]
+        .into_iter()
+        .map(|(id, op)| RequestType::new(id, op.name()))
+        .collect()
+}
+
+/// Classifies KV requests by operation (the payload's first byte), so GETs and SCANs
+/// queue apart and DARC can reserve cores for GETs whatever type the client wrote in
+/// the header. Operations without a type of their own, and payloads that are not KV
+/// requests (answered `bad_request` by the handler), keep the header's type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpClassifier {
+    /// Type id per operation, indexed by `op as usize - 1`.
+    types: [Option<u32>; 4],
+}
+
+impl OpClassifier {
+    /// Maps no operation (every request keeps its header type).
+    pub fn new() -> OpClassifier {
+        OpClassifier::default()
+    }
+
+    /// Requests of operation `op` get type `type_id`.
+    pub fn with(mut self, op: Op, type_id: u32) -> OpClassifier {
+        self.types[op as usize - 1] = Some(type_id);
+        self
+    }
+
+    /// The ids of [`request_types`].
+    pub fn standard() -> OpClassifier {
+        OpClassifier::from_types(&request_types())
+    }
+
+    /// Each operation gets the type named like it (`GET`, `SET`, `DEL`, `SCAN`, any
+    /// case) among `types`, if there is one.
+    pub fn from_types(types: &[RequestType]) -> OpClassifier {
+        Op::ALL.into_iter().fold(OpClassifier::new(), |c, op| {
+            match types
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(op.name()))
+            {
+                Some(t) => c.with(op, t.id),
+                None => c,
+            }
+        })
+    }
+
+    /// The type id requests of `op` get, if mapped.
+    pub fn type_of(&self, op: Op) -> Option<u32> {
+        self.types[op as usize - 1]
+    }
+
+    /// Whether no operation is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.types.iter().all(Option::is_none)
+    }
+}
+
+impl Classifier for OpClassifier {
+    #[inline]
+    fn classify(&mut self, header: &Header, payload: &[u8]) -> Option<u32> {
+        payload
+            .first()
+            .and_then(|&b| Op::from_byte(b))
+            .and_then(|op| self.type_of(op))
+            .or(Some(header.ty))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::TypeInfo;
+    use proptest::prelude::*;
+
+    fn info() -> TypeInfo {
+        TypeInfo {
+            name: "KV".into(),
+            mean_ns: None,
+            ratio: None,
+        }
+    }
+
+    /// Serves `cmd` from a buffer of `room` bytes; returns the reply payload or the error.
+    fn call(store: &Store, cmd: Command<'_>, room: usize) -> Result<Vec<u8>, HandlerError> {
+        let mut buf = vec![0u8; room.max(cmd.encoded_len())];
+        let n = cmd.encode(&mut buf).unwrap();
+        raw(store, &mut buf, n)
+    }
+
+    fn raw(store: &Store, buf: &mut [u8], n: usize) -> Result<Vec<u8>, HandlerError> {
+        let info = info();
+        let mut req = Request::detached(buf, n, 0, 1, 1, &info);
+        store.serve(&mut req)?;
+        let len = req.reply_len();
+        Ok(buf[..len].to_vec())
+    }
+
+    fn get(store: &Store, k: &[u8]) -> Option<Vec<u8>> {
+        let r = call(store, Command::Get { key: k }, 256).unwrap();
+        let r = Reply::parse(&r).unwrap();
+        match r.outcome {
+            Outcome::Ok => {
+                assert_eq!(r.count, 1);
+                Some(r.body.to_vec())
+            }
+            Outcome::NotFound => {
+                assert_eq!((r.count, r.body.len()), (0, 0));
+                None
+            }
+        }
+    }
+
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// SCAN through the handler: (pairs, more).
+    fn scan(
+        store: &Store,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: u16,
+        room: usize,
+    ) -> (Pairs, bool) {
+        let r = call(store, Command::Scan { start, end, limit }, room).unwrap();
+        assert!(r.len() <= room.max(16), "reply {} > buffer {room}", r.len());
+        let r = Reply::parse(&r).unwrap();
+        assert_eq!(r.outcome, Outcome::Ok);
+        let pairs: Vec<_> = r
+            .pairs()
+            .map(|p| p.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect();
+        assert_eq!(pairs.len(), r.count as usize);
+        (pairs, r.more)
+    }
+
+    #[test]
+    fn set_get_del() {
+        let s = Store::new();
+        assert_eq!(get(&s, b"a"), None);
+        let r = call(
+            &s,
+            Command::Set {
+                key: b"a",
+                value: b"1",
+            },
+            64,
+        )
+        .unwrap();
+        assert_eq!(
+            Reply::parse(&r).unwrap().count,
+            0,
+            "a new key replaces nothing"
+        );
+        assert_eq!(get(&s, b"a"), Some(b"1".to_vec()));
+        let r = call(
+            &s,
+            Command::Set {
+                key: b"a",
+                value: b"22",
+            },
+            64,
+        )
+        .unwrap();
+        assert_eq!(Reply::parse(&r).unwrap().count, 1, "an overwrite says so");
+        assert_eq!(get(&s, b"a"), Some(b"22".to_vec()));
+        call(
+            &s,
+            Command::Set {
+                key: b"e",
+                value: b"",
+            },
+            64,
+        )
+        .unwrap();
+        assert_eq!(get(&s, b"e"), Some(vec![]), "empty values are values");
+        let r = call(&s, Command::Del { key: b"a" }, 64).unwrap();
+        let r = Reply::parse(&r).unwrap();
+        assert_eq!((r.outcome, r.count), (Outcome::Ok, 1));
+        assert_eq!(get(&s, b"a"), None);
+        let r = call(&s, Command::Del { key: b"a" }, 64).unwrap();
+        assert_eq!(Reply::parse(&r).unwrap().outcome, Outcome::NotFound);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn scan_returns_the_range_in_key_order() {
+        let s = Store::new();
+        // Inserted out of order; byte order is the order.
+        for k in ["d", "b", "a", "c", "bb", "e"] {
+            s.set(k.as_bytes(), k.to_uppercase().as_bytes());
+        }
+        let keys = |p: &Pairs| -> Vec<String> {
+            p.iter()
+                .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
+                .collect()
+        };
+        let (p, more) = scan(&s, b"b", Some(b"d"), 0, 512);
+        assert_eq!(keys(&p), ["b", "bb", "c"], "start inclusive, end exclusive");
+        assert!(!more);
+        assert_eq!(p[1].1, b"BB");
+        let (p, more) = scan(&s, b"", None, 0, 512);
+        assert_eq!(keys(&p), ["a", "b", "bb", "c", "d", "e"]);
+        assert!(!more);
+        let (p, more) = scan(&s, b"f", None, 0, 512);
+        assert!(p.is_empty() && !more, "past the last key");
+        // A limit stops early and says more remain, unless nothing does.
+        let (p, more) = scan(&s, b"b", None, 2, 512);
+        assert_eq!(keys(&p), ["b", "bb"]);
+        assert!(more);
+        let (p, more) = scan(&s, b"d", None, 2, 512);
+        assert_eq!(keys(&p), ["d", "e"]);
+        assert!(!more, "exactly `limit` left is not more");
+        // Continuing from the last key + 0x00 gets the rest.
+        let (p, _) = scan(&s, b"bb\0", None, 0, 512);
+        assert_eq!(keys(&p), ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn empty_and_inverted_ranges_are_empty_not_panics() {
+        let s = Store::preloaded(10, 4);
+        for (a, b) in [(5u64, 5u64), (6, 5), (9, 0)] {
+            let (p, more) = scan(&s, &key(a), Some(&key(b)), 0, 512);
+            assert!(p.is_empty() && !more, "[{a}, {b})");
+        }
+        assert!(!s.scan(b"z", Some(b"a"), |_, _| true));
+    }
+
+    #[test]
+    fn scan_replies_are_bounded_by_the_buffer() {
+        let s = Store::preloaded(1000, 32);
+        // 4-byte header + pairs of 4 + 8 + 32 = 44 bytes: 500 bytes hold 11 pairs.
+        let (p, more) = scan(&s, &key(100), None, 0, 500);
+        assert_eq!(p.len(), 11);
+        assert!(more);
+        for (j, (k, v)) in p.iter().enumerate() {
+            let i = 100 + j as u64;
+            assert_eq!(k, &key(i));
+            assert!(value_matches(i, v));
+        }
+        // The full range fits a large buffer exactly.
+        let (p, more) = scan(&s, &key(990), None, 0, 4 + 10 * 44);
+        assert_eq!((p.len(), more), (10, false));
+        // A buffer too small for one pair returns none, and more.
+        let (p, more) = scan(&s, &key(0), None, 0, 40);
+        assert_eq!((p.len(), more), (0, true));
+    }
+
+    #[test]
+    fn preloaded_values_are_deterministic() {
+        let s = Store::preloaded(100, 20);
+        assert_eq!(s.len(), 100);
+        let mut want = [0u8; 20];
+        fill_value(42, &mut want);
+        assert_eq!(get(&s, &key(42)), Some(want.to_vec()));
+        assert!(value_matches(42, &want));
+        assert!(!value_matches(43, &want));
+        assert_ne!(want, [0; 20]);
+        assert_eq!(get(&s, &key(100)), None);
+        assert_eq!(key_index(&key(77)), Some(77));
+        assert_eq!(key_index(b"short"), None);
+        assert!(key(1) < key(256), "byte order is numeric order");
+    }
+
+    #[test]
+    fn malformed_payloads_are_bad_requests() {
+        let s = Store::preloaded(10, 8);
+        for p in [
+            &[][..],
+            &[7, 0, 1, 0, 1],
+            &[1, 0, 9, 0, 1],
+            &[1, 0, 1, 0, 1, 2],
+        ] {
+            let mut buf = p.to_vec();
+            buf.resize(64, 0);
+            assert_eq!(
+                raw(&s, &mut buf, p.len()),
+                Err(HandlerError::BadRequest),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_too_large_for_the_buffer_fails_cleanly() {
+        let s = Store::new();
+        s.set(b"big", &[1; 100]);
+        assert_eq!(
+            call(&s, Command::Get { key: b"big" }, 50),
+            Err(HandlerError::Failed)
+        );
+    }
+
+    #[test]
+    fn the_classifier_maps_ops_to_types_by_name() {
+        let types = vec![RequestType::new(7, "get"), RequestType::new(9, "SCAN")];
+        let mut c = OpClassifier::from_types(&types);
+        assert_eq!(c.type_of(Op::Get), Some(7));
+        assert_eq!(c.type_of(Op::Set), None);
+        let h = |ty| Header {
+            kind: crate::proto::Kind::Request,
+            ty,
+            id: 1,
+            sent_at: 0,
+            len: 0,
+        };
+        let mut p = [0u8; 16];
+        let n = Command::Scan {
+            start: b"",
+            end: None,
+            limit: 0,
+        }
+        .encode(&mut p)
+        .unwrap();
+        assert_eq!(
+            c.classify(&h(1), &p[..n]),
+            Some(9),
+            "the header's type is overridden"
+        );
+        let n = Command::Set {
+            key: b"k",
+            value: b"",
+        }
+        .encode(&mut p)
+        .unwrap();
+        assert_eq!(c.classify(&h(3), &p[..n]), Some(3), "unmapped: header type");
+        assert_eq!(c.classify(&h(5), &[]), Some(5));
+        assert_eq!(c.classify(&h(5), &[200]), Some(5));
+        assert!(OpClassifier::new().is_empty());
+        let std = OpClassifier::standard();
+        assert_eq!(
+            Op::ALL.map(|op| std.type_of(op)),
+            [Some(1), Some(3), Some(4), Some(2)]
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let ok = KvConfig {
+            keys: 10,
+            value_size: 2048 - 32,
+        };
+        ok.validate(2048).unwrap();
+        let e = KvConfig {
+            value_size: 2048 - 31,
+            ..ok.clone()
+        }
+        .validate(2048)
+        .unwrap_err();
+        assert_eq!(e.key, "kv.value_size");
+        let e = KvConfig {
+            keys: MAX_PRELOAD_KEYS + 1,
+            ..ok
+        }
+        .validate(2048)
+        .unwrap_err();
+        assert_eq!(e.key, "kv.keys");
+    }
+
+    proptest! {
+        /// Whatever the bytes, the handler answers or refuses; it never panics and never
+        /// writes a reply longer than its buffer.
+        #[test]
+        fn arbitrary_payloads_never_panic(p in proptest::collection::vec(any::<u8>(), 0..64), room in 0usize..96) {
+            let s = Store::preloaded(50, 8);
+            let mut buf = p.clone();
+            buf.resize(p.len().max(room), 0);
+            let cap = buf.len();
+            if let Ok(r) = raw(&s, &mut buf, p.len()) {
+                prop_assert!(r.len() <= cap);
+            }
+        }
+
+        /// SCAN agrees with a model: the sorted keys of the range, cut at the limit.
+        #[test]
+        fn scan_matches_a_model(
+            keys in proptest::collection::btree_set(proptest::collection::vec(0u8..4, 1..4), 0..30),
+            start in proptest::collection::vec(0u8..4, 0..3),
+            end in proptest::option::of(proptest::collection::vec(0u8..4, 1..3)),
+            limit in 0u16..8,
+        ) {
+            let s = Store::new();
+            for k in &keys {
+                s.set(k, k);
+            }
+            let want: Vec<&Vec<u8>> = keys
+                .iter()
+                .filter(|k| k.as_slice() >= start.as_slice() && end.as_ref().is_none_or(|e| k.as_slice() < e.as_slice()))
+                .collect();
+            let (got, more) = scan(&s, &start, end.as_deref(), limit, 4096);
+            let n = if limit == 0 { want.len() } else { want.len().min(limit as usize) };
+            prop_assert_eq!(got.len(), n);
+            prop_assert_eq!(more, n < want.len());
+            for ((k, v), w) in got.iter().zip(&want) {
+                prop_assert_eq!(k, *w);
+                prop_assert_eq!(v, *w);
+            }
+        }
+    }
+}
