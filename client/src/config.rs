@@ -21,6 +21,11 @@
 //! sample: 0.01                   # per-request trace of 1 % of the requests
 //! max_concurrency: 0             # cap on outstanding requests (0: none)
 //! realtime: false                # SCHED_FIFO sender/receiver threads (root)
+//! kv:                            # kv workloads (--workload kv / kv-99.5); must match
+//!   keys: 100000                 #   the server's kv: section (keys, value_size)
+//!   value_size: 32
+//!   scan_len: 256                # pairs per SCAN
+//!   dist: uniform                # or zipf (s = 0.99), zipf:1.2
 //! phases:                        # instead of workload/rate/load/duration: a chain
 //!   - { workload: high-bimodal, load: 0.3, duration: 2s }
 //!   - { workload: extreme-bimodal, load: 0.6, duration: 2s }
@@ -36,6 +41,7 @@ use persephone::workload::{Workload, PRESETS};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::kv::{self, KeyDist, KvSpec};
 use crate::measure::Meta;
 use crate::schedule::{Arrival, Phase, DEFAULT_SEED};
 
@@ -229,6 +235,16 @@ pub struct PhaseConfig {
     pub duration: Dur,
 }
 
+/// The `kv:` section of the YAML config (see [`crate::kv`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KvFileConfig {
+    pub keys: Option<u64>,
+    pub value_size: Option<usize>,
+    pub scan_len: Option<u16>,
+    pub dist: Option<String>,
+}
+
 /// The YAML config file (`--config-path`): every key optional.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -259,6 +275,8 @@ pub struct FileConfig {
     pub backend: Option<String>,
     /// DPDK settings (`net::dpdk::ClientSection`), for the DPDK backend to come.
     pub dpdk: Option<serde_yaml::Value>,
+    /// The kv workload's keys and SCAN length.
+    pub kv: Option<KvFileConfig>,
 }
 
 impl FileConfig {
@@ -308,10 +326,22 @@ pub struct RunArgs {
     /// The server's worker count: turns --load into a rate, recorded in the outputs.
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Workload: a preset (high-bimodal, extreme-bimodal, tpcc, rocksdb) or a YAML file
-    /// [default: high-bimodal].
+    /// Workload: a preset (high-bimodal, extreme-bimodal, tpcc, rocksdb, and kv,
+    /// kv-99.5 for the KV store) or a YAML file [default: high-bimodal].
     #[arg(long, value_name = "PRESET|FILE")]
     pub workload: Option<String>,
+    /// kv: keys the server pre-populated (its kv.keys) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub kv_keys: Option<u64>,
+    /// kv: bytes of each pre-populated value (the server's kv.value_size) [default: 32].
+    #[arg(long, value_name = "BYTES")]
+    pub kv_value_size: Option<usize>,
+    /// kv: pairs each SCAN asks for [default: 256].
+    #[arg(long, value_name = "N")]
+    pub kv_scan_len: Option<u16>,
+    /// kv: key distribution: uniform, zipf (s = 0.99) or zipf:S [default: uniform].
+    #[arg(long, value_name = "DIST")]
+    pub kv_dist: Option<String>,
     /// Inter-arrival gaps [default: exponential].
     #[arg(long, value_enum)]
     pub arrival: Option<ArrivalArg>,
@@ -393,12 +423,29 @@ pub struct Plan {
     /// Real-time sender and receiver threads.
     pub realtime: bool,
     pub progress: bool,
+    /// Send KV requests (GET/SCAN) and check the answers, instead of `spin` payloads.
+    pub kv: Option<KvSpec>,
 }
 
-/// Loads a workload by preset name or file (relative paths are taken from `base`).
+/// Loads a workload by preset name or file (relative paths are taken from `base`);
+/// the kv presets get the default [`KvSpec`]'s nominal service times.
 pub fn load_workload(name: &str, base: Option<&Path>, key: &str) -> Result<Workload, ConfigError> {
+    resolve_workload(name, base, key, &KvSpec::default()).map(|(w, _)| w)
+}
+
+/// [`load_workload`] with the kv presets made for `spec`; also says whether `name`
+/// was a kv preset.
+pub fn resolve_workload(
+    name: &str,
+    base: Option<&Path>,
+    key: &str,
+    spec: &KvSpec,
+) -> Result<(Workload, bool), ConfigError> {
+    if let Some(w) = spec.preset(name) {
+        return Ok((w, true));
+    }
     if let Ok(w) = Workload::preset(name) {
-        return Ok(w);
+        return Ok((w, false));
     }
     let path = match base {
         Some(b) if Path::new(name).is_relative() && !Path::new(name).exists() => b.join(name),
@@ -407,14 +454,16 @@ pub fn load_workload(name: &str, base: Option<&Path>, key: &str) -> Result<Workl
     let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
         key: key.into(),
         msg: format!(
-            "{name:?} is neither a preset ({}) nor a readable file: {e}",
-            PRESETS.join(", ")
+            "{name:?} is neither a preset ({}, {}) nor a readable file: {e}",
+            PRESETS.join(", "),
+            kv::PRESETS.join(", ")
         ),
     })?;
-    Workload::from_yaml(&text).map_err(|e| ConfigError {
+    let w = Workload::from_yaml(&text).map_err(|e| ConfigError {
         key: key.into(),
         msg: format!("{}: {e}", path.display()),
-    })
+    })?;
+    Ok((w, false))
 }
 
 fn positive(key: &str, v: f64) -> Result<f64, ConfigError> {
@@ -529,10 +578,18 @@ impl RunArgs {
             .or(file.max_concurrency)
             .filter(|&n| n > 0);
 
+        let (spec, kv_key, kv_asked) = self.kv_spec(&file)?;
+        // Whether a kv preset is used anywhere (which turns the kv mode on).
+        let mut kv_preset = false;
+        let mut resolve = |name: &str, base: Option<&Path>, key: &str| {
+            let (w, is_kv) = resolve_workload(name, base, key, &spec)?;
+            kv_preset |= is_kv;
+            Ok::<_, ConfigError>(w)
+        };
         // The workload for single-phase runs (and the default of each phase).
         let default_workload = match (&self.workload, &file.workload) {
-            (Some(name), _) => load_workload(name, None, "--workload")?,
-            (None, Some(WorkloadSpec::Named(name))) => load_workload(name, base, "workload")?,
+            (Some(name), _) => resolve(name, None, "--workload")?,
+            (None, Some(WorkloadSpec::Named(name))) => resolve(name, base, "workload")?,
             (None, Some(WorkloadSpec::Inline(w))) => w.clone(),
             (None, None) => Workload::preset("high-bimodal").expect("built-in preset"),
         };
@@ -576,7 +633,7 @@ impl RunArgs {
             for (i, p) in phases.iter().enumerate() {
                 let key = |k: &str| format!("phases[{i}].{k}");
                 let w = match &p.workload {
-                    Some(WorkloadSpec::Named(n)) => load_workload(n, base, &key("workload"))?,
+                    Some(WorkloadSpec::Named(n)) => resolve(n, base, &key("workload"))?,
                     Some(WorkloadSpec::Inline(w)) => w.clone(),
                     None => default_workload.clone(),
                 };
@@ -680,6 +737,39 @@ impl RunArgs {
                 }
             }
         };
+        let kv = if kv_asked || kv_preset {
+            spec.validate().map_err(|m| {
+                let (field, rest) = m.split_once(": ").unwrap_or(("keys", &m));
+                ConfigError {
+                    key: kv_key(field),
+                    msg: rest.to_string(),
+                }
+            })?;
+            for (i, ph) in points.iter().flat_map(|p| &p.phases).enumerate() {
+                if let Some(t) = ph
+                    .workload
+                    .types
+                    .iter()
+                    .find(|t| kv::KvOp::of_type(&t.name).is_none())
+                {
+                    let key = if file.phases.is_some() {
+                        format!("phases[{i}].workload")
+                    } else {
+                        "workload".to_string()
+                    };
+                    return err(
+                        key,
+                        format!(
+                            "type {} of workload {:?}: a kv run sends GET and SCAN requests only",
+                            t.name, ph.workload.name
+                        ),
+                    );
+                }
+            }
+            Some(spec)
+        } else {
+            None
+        };
         Ok(Plan {
             server,
             meta,
@@ -695,7 +785,57 @@ impl RunArgs {
             sample,
             realtime: self.realtime || file.realtime.unwrap_or(false),
             progress: !self.quiet,
+            kv,
         })
+    }
+
+    /// The kv spec from the flags over the file's `kv:` section; a function naming the
+    /// flag or key of a field for errors; whether any kv setting was given.
+    #[allow(clippy::type_complexity)]
+    fn kv_spec(
+        &self,
+        file: &FileConfig,
+    ) -> Result<(KvSpec, Box<dyn Fn(&str) -> String>, bool), ConfigError> {
+        let f = file.kv.clone().unwrap_or_default();
+        let d = KvSpec::default();
+        let dist_text = self.kv_dist.clone().or(f.dist.clone());
+        let dist = match &dist_text {
+            None => d.dist,
+            Some(t) => KeyDist::parse(t).map_err(|m| ConfigError {
+                key: if self.kv_dist.is_some() {
+                    "--kv-dist".into()
+                } else {
+                    "kv.dist".into()
+                },
+                msg: m,
+            })?,
+        };
+        let spec = KvSpec {
+            keys: self.kv_keys.or(f.keys).unwrap_or(d.keys),
+            value_size: self.kv_value_size.or(f.value_size).unwrap_or(d.value_size),
+            scan_len: self.kv_scan_len.or(f.scan_len).unwrap_or(d.scan_len),
+            dist,
+        };
+        let flags = [
+            ("keys", self.kv_keys.is_some()),
+            ("value_size", self.kv_value_size.is_some()),
+            ("scan_len", self.kv_scan_len.is_some()),
+            ("dist", self.kv_dist.is_some()),
+        ];
+        let asked = file.kv.is_some() || flags.iter().any(|(_, set)| *set);
+        let by_flag: Vec<&'static str> = flags
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| *k)
+            .collect();
+        let key = move |field: &str| {
+            if by_flag.contains(&field) {
+                format!("--kv-{}", field.replace('_', "-"))
+            } else {
+                format!("kv.{field}")
+            }
+        };
+        Ok((spec, Box::new(key), asked))
     }
 
     fn server(&self, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
@@ -868,6 +1008,18 @@ mod tests {
                 "workload: { name: x, types: [{ id: 0, name: A, ratio: 1, service: { kind: constant, ns: 1 } }] }\n",
                 "types[0].id",
             ),
+            (&["--rate", "5", "--workload", "kv", "--kv-keys", "0"], "", "--kv-keys"),
+            (&["--rate", "5", "--workload", "kv"], "kv: { keys: 0 }\n", "kv.keys"),
+            (&["--rate", "5", "--kv-dist", "normal"], "", "--kv-dist"),
+            (&["--rate", "5", "--workload", "kv"], "kv: { dist: zipf:-2 }\n", "kv.dist"),
+            (&["--rate", "5", "--workload", "kv", "--kv-scan-len", "0"], "", "--kv-scan-len"),
+            (&["--rate", "5"], "kv: { keyz: 10 }\n", "unknown field `keyz`"),
+            (&["--rate", "5", "--kv-keys", "10"], "", "workload"),
+            (
+                &[],
+                "phases:\n  - { workload: kv, rate: 5, duration: 1s }\n  - { workload: tpcc, rate: 5, duration: 1s }\n",
+                "phases[1].workload",
+            ),
         ];
         for (flags, yaml, want) in cases {
             let e = match FileConfig::parse(yaml) {
@@ -877,6 +1029,42 @@ mod tests {
             let text = e.to_string();
             assert!(text.contains(want), "{flags:?} {yaml:?}: {text}");
         }
+    }
+
+    #[test]
+    fn kv_workloads_turn_the_kv_mode_on() {
+        let p = plan(
+            &[
+                "--rate",
+                "100",
+                "--workload",
+                "kv-99.5",
+                "--kv-keys",
+                "5000",
+                "--kv-dist",
+                "zipf",
+            ],
+            "kv: { value_size: 16, keys: 7 }\n",
+        )
+        .unwrap();
+        let kv = p.kv.unwrap();
+        assert_eq!(
+            (kv.keys, kv.value_size, kv.scan_len, kv.dist),
+            (5000, 16, 256, KeyDist::Zipf(0.99)),
+            "flags over the file over the defaults"
+        );
+        let w = &p.points[0].phases[0].workload;
+        assert_eq!(w.name, "kv-99.5");
+        assert_eq!(w.types[1].service.mean_ns(), kv.scan_ns() as f64);
+        // A spin workload is not a kv one, even named so.
+        let inline = "workload: { name: kv, types: [{ id: 1, name: GET, ratio: 1, service: { kind: constant, ns: 100 } }] }\nrate: 5\n";
+        assert!(plan(&[], inline).unwrap().kv.is_none());
+        assert!(plan(&["--rate", "5"], "").unwrap().kv.is_none());
+        // ... unless asked for: then its GET/SCAN types carry KV requests.
+        assert!(plan(&[], &format!("{inline}kv: {{}}\n"))
+            .unwrap()
+            .kv
+            .is_some());
     }
 
     #[test]

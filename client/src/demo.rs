@@ -16,20 +16,24 @@ use persephone::workload::Workload;
 use persephone::App;
 
 use crate::config::{load_workload, parse_duration, Plan, Point};
+use crate::kv::KvSpec;
 use crate::measure::Meta;
 use crate::schedule::{Arrival, Phase, DEFAULT_SEED};
 
 /// The quick-start server config, built in so `demo` runs from any directory.
 pub const QUICKSTART: &str = include_str!("../../configs/quickstart.yml");
+/// The KV store's config, for `demo --workload kv` (or `kv-99.5`).
+pub const KV_CONFIG: &str = include_str!("../../configs/kv.yml");
 
 /// Flags of `psp-client demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Server config to start [default: the built-in configs/quickstart.yml]; its bind
-    /// address is replaced by 127.0.0.1:0.
+    /// Server config to start [default: the built-in configs/quickstart.yml, or
+    /// configs/kv.yml for the kv workloads]; its bind address is replaced by 127.0.0.1:0.
     #[arg(long, alias = "config", value_name = "FILE")]
     pub config_path: Option<PathBuf>,
-    /// Workload: a preset or a YAML file.
+    /// Workload: a preset (kv and kv-99.5 run the KV store and check every answer) or
+    /// a YAML file.
     #[arg(long, default_value = "high-bimodal")]
     pub workload: String,
     /// Offered load as a fraction of the server's workers.
@@ -68,14 +72,28 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if !(args.load > 0.0 && args.load.is_finite()) {
         anyhow::bail!("--load: must be > 0, got {}", args.load);
     }
+    let is_kv = crate::kv::PRESETS.contains(&args.workload.as_str());
     let mut cfg = match &args.config_path {
         Some(p) => Config::load(p).with_context(|| "--config-path".to_string())?,
+        None if is_kv => Config::parse(KV_CONFIG).context("built-in kv config")?,
         None => Config::parse(QUICKSTART).context("built-in quickstart config")?,
     };
     cfg.net.bind = "127.0.0.1:0".parse().expect("literal address");
     let workers = cfg.workers.number;
     let policy = cfg.policy.kind.name().to_string();
-    let workload: Workload = load_workload(&args.workload, None, "--workload")?;
+    // The kv workloads ask for what the server's kv: section pre-populated.
+    let kv = is_kv.then(|| {
+        let pre = cfg.kv.clone().unwrap_or_default();
+        KvSpec {
+            keys: pre.keys,
+            value_size: pre.value_size,
+            ..KvSpec::default()
+        }
+    });
+    let workload: Workload = match &kv {
+        Some(spec) => spec.preset(&args.workload).expect("a kv preset"),
+        None => load_workload(&args.workload, None, "--workload")?,
+    };
     let rate = workload.rate_for_load(args.load, workers);
     let server = App::new(cfg).start().context("starting the daemon")?;
     let addr = server.local_addr();
@@ -120,6 +138,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         sample: None,
         realtime: false,
         progress: !args.quiet,
+        kv,
     };
     let result = crate::runner::run(&plan, out);
     // Shut the daemon down whatever happened to the run.

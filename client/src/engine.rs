@@ -13,7 +13,8 @@
 //!   stamps each batch with the TSC and records (time, status) in the request's slot.
 //!   Replies that do not parse are counted `malformed`; replies whose id is from another
 //!   run, out of range, of the wrong type or already answered are counted `unexpected`.
-//!   Nothing from the network can make it panic.
+//!   With a kv schedule it also checks each `ok` reply's payload ([`crate::kv`]) and
+//!   marks wrong answers ([`WRONG`]). Nothing from the network can make it panic.
 //! - **End.** After the last send the receiver keeps listening until every sent request
 //!   is answered or `timeout` has passed since the last send.
 //!
@@ -27,6 +28,7 @@ use std::time::Duration;
 use persephone::proto::{self, Header, Kind, Status};
 use persephone::time::{rdtsc, Clock, Cycles};
 
+use crate::kv;
 use crate::schedule::Schedule;
 use crate::sys::{self, RecvBatch, SendBatch};
 
@@ -76,6 +78,8 @@ impl Options {
 
 /// Status byte of a slot with no reply.
 pub const NO_REPLY: u8 = 0;
+/// Bit set in a slot's status byte when an `ok` reply failed its payload check.
+pub const WRONG: u8 = 0x80;
 
 /// What happened to every request, as raw timestamps.
 #[derive(Debug, Clone)]
@@ -87,7 +91,8 @@ pub struct Outcome {
     pub sent_at: Vec<Cycles>,
     /// TSC when each request's reply was received; 0 if none was.
     pub reply_at: Vec<Cycles>,
-    /// [`NO_REPLY`], or 1 + the reply's [`Status`] wire value.
+    /// [`NO_REPLY`], or 1 + the reply's [`Status`] wire value, with [`WRONG`] set if
+    /// the payload of an `ok` reply failed its check.
     pub status: Vec<u8>,
     /// Replies that failed to parse, or were not replies.
     pub malformed: u64,
@@ -110,7 +115,14 @@ impl Outcome {
 
     /// The status of request `i`'s reply, if one came.
     pub fn reply_status(&self, i: usize) -> Option<Status> {
-        self.status[i].checked_sub(1).and_then(Status::from_bits)
+        (self.status[i] & !WRONG)
+            .checked_sub(1)
+            .and_then(Status::from_bits)
+    }
+
+    /// Whether request `i` got an `ok` reply whose payload failed its check.
+    pub fn wrong(&self, i: usize) -> bool {
+        self.status[i] & WRONG != 0
     }
 }
 
@@ -272,13 +284,21 @@ fn send_loop(
         let now = rdtsc();
         let first = i;
         while i < n && !batch.is_full() && (i == first || target(i) <= now) {
-            let ty = &schedule.types[schedule.ty[i] as usize];
+            let ty_idx = schedule.ty[i] as usize;
+            let ty = &schedule.types[ty_idx];
             let id = (epoch << INDEX_BITS) | i as u64;
-            let payload = proto::spin_payload(schedule.service_ns[i]);
+            let mut payload = [0u8; kv::MAX_REQUEST];
+            let len = match &schedule.kv {
+                Some(plan) => plan.encode(i, ty_idx, &mut payload),
+                None => {
+                    payload[..8].copy_from_slice(&proto::spin_payload(schedule.service_ns[i]));
+                    8
+                }
+            };
             let sent_at_field = target(i);
             batch.push(|buf| {
-                // 28 + 8 bytes always fit the 64-byte buffer.
-                proto::encode_request(buf, ty.id, id, sent_at_field, &payload).unwrap_or(0)
+                // 28 + 16 bytes always fit the 64-byte buffer.
+                proto::encode_request(buf, ty.id, id, sent_at_field, &payload[..len]).unwrap_or(0)
             });
             i += 1;
         }
@@ -338,7 +358,10 @@ fn recv_loop(
     deadline: &AtomicU64,
 ) -> RecvStats {
     let mut st = RecvStats::default();
-    let mut batch = RecvBatch::default();
+    let mut batch = match &schedule.kv {
+        Some(plan) => RecvBatch::new(plan.spec.max_reply()),
+        None => RecvBatch::default(),
+    };
     let mut answered = 0u64;
     let n = schedule.len() as u64;
     loop {
@@ -346,10 +369,17 @@ fn recv_loop(
             Ok(k) => {
                 let now = rdtsc();
                 for j in 0..k {
-                    match classify(batch.get(j), schedule, epoch, n, status) {
+                    let msg = batch.get(j);
+                    match classify(msg, schedule, epoch, n, status) {
                         Reply::Matched(idx, s) => {
                             reply_at[idx] = now;
                             status[idx] = 1 + s as u8;
+                            if let (Some(plan), Status::Ok) = (&schedule.kv, s) {
+                                let ty = schedule.ty[idx] as usize;
+                                if !plan.check(idx, ty, &msg[proto::HEADER_LEN..]) {
+                                    status[idx] |= WRONG;
+                                }
+                            }
                             answered += 1;
                         }
                         Reply::Malformed => st.malformed += 1,

@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: flags and YAML merged into a [`config::Plan`] (points, phases, rules);
 //! - [`schedule`]: the seeded schedule of one point: send times, types, service times;
+//! - [`kv`]: the kv workloads' keys, KV request payloads, and the check of each answer;
 //! - [`engine`]: plays it over UDP — a sender and a receiver thread over
 //!   preallocated per-request slots — into a raw [`engine::Outcome`];
 //! - [`measure`]: judges each request (ok, rejected, lost, late) into reports;
@@ -22,6 +23,7 @@
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod kv;
 pub mod measure;
 pub mod plot;
 pub mod runner;

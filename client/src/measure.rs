@@ -6,9 +6,12 @@
 //! - no reply, or a reply more than `timeout` after `target`: lost;
 //! - otherwise its latency is `reply - target` (from the *scheduled* time, so a slow
 //!   sender or a full concurrency window shows as latency, not as missing samples); an
-//!   `ok` reply adds a latency and slowdown sample, any other status a rejection.
+//!   `ok` reply adds a latency and slowdown sample, any other status a rejection;
+//! - an `ok` reply whose payload failed the kv check is *wrong*: a `handler_error`
+//!   rejection, and counted in [`checks`].
 //!
-//! Warm-up requests are sent and matched but left out.
+//! Warm-up requests are sent and matched but left out (except from [`checks`]: a wrong
+//! answer is wrong whenever it comes).
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -46,6 +49,8 @@ pub struct Rules {
 pub enum Fate {
     /// Answered with this status after `latency_ns`.
     Replied { status: Status, latency_ns: u64 },
+    /// Answered `ok` after `latency_ns`, but with a wrong payload (kv workloads).
+    Wrong { latency_ns: u64 },
     /// No reply within the timeout.
     Lost,
     /// Never handed to the network.
@@ -67,6 +72,8 @@ pub fn judge(s: &Schedule, o: &Outcome, rules: &Rules, i: usize) -> (Fate, bool,
             let latency_ns = o.clock.cycles_to_ns(o.reply_at[i].saturating_sub(target)) as u64;
             if latency_ns > rules.timeout.as_nanos() as u64 {
                 Fate::Lost
+            } else if o.wrong(i) {
+                Fate::Wrong { latency_ns }
             } else {
                 Fate::Replied { status, latency_ns }
             }
@@ -121,6 +128,7 @@ pub fn reports(s: &Schedule, o: &Outcome, meta: &Meta, rules: &Rules) -> Vec<Run
                     latency_ns,
                 } => t.record_ok(latency_ns, service),
                 Fate::Replied { status, .. } => t.record_rejected(status),
+                Fate::Wrong { .. } => t.record_rejected(Status::HandlerError),
                 Fate::Lost | Fate::Unsent => t.record_lost(),
             }
         }
@@ -137,6 +145,86 @@ pub fn reports(s: &Schedule, o: &Outcome, meta: &Meta, rules: &Rules) -> Vec<Run
         last.unexpected = o.unexpected;
     }
     out
+}
+
+/// Checked answers of one request type in one span of a kv run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeChecks {
+    pub id: u32,
+    pub name: String,
+    /// `ok` replies whose payload was right.
+    pub verified: u64,
+    /// `ok` replies whose payload was wrong.
+    pub wrong: u64,
+}
+
+/// Checked answers of one span (the warm-up, `phase: None`, or a measured phase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checks {
+    pub phase: Option<usize>,
+    pub types: Vec<TypeChecks>,
+}
+
+impl Checks {
+    /// Wrong answers over all types.
+    pub fn wrong(&self) -> u64 {
+        self.types.iter().map(|t| t.wrong).sum()
+    }
+
+    /// One line: `checked: GET 1234 verified, 0 wrong; SCAN ...`.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = self
+            .types
+            .iter()
+            .map(|t| format!("{} {} verified, {} wrong", t.name, t.verified, t.wrong))
+            .collect();
+        let span = match self.phase {
+            None => "warm-up".to_string(),
+            Some(p) => format!("phase {p}"),
+        };
+        format!("checked answers ({span}): {}", parts.join("; "))
+    }
+}
+
+/// Header of `checks.csv`.
+pub const CHECKS_HEADER: &str = "label,policy,point,phase,type_id,type,verified,wrong";
+
+/// Checked answers per span and type; empty unless the schedule is a kv one.
+pub fn checks(s: &Schedule, o: &Outcome) -> Vec<Checks> {
+    if s.kv.is_none() {
+        return Vec::new();
+    }
+    s.spans
+        .iter()
+        .map(|span| {
+            let mut types: Vec<TypeChecks> = s
+                .types
+                .iter()
+                .map(|t| TypeChecks {
+                    id: t.id,
+                    name: t.name.clone(),
+                    verified: 0,
+                    wrong: 0,
+                })
+                .collect();
+            for i in span.first..span.end {
+                if o.reply_status(i) != Some(Status::Ok) {
+                    continue;
+                }
+                let t = &mut types[s.ty[i] as usize];
+                if o.wrong(i) {
+                    t.wrong += 1;
+                } else {
+                    t.verified += 1;
+                }
+            }
+            types.retain(|t| t.verified + t.wrong > 0);
+            Checks {
+                phase: span.phase,
+                types,
+            }
+        })
+        .collect()
 }
 
 /// Header of the per-request trace written by [`write_trace`].
@@ -165,6 +253,7 @@ pub fn write_trace(
             let (fate, _, delay) = judge(s, o, rules, i);
             let (lat, st) = match fate {
                 Fate::Replied { status, latency_ns } => (latency_ns.to_string(), status.name()),
+                Fate::Wrong { latency_ns } => (latency_ns.to_string(), "wrong"),
                 Fate::Lost => (String::new(), "lost"),
                 Fate::Unsent => (String::new(), "unsent"),
             };
@@ -253,6 +342,29 @@ mod tests {
         assert!((lat.max - 30.0).abs() < 0.05, "{lat:?}");
         assert_eq!(r.info.load, Some(0.1));
         assert_eq!(r.info.offered_rps, 1000.0);
+    }
+
+    #[test]
+    fn wrong_answers_are_handler_errors_not_samples() {
+        let (s, mut o) = fixture();
+        o.status[0] |= crate::engine::WRONG;
+        assert_eq!(o.reply_status(0), Some(Status::Ok));
+        assert!(o.wrong(0) && !o.wrong(1));
+        assert!(matches!(judge(&s, &o, &RULES, 0).0, Fate::Wrong { .. }));
+        let all = reports(&s, &o, &Meta::default(), &RULES)[0].overall();
+        assert_eq!(all.ok, 0);
+        assert_eq!(all.rejected_for(Status::HandlerError), 1);
+        assert_eq!(all.ok + all.rejected_total() + all.lost, all.sent);
+        let mut out = Vec::new();
+        write_trace(&s, &o, &RULES, 1.0, &mut out).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(",wrong"));
+        // Without a kv plan there is nothing to check.
+        assert!(checks(&s, &o).is_empty());
     }
 
     #[test]

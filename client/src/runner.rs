@@ -8,7 +8,11 @@
 //! - `hgrm/<point>[-p<phase>]-<type>.{latency,slowdown}.hgrm`: percentile
 //!   distributions (latency in µs, slowdown as a ratio);
 //! - `trace-<point>.csv` with `--sample`: one line per sampled request;
+//! - `checks.csv` for kv workloads: answers verified and wrong, per point, span and
+//!   type ([`measure::CHECKS_HEADER`]);
 //! - `command.txt`: the command line and seed, to repeat the run.
+//!
+//! A kv run with any wrong answer returns an error after writing everything.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -32,9 +36,11 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
         None => None,
     };
     let mut all = Vec::new();
+    let mut wrong = 0;
     let n = plan.points.len();
     for (k, point) in plan.points.iter().enumerate() {
         let (reports, outcome, schedule) = run_point(plan, point, k, n)?;
+        let checks = measure::checks(&schedule, &outcome);
         for r in &reports {
             write!(out, "{}", r.table())?;
             if r.adherence < VALID_ADHERENCE {
@@ -56,6 +62,10 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
                 )?;
             }
         }
+        for c in &checks {
+            writeln!(out, "{}", c.line())?;
+            wrong += c.wrong();
+        }
         if outcome.send_errors + outcome.recv_errors > 0 {
             writeln!(
                 out,
@@ -68,12 +78,19 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
         writeln!(out)?;
         if let Some(f) = files.as_mut() {
             f.point(plan, point, &reports, &schedule, &outcome)?;
+            f.checks(plan, point, &checks)?;
         }
         all.extend(reports);
     }
     if let Some(f) = files.as_mut() {
         f.finish(&all)?;
         writeln!(out, "results written to {}", f.dir.display())?;
+    }
+    if wrong > 0 {
+        anyhow::bail!(
+            "{wrong} kv replies were wrong (status ok, payload not what the store holds): \
+             check that --kv-keys and --kv-value-size match the server's kv: section"
+        );
     }
     Ok(all)
 }
@@ -85,8 +102,14 @@ pub fn run_point(
     k: usize,
     n: usize,
 ) -> anyhow::Result<(Vec<RunReport>, engine::Outcome, Schedule)> {
-    let schedule = Schedule::build(&point.phases, plan.warmup, plan.arrival, plan.seed)
+    let mut schedule = Schedule::build(&point.phases, plan.warmup, plan.arrival, plan.seed)
         .with_context(|| format!("point {}", point.tag))?;
+    if let Some(spec) = &plan.kv {
+        let kv = crate::kv::KvPlan::new(spec, &schedule, plan.seed)
+            .map_err(|e| anyhow::anyhow!("kv workload: {e}"))
+            .with_context(|| format!("point {}", point.tag))?;
+        schedule.kv = Some(kv);
+    }
     let opts = Options {
         timeout: plan.timeout,
         max_concurrency: plan.max_concurrency,
@@ -142,6 +165,8 @@ pub fn run_point(
 struct Outputs {
     dir: PathBuf,
     csv: BufWriter<File>,
+    /// `checks.csv`, opened at the first kv point.
+    checks: Option<BufWriter<File>>,
 }
 
 fn file_part(s: &str) -> String {
@@ -170,7 +195,43 @@ impl Outputs {
         Ok(Outputs {
             dir: dir.to_path_buf(),
             csv,
+            checks: None,
         })
+    }
+
+    fn checks(
+        &mut self,
+        plan: &Plan,
+        point: &Point,
+        checks: &[measure::Checks],
+    ) -> anyhow::Result<()> {
+        if checks.is_empty() {
+            return Ok(());
+        }
+        let w = match &mut self.checks {
+            Some(w) => w,
+            None => {
+                let path = self.dir.join("checks.csv");
+                let mut w = BufWriter::new(
+                    File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                );
+                writeln!(w, "{}", measure::CHECKS_HEADER)?;
+                self.checks.insert(w)
+            }
+        };
+        for c in checks {
+            let phase = c.phase.map_or("warmup".to_string(), |p| p.to_string());
+            for t in &c.types {
+                writeln!(
+                    w,
+                    "{},{},{},{phase},{},{},{},{}",
+                    plan.meta.label, plan.meta.policy, point.tag, t.id, t.name, t.verified, t.wrong
+                )?;
+            }
+        }
+        w.flush()?;
+        Ok(())
     }
 
     fn point(

@@ -96,6 +96,9 @@ pub struct Schedule {
     pub service_ns: Vec<u64>,
     /// The warm-up (if any) and the phases, in time order.
     pub spans: Vec<PhaseSpan>,
+    /// The kv workload's keys, when requests are KV operations rather than `spin`
+    /// service times (attached after [`Schedule::build`], see [`crate::kv`]).
+    pub kv: Option<crate::kv::KvPlan>,
 }
 
 /// Why a schedule cannot be built.

@@ -162,20 +162,31 @@ impl SendBatch {
 /// Buffers for receiving up to [`BATCH`] datagrams with one `recvmmsg`.
 #[derive(Debug)]
 pub struct RecvBatch {
-    bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+    /// `BATCH` buffers of `size` bytes, back to back.
+    bufs: Box<[u8]>,
+    size: usize,
     lens: [usize; BATCH],
 }
 
 impl Default for RecvBatch {
+    /// Buffers of [`MAX_DATAGRAM`] bytes.
     fn default() -> Self {
-        RecvBatch {
-            bufs: Box::new([[0; MAX_DATAGRAM]; BATCH]),
-            lens: [0; BATCH],
-        }
+        RecvBatch::new(MAX_DATAGRAM)
     }
 }
 
 impl RecvBatch {
+    /// Buffers for datagrams of up to `size` bytes (longer ones are cut and so fail
+    /// to parse: size them for the largest reply expected).
+    pub fn new(size: usize) -> RecvBatch {
+        let size = size.max(1);
+        RecvBatch {
+            bufs: vec![0; size * BATCH].into_boxed_slice(),
+            size,
+            lens: [0; BATCH],
+        }
+    }
+
     /// Waits for at least one datagram (up to the socket's read timeout), then takes
     /// whatever else is already queued. Returns how many were received.
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
@@ -186,14 +197,14 @@ impl RecvBatch {
             let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
             // SAFETY: as above.
             let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-            for k in 0..BATCH {
-                iov[k].iov_base = self.bufs[k].as_mut_ptr().cast();
-                iov[k].iov_len = MAX_DATAGRAM;
+            for (k, buf) in self.bufs.chunks_exact_mut(self.size).enumerate() {
+                iov[k].iov_base = buf.as_mut_ptr().cast();
+                iov[k].iov_len = self.size;
                 msgs[k].msg_hdr.msg_iov = &mut iov[k];
                 msgs[k].msg_hdr.msg_iovlen = 1;
             }
-            // SAFETY: every mmsghdr points to one iovec over a distinct MAX_DATAGRAM-byte
-            // buffer of `self.bufs`, all alive and exclusively borrowed for the call; no
+            // SAFETY: every mmsghdr points to one iovec over a distinct `size`-byte
+            // chunk of `self.bufs`, all alive and exclusively borrowed for the call; no
             // source address is asked for; a null timeout defers to SO_RCVTIMEO.
             let r = unsafe {
                 libc::recvmmsg(
@@ -210,13 +221,13 @@ impl RecvBatch {
             let n = r as usize;
             for (len, m) in self.lens.iter_mut().zip(&msgs[..n]) {
                 // Never trust a length beyond the buffer.
-                *len = (m.msg_len as usize).min(MAX_DATAGRAM);
+                *len = (m.msg_len as usize).min(self.size);
             }
             Ok(n)
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let n = sock.recv(&mut self.bufs[0])?;
+            let n = sock.recv(&mut self.bufs[..self.size])?;
             self.lens[0] = n;
             Ok(1)
         }
@@ -224,6 +235,6 @@ impl RecvBatch {
 
     /// The `k`-th datagram of the last [`RecvBatch::recv`].
     pub fn get(&self, k: usize) -> &[u8] {
-        &self.bufs[k][..self.lens[k]]
+        &self.bufs[k * self.size..][..self.lens[k]]
     }
 }

@@ -87,6 +87,7 @@ fn plan(server: std::net::SocketAddr, w: Workload, rate: f64, outdir: Option<&Pa
         sample: Some(0.1),
         realtime: false,
         progress: false,
+        kv: None,
     }
 }
 
