@@ -44,13 +44,15 @@ def get(rows, group, fn, val=""):
 
 
 def fmt_ns(r):
+    """Median, then the mean and its 95 % confidence interval."""
     if r is None:
         return "n/a"
-    return f"{r['mean']:.1f} ({r['lo']:.1f}–{r['hi']:.1f})"
+    return f"**{r['median']:.1f}** (mean {r['mean']:.1f}, {r['lo']:.1f}–{r['hi']:.1f})"
 
 
 def mrps(r):
-    return 1e3 / r["mean"] if r else None
+    """Millions per second, from the median time per element."""
+    return 1e3 / r["median"] if r else None
 
 
 def bars(path, title, items, unit, ref=None, ref_label=""):
@@ -130,20 +132,21 @@ def main():
         ("crossbeam ArrayQueue, pop", get(rows, "ring-oneway", "crossbeam-pop")),
     ]
     md.append("### Ring handoff between core 0 and core 1\n")
-    md.append("| ring | round trip, ns (95 % CI) |")
+    md.append("Times are medians over criterion's samples (mean and its 95 % CI in brackets).\n")
+    md.append("| ring | round trip, ns |")
     md.append("|---|---|")
     for l, r in rt:
         md.append(f"| {l} | {fmt_ns(r)} |")
     md.append("")
-    md.append("| ring | one way (capacity 64), ns per item (95 % CI) | M items/s |")
+    md.append("| ring | one way (capacity 64), ns per item | M items/s |")
     md.append("|---|---|---|")
     for l, r in ow:
         md.append(f"| {l} | {fmt_ns(r)} | {mrps(r):.1f} |" if r else f"| {l} | n/a | |")
     md.append("")
     bars(os.path.join(out, "ring_roundtrip.svg"), "Round trip between core 0 and core 1 (lower is better)",
-         [(l, r["mean"] if r else None) for l, r in rt], "ns")
+         [(l, r["median"] if r else None) for l, r in rt], "ns")
     bars(os.path.join(out, "ring_oneway.svg"), "One way, core 0 to core 1 (lower is better)",
-         [(l, r["mean"] if r else None) for l, r in ow], "ns/item")
+         [(l, r["median"] if r else None) for l, r in ow], "ns/item")
 
     # Policies.
     md.append("### Policy decision per request (14 workers, bursts of 32)\n")
@@ -154,8 +157,8 @@ def main():
         cells = []
         for t in ("1", "4", "16"):
             r = get(rows, "policy", p, t)
-            cells.append(f"{r['mean']:.1f} ns" if r else "n/a")
-            pol_items.append((f"{p}, {t} type{'s' if t != '1' else ''}", r["mean"] if r else None))
+            cells.append(f"{r['median']:.1f} ns" if r else "n/a")
+            pol_items.append((f"{p}, {t} type{'s' if t != '1' else ''}", r["median"] if r else None))
         md.append(f"| {p} | " + " | ".join(cells) + " |")
     md.append("")
     bars(os.path.join(out, "policy.svg"), "Policy decision per request: push, next, pop, complete",
@@ -165,7 +168,7 @@ def main():
     mb_rt = get(rows, "mailbox", "roundtrip")
     mb_ow = get(rows, "mailbox", "oneway")
     md.append("### Whole dispatcher, in-process (in-memory transport)\n")
-    md.append("| run | ns per request (95 % CI) | M requests/s | vs mailbox handoff rate |")
+    md.append("| run | ns per request | M requests/s | vs mailbox one-way handoff rate |")
     md.append("|---|---|---|---|")
     if mb_ow:
         md.append(f"| mailbox, one-way single-slot handoff (same run) | {fmt_ns(mb_ow)} | {mrps(mb_ow):.2f} | 1.00 |")
