@@ -48,6 +48,7 @@ fn pipeline(policy: PolicyKind, n: u64) -> Duration {
         sleeper: Arc::new(std::sync::OnceLock::new()),
         doorbell: p.doorbell.clone(),
         budget: None,
+        max_amplification: 0.0,
     };
     let w = std::thread::spawn(move || {
         support::pin(1);

@@ -430,6 +430,7 @@ where
                 .workers
                 .budget_us
                 .map(|us| clock.ns_to_cycles(us as f64 * 1e3)),
+            max_amplification: cfg.net.max_amplification,
         };
         let name = format!("psp-worker-{i}");
         let cfg2 = cfg.clone();

@@ -288,6 +288,12 @@ pub struct NetConfig {
     /// Largest request (header + payload) accepted, in bytes.
     #[serde(default = "default_max_msg")]
     pub max_msg: usize,
+    /// Largest reply as a multiple of its request's size (header included), so a
+    /// spoofed request cannot turn the server into an amplifier. A handler asking for
+    /// more gets `ReplyTooLarge` (clients that need big replies pad their requests).
+    /// 0 turns the bound off (trusted networks only).
+    #[serde(default = "default_max_amplification")]
+    pub max_amplification: f64,
     /// Request buffers in the pool (bounds memory; 0 = derived from queue capacity).
     #[serde(default)]
     pub buffers: usize,
@@ -314,6 +320,7 @@ impl Default for NetConfig {
             backend: Backend::default(),
             bind: default_bind(),
             max_msg: default_max_msg(),
+            max_amplification: default_max_amplification(),
             buffers: 0,
             rcvbuf: default_rcvbuf(),
             eal_args: Vec::new(),
@@ -329,6 +336,9 @@ fn default_bind() -> SocketAddr {
 }
 fn default_max_msg() -> usize {
     2048
+}
+fn default_max_amplification() -> f64 {
+    8.0
 }
 fn default_rcvbuf() -> usize {
     4 << 20
@@ -572,6 +582,13 @@ impl Config {
                 ),
             );
         }
+        let a = n.max_amplification;
+        if !(a.is_finite() && (a == 0.0 || a >= 1.0)) {
+            return err(
+                "net.max_amplification",
+                format!("must be 0 (no bound) or at least 1, got {a}"),
+            );
+        }
         if n.backend == Backend::Dpdk && n.ip.is_none() {
             return err("net.ip", "is required with net.backend: dpdk".into());
         }
@@ -769,6 +786,10 @@ requests:
             (
                 "pin: false\nworkers: { number: 1, budget_us: 0 }\nrequests: [{id: 1, name: A}]",
                 "workers.budget_us",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { max_amplification: 0.5 }\nrequests: [{id: 1, name: A}]",
+                "net.max_amplification",
             ),
             (
                 "pin: false\nworkers: { number: 1, handler: kv }\nkv: { keys: 10, value_size: 4096 }\nrequests: [{id: 1, name: GET}]",

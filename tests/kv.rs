@@ -17,7 +17,7 @@ const YAML: &str = "pin: false
 dispatcher: { idle: park }
 workers: { number: 2, handler: kv, idle: park }
 policy: { kind: darc, window: 100 }
-net: { bind: 127.0.0.1:0, max_msg: 1024 }
+net: { bind: 127.0.0.1:0, max_msg: 1024, max_amplification: 0 }
 kv: { keys: 1000, value_size: 20 }
 requests:
   - { id: 1, name: GET }

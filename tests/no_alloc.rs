@@ -174,6 +174,7 @@ fn dispatcher_and_worker_threads_allocate_nothing_per_request() {
         sleeper: Arc::new(std::sync::OnceLock::new()),
         doorbell: p.doorbell.clone(),
         budget: None,
+        max_amplification: 0.0,
     };
     let started = Arc::new(AtomicBool::new(false));
     let w = std::thread::spawn(move || {

@@ -115,19 +115,30 @@ pub struct Request<'a> {
     buf: &'a mut [u8],
     len: usize,
     reply_len: usize,
+    /// Largest reply payload allowed (buffer room and the amplification bound).
+    max_reply: usize,
 }
 
 impl<'a> Request<'a> {
     /// A view of the message in `msg_buf` (header + `len` payload bytes, validated by
-    /// the dispatcher), of type `ty` described by `info`.
+    /// the dispatcher), of type `ty` described by `info`. A reply message may be at most
+    /// `max_amplification` times the request's length (0: only the buffer bounds it).
     pub(crate) fn new(
         msg_buf: &'a mut [u8],
         msg_len: usize,
         ty: TypeIdx,
         info: &'a TypeInfo,
+        max_amplification: f64,
     ) -> Self {
         let type_id = u32::from_le_bytes(msg_buf[4..8].try_into().unwrap());
         let id = u64::from_le_bytes(msg_buf[8..16].try_into().unwrap());
+        let room = msg_buf.len() - HEADER_LEN;
+        let max_reply = if max_amplification > 0.0 {
+            let total = (msg_len as f64 * max_amplification) as usize;
+            room.min(total.saturating_sub(HEADER_LEN))
+        } else {
+            room
+        };
         Request {
             ty,
             type_id,
@@ -136,6 +147,7 @@ impl<'a> Request<'a> {
             buf: &mut msg_buf[HEADER_LEN..],
             len: msg_len - HEADER_LEN,
             reply_len: 0,
+            max_reply,
         }
     }
 
@@ -150,6 +162,7 @@ impl<'a> Request<'a> {
         info: &'a TypeInfo,
     ) -> Self {
         assert!(len <= buf.len());
+        let max_reply = buf.len();
         Request {
             ty,
             type_id,
@@ -158,6 +171,7 @@ impl<'a> Request<'a> {
             buf,
             len,
             reply_len: 0,
+            max_reply,
         }
     }
 
@@ -192,8 +206,10 @@ impl<'a> Request<'a> {
     }
 
     /// Largest reply payload that fits.
+    /// Largest reply payload allowed: the buffer's room, and at most
+    /// `net.max_amplification` times the request's size.
     pub fn max_reply_len(&self) -> usize {
-        self.buf.len()
+        self.max_reply
     }
 
     /// Replies with a copy of `bytes`.
@@ -205,10 +221,10 @@ impl<'a> Request<'a> {
     /// Sets the reply length to `len` and returns those bytes to fill in. They start
     /// out holding the request payload (and whatever followed it in the buffer).
     pub fn reply_buf(&mut self, len: usize) -> Result<&mut [u8], ReplyTooLarge> {
-        if len > self.buf.len() {
+        if len > self.max_reply {
             return Err(ReplyTooLarge {
                 len,
-                max: self.buf.len(),
+                max: self.max_reply,
             });
         }
         self.reply_len = len;
@@ -300,6 +316,25 @@ mod tests {
         Echo.handle(&mut r).unwrap();
         assert_eq!(r.reply_len(), 5);
         assert_eq!(r.id(), 9);
+    }
+
+    #[test]
+    fn replies_are_bounded_relative_to_the_request() {
+        let info = info(None);
+        // A 40-byte request (28 header + 12 payload) in a 2048-byte buffer.
+        let mut msg = vec![0u8; 2048];
+        let r = Request::new(&mut msg, 40, 0, &info, 4.0);
+        assert_eq!(r.max_reply_len(), 4 * 40 - HEADER_LEN);
+        let mut r = Request::new(&mut msg, 40, 0, &info, 4.0);
+        assert!(r.reply(&[0; 4 * 40 - HEADER_LEN + 1]).is_err());
+        r.echo();
+        assert_eq!(r.reply_len(), 12);
+        // No bound: the buffer's room.
+        let r = Request::new(&mut msg, 40, 0, &info, 0.0);
+        assert_eq!(r.max_reply_len(), 2048 - HEADER_LEN);
+        // The bound never exceeds the room.
+        let r = Request::new(&mut msg, 1000, 0, &info, 8.0);
+        assert_eq!(r.max_reply_len(), 2048 - HEADER_LEN);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct Worker<T: TxQueue> {
     /// Service budget in cycles (`workers.budget_us`): a handler that runs longer has
     /// its reply replaced by `timeout`.
     pub budget: Option<Cycles>,
+    /// `net.max_amplification`: a reply is at most this many times its request's
+    /// size (0: no bound).
+    pub max_amplification: f64,
 }
 
 impl<T: TxQueue> std::fmt::Debug for Worker<T> {
@@ -163,7 +166,8 @@ impl<T: TxQueue> Worker<T> {
         } else {
             let info = &self.types[ty];
             let handler = &mut self.handler;
-            let mut req = Request::new(pkt.buf_mut(), msg_len, ty, info);
+            let amp = self.max_amplification;
+            let mut req = Request::new(pkt.buf_mut(), msg_len, ty, info, amp);
             match catch_unwind(AssertUnwindSafe(|| handler.handle(&mut req))) {
                 Ok(Ok(())) => (Status::Ok, req.reply_len()),
                 Ok(Err(e)) => (e.status(), 0),
