@@ -288,3 +288,68 @@ fn sigterm_under_load_drains_and_every_answer_arrives() {
     assert_eq!(counter(&out, "answered"), answered, "{out}");
     assert!(answered <= sent.load(Ordering::Relaxed));
 }
+
+#[test]
+fn serves_as_an_unprivileged_user() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if root && !setpriv.exists() {
+        eprintln!("skipped: running as root without setpriv to drop privileges");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("psp-e2e-{}-nobody", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _guard = TempDir(dir.clone());
+    let cfg = dir.join("cfg.yml");
+    std::fs::write(
+        &cfg,
+        "pin: false
+dispatcher: { idle: park }
+workers: { number: 1, handler: echo, idle: park }
+net: { bind: 127.0.0.1:0 }
+requests: [{ id: 1, name: A }]
+stats: { interval_ms: 0 }
+",
+    )
+    .unwrap();
+    let mut cmd = if root {
+        let mut c = Command::new(setpriv);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(env!("CARGO_BIN_EXE_psp-app"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_psp-app"))
+    };
+    let mut child = cmd
+        .arg("--cfg")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let Some(addr) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        panic!("psp-app did not start unprivileged: {line:?}");
+    };
+    let addr: SocketAddr = addr.parse().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sock.send_to(&request(1, 3, 0), addr).unwrap();
+    let mut buf = [0u8; 128];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        Header::parse(&buf[..n]).unwrap().kind,
+        Kind::Reply(Status::Ok)
+    );
+    // SAFETY: kill(2) with a pid we own and a valid signal number.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("balanced        true"), "{rest}");
+}
