@@ -105,6 +105,10 @@ fn saturation(policy: PolicyKind, workers: usize, n: u64) -> Duration {
 }
 
 fn bench_dispatcher(c: &mut Criterion) {
+    // The mailbox runs its main side on this thread: core 0 (the peer takes core 1).
+    if !support::pin(0) {
+        eprintln!("warning: could not pin to core 0");
+    }
     let mut g = c.benchmark_group("mailbox");
     g.throughput(Throughput::Elements(1));
     g.bench_function("roundtrip", |b| b.iter_custom(support::mailbox_ping_pong));
