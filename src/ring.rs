@@ -18,12 +18,13 @@
 //!
 //! # Capacity
 //! `channel(n)` makes a ring of **at least `n` and at least [`MIN_CAPACITY`] slots,
-//! rounded up to a power of two** (slot index = position & mask). The floor matters for
-//! the rings the dispatcher uses: DARC and c-FCFS hand a worker one request at a time
+//! rounded up to a power of two** (slot index = position & mask). The floor is for the
+//! rings the dispatcher uses: DARC and c-FCFS hand a worker one request at a time
 //! (capacity 1), and a ring of exactly one slot would make every push reread the
-//! consumer's position, a second cache miss per handoff (the benchmarks in
-//! `results/README.md` measure it). Callers that need a tighter bound keep it themselves,
-//! as the policies do.
+//! consumer's position, one more line to fetch per handoff. (The round-trip benchmark
+//! in `results/README.md` did not resolve that difference for rtrb at capacity 1 and 8
+//! on a noisy machine; the floor costs nothing.) Callers that need a tighter bound keep
+//! it themselves, as the policies do.
 //!
 //! # Safety
 //! `unsafe` here is confined to the slot array: a slot's value is written only by the
