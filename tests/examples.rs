@@ -93,3 +93,14 @@ fn custom_handler_serves_its_types_and_refuses_bad_payloads() {
     assert_eq!(stats.replies_with(Status::UnknownType), 1);
     assert_eq!(stats.types[0].name, "HASH");
 }
+
+#[test]
+fn the_example_counts_primes_like_trial_division() {
+    let is_prime = |k: u64| k >= 2 && (2..).take_while(|d| d * d <= k).all(|d| k % d != 0);
+    let mut s = service::Service::new();
+    let mut want = 0;
+    for n in 0..3000u64 {
+        want += is_prime(n) as u64;
+        assert_eq!(s.count_primes(n), want, "n = {n}");
+    }
+}
