@@ -169,6 +169,62 @@ fn kv_from_yaml_serves_get_set_del_scan_and_classifies_by_operation() {
 }
 
 #[test]
+fn replies_stay_within_the_amplification_bound_and_padding_lifts_it() {
+    // The default bound: a reply message is at most 8 times its request's.
+    let yaml = YAML.replace(", max_amplification: 0", "");
+    let cfg = Config::parse(&yaml).unwrap();
+    assert_eq!(cfg.net.max_amplification, 8.0);
+    let server = App::new(cfg).start().unwrap();
+    let mut c = Client::new(server.local_addr());
+    let scan = |c: &mut Client, pad: usize| {
+        let cmd = Command::Scan {
+            start: &kv::key(0),
+            end: None,
+            limit: 0,
+        };
+        let mut p = vec![0; cmd.encoded_len() + pad];
+        cmd.encode(&mut p).unwrap();
+        let (status, r) = c.raw(2, &p);
+        assert_eq!(status, Status::Ok);
+        let request = HEADER_LEN + p.len();
+        assert!(
+            HEADER_LEN + r.len() <= 8 * request,
+            "{} > 8 x {request}",
+            r.len()
+        );
+        let r = Reply::parse(&r).unwrap();
+        assert!(r.more);
+        for (j, pair) in r.pairs().enumerate() {
+            let (k, v) = pair.unwrap();
+            assert_eq!(
+                (k, kv::value_matches(j as u64, v)),
+                (&kv::key(j as u64)[..], true)
+            );
+        }
+        r.count
+    };
+    // A 44-byte SCAN message may get 352 bytes back: (352 - 28 - 4) / 32 = 10 pairs.
+    assert_eq!(scan(&mut c, 0), 10);
+    // Padded to 124 bytes, it may get 992: 30 pairs.
+    assert_eq!(scan(&mut c, 80), 30);
+    // A GET of a value too large for the bound fails, and succeeds when padded.
+    let big = [7u8; 400];
+    c.call(Command::Set {
+        key: b"big",
+        value: &big,
+    });
+    let cmd = Command::Get { key: b"big" };
+    let mut p = vec![0; cmd.encoded_len()];
+    cmd.encode(&mut p).unwrap();
+    assert_eq!(c.raw(1, &p).0, Status::HandlerError);
+    p.resize(p.len() + 40, 0);
+    let (status, r) = c.raw(1, &p);
+    assert_eq!(status, Status::Ok);
+    assert_eq!(Reply::parse(&r).unwrap().body, big);
+    server.shutdown();
+}
+
+#[test]
 fn named_handlers_and_unknown_names() {
     let yaml = YAML.replace("handler: kv", "handler: upper");
     let e = App::new(Config::parse(&yaml).unwrap()).start().unwrap_err();

@@ -8,12 +8,17 @@
 //!   1    1 flags  0 (others: bad_request)     1    1 flags   bit 0: more (SCAN)
 //!   2    2 klen   key bytes                   2    2 count   see below
 //!   4 klen key                                4    . body    see below
-//! GET, DEL: nothing follows
+//! GET, DEL: nothing follows (but padding)
 //! SET:  4+klen    value = the rest of the payload
 //! SCAN: 4+klen  2 elen   end key bytes (0: no upper bound)
 //!       6+klen elen end  (exclusive)
 //!       6+klen+elen 2 limit  most pairs to return (0: as many as fit)
+//!       then padding
 //! ```
+//!
+//! GET, DEL and SCAN requests may end with any number of zero bytes: a client pads a
+//! request to be allowed a larger reply where the server bounds replies to a multiple
+//! of their request (`net.max_amplification`). Other trailing bytes are an error.
 //!
 //! Keys are 1..=[`MAX_KEY_LEN`] bytes (a SCAN's start may be empty: from the first
 //! key) and compare as byte strings. Reply bodies:
@@ -26,10 +31,13 @@
 //! | SCAN | ok | pairs in the body | `count` × (klen u16, key, vlen u16, value), in key order |
 //!
 //! A SCAN returns the pairs of `[start, end)` in order until it has `limit` of them or
-//! the next one would not fit in the reply buffer (the request's buffer, `net.max_msg`
-//! bytes). `more` is set when the range holds keys after the last one returned, so a
-//! client continues from that key with a `0x00` byte appended. A malformed request
-//! payload is answered `bad_request` (header status 6).
+//! the next one would not fit in the reply ([`crate::Request::max_reply_len`]: the
+//! request's buffer of `net.max_msg` bytes, and at most `net.max_amplification` times
+//! the request). `more` is set when the range holds keys after the last one returned, so a
+//! client continues from that key with a `0x00` byte appended. A GET whose value does
+//! not fit the allowed reply (the buffer, or `net.max_amplification` times the request:
+//! pad the request) is answered `handler_error`. A malformed request payload is answered
+//! `bad_request` (header status 6).
 
 use thiserror::Error;
 
@@ -84,7 +92,7 @@ pub enum WireError {
     BadFlags(u8),
     #[error("key of {0} bytes (1..={MAX_KEY_LEN} allowed)")]
     KeyLength(usize),
-    #[error("{0} bytes follow the request")]
+    #[error("{0} bytes follow the request, not all zero padding")]
     Trailing(usize),
     #[error("unknown result {0}")]
     UnknownResult(u8),
@@ -164,8 +172,9 @@ impl<'a> Command<'a> {
             }
         };
         key_ok(key, op == Op::Scan)?;
+        // Zero bytes after the fields are padding.
         let done = |at: usize, c: Command<'a>| {
-            if at == p.len() {
+            if p[at..].iter().all(|&b| b == 0) {
                 Ok(c)
             } else {
                 Err(WireError::Trailing(p.len() - at))
@@ -467,10 +476,11 @@ mod tests {
             (&[1, 0, 0, 0], WireError::KeyLength(0)),
             (&[1, 0, 5, 0, b'k'], WireError::Short(5)),
             (&[1, 0, 1, 0, b'k', b'x'], WireError::Trailing(1)),
+            (&[1, 0, 1, 0, b'k', 0, 0, 7], WireError::Trailing(3)),
             (&[3, 0, 1, 0, b'k', b'x'], WireError::Trailing(1)),
             (&[4, 0, 0, 0], WireError::Short(4)),
             (&[4, 0, 0, 0, 0, 0, 1], WireError::Short(7)),
-            (&[4, 0, 0, 0, 0, 0, 1, 0, 0], WireError::Trailing(1)),
+            (&[4, 0, 0, 0, 0, 0, 1, 0, 9], WireError::Trailing(1)),
         ];
         for (p, want) in cases {
             assert_eq!(Command::parse(p), Err(*want), "{p:?}");
@@ -494,6 +504,34 @@ mod tests {
         for k in 0..n {
             assert!(Command::parse(&buf[..k]).is_err(), "prefix {k}");
         }
+    }
+
+    #[test]
+    fn zero_padding_is_allowed_after_get_del_and_scan() {
+        assert_eq!(
+            Command::parse(&[1, 0, 1, 0, b'k', 0, 0, 0]),
+            Ok(Command::Get { key: b"k" })
+        );
+        assert_eq!(
+            Command::parse(&[3, 0, 1, 0, b'k', 0]),
+            Ok(Command::Del { key: b"k" })
+        );
+        assert_eq!(
+            Command::parse(&[4, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0]),
+            Ok(Command::Scan {
+                start: b"",
+                end: None,
+                limit: 5
+            })
+        );
+        // A SET's value is the rest of the payload: zeros are part of it.
+        assert_eq!(
+            Command::parse(&[2, 0, 1, 0, b'k', 0, 0]),
+            Ok(Command::Set {
+                key: b"k",
+                value: &[0, 0]
+            })
+        );
     }
 
     #[test]
