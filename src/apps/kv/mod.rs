@@ -9,6 +9,9 @@
 //! ```yaml
 //! workers: { number: 2, handler: kv }
 //! kv: { keys: 100000, value_size: 32 }   # pre-populated keys 0..keys (see `key`, `fill_value`)
+//! # Room for SCAN replies; replies may be any multiple of their request (trusted
+//! # networks only: by default a reply is at most 8x its request, see `wire`).
+//! net: { max_msg: 16384, max_amplification: 0 }
 //! requests:
 //!   - { id: 1, name: GET }
 //!   - { id: 2, name: SCAN }
