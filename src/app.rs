@@ -278,13 +278,24 @@ impl App {
     /// Request buffers for the pool: enough for full queues plus everything in flight,
     /// unless `net.buffers` says otherwise.
     fn buffers(&self) -> usize {
-        if self.cfg.net.buffers > 0 {
-            return self.cfg.net.buffers;
-        }
         let c = &self.cfg;
         let queued = c.requests.len() * c.queues.capacity;
         let in_flight = c.workers.number * (c.policy.depth + 1);
-        (queued + in_flight + 2 * c.dispatcher.rx_batch).min(1 << 17)
+        let enough = queued + in_flight + 2 * c.dispatcher.rx_batch;
+        if c.net.buffers > 0 {
+            if c.net.buffers < enough {
+                tracing::warn!(
+                    buffers = c.net.buffers,
+                    queues_can_hold = enough,
+                    "net.buffers is less than the queues can hold: when the buffers run out \
+                     the dispatcher stops receiving, the kernel queues and then drops \
+                     datagrams (counted as no_buffer stalls and kernel_overflow) instead of \
+                     answering queue_full"
+                );
+            }
+            return c.net.buffers;
+        }
+        enough.min(1 << 17)
     }
 }
 

@@ -56,7 +56,10 @@ pub trait RxQueue: Send {
 /// Receive-side losses a transport can see.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxDrops {
-    /// Receive attempts skipped because every buffer was in use.
+    /// Running out of request buffers. Kernel UDP: times receiving stalled because
+    /// every buffer was in use (the datagrams then wait in the socket, and what
+    /// overflows it is counted under `overflow`). DPDK: packets the NIC dropped for
+    /// want of an mbuf.
     pub no_buffer: u64,
     /// Datagrams the kernel (or NIC) dropped before we could receive them.
     pub overflow: u64,

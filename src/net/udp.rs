@@ -50,7 +50,10 @@ impl Packet for UdpPkt {
 
     #[inline]
     fn buf_mut(&mut self) -> &mut [u8] {
-        &mut self.0.data
+        // The last byte only tells an oversized datagram from one that fits: a reply
+        // may use `net.max_msg` bytes, never a byte more than UDP allows.
+        let cap = self.0.data.len() - 1;
+        &mut self.0.data[..cap]
     }
 
     #[inline]
@@ -114,6 +117,7 @@ impl Transport for Udp {
             socket: self.socket,
             max_msg: self.max_msg,
             no_buffer: 0,
+            stalled: false,
             oversized: 0,
         };
         Ok(Split {
@@ -132,6 +136,8 @@ pub struct UdpRx {
     staged: Vec<UdpPkt>,
     max_msg: usize,
     no_buffer: u64,
+    /// Whether the last receive found no free buffer.
+    stalled: bool,
     oversized: u64,
 }
 
@@ -148,11 +154,14 @@ impl RxQueue for UdpRx {
     fn rx_burst(&mut self, out: &mut Vec<UdpPkt>, max: usize) -> io::Result<usize> {
         let n = max.min(MAX_BURST).min(self.pool.len());
         if n == 0 {
-            if max > 0 {
+            // Count stalls, not the polls made during one.
+            if max > 0 && !self.stalled {
+                self.stalled = true;
                 self.no_buffer += 1;
             }
             return Ok(0);
         }
+        self.stalled = false;
         // SAFETY: all-zero bytes are a valid value of these plain C structs (null
         // pointers and zero lengths), which are filled in below before use.
         let mut hdrs: [libc::mmsghdr; MAX_BURST] = unsafe { std::mem::zeroed() };
@@ -400,6 +409,11 @@ mod tests {
         for (i, mut p) in pkts.into_iter().enumerate() {
             assert_eq!(p.msg(), &[i as u8; 10]);
             assert_eq!(p.peer(), client.local_addr().unwrap());
+            assert_eq!(
+                p.buf_mut().len(),
+                256,
+                "replies get max_msg bytes, not one more"
+            );
             p.buf_mut()[0] = 0xff;
             p.set_len(3);
             let back = txs[i % 2].send(p).expect("udp gives buffers back");
@@ -446,7 +460,8 @@ mod tests {
         assert_eq!(rx.free_buffers(), 0);
         let mut out = Vec::new();
         assert_eq!(rx.rx_burst(&mut out, 32).unwrap(), 0);
-        assert_eq!(rx.drops().no_buffer, 1);
+        assert_eq!(rx.rx_burst(&mut out, 32).unwrap(), 0);
+        assert_eq!(rx.drops().no_buffer, 1, "one stall, however many polls");
         for p in held {
             rx.recycle(p);
         }
