@@ -7,27 +7,40 @@
 use std::time::Duration;
 
 use crate::config::IdleStrategy;
+use crate::time::{rdtsc, Clock, Cycles};
 
-/// Busy polls before a `park` poller starts yielding.
-const PARK_SPINS: u32 = 200;
-/// Yields before a `park` poller goes to sleep.
-const PARK_YIELDS: u32 = 20;
+/// How long a `park` poller busy-polls after its last work before it starts
+/// yielding: long enough to catch the next request of a burst without a wake-up,
+/// short enough not to starve threads sharing the core.
+const PARK_SPIN: Duration = Duration::from_micros(20);
+/// How long after its last work it yields before it sleeps.
+const PARK_YIELD: Duration = Duration::from_micros(60);
 
 /// Per-thread idle state: call [`Idler::work`] after useful work and [`Idler::idle`]
 /// after an empty poll.
 #[derive(Debug, Clone)]
 pub struct Idler {
     strategy: IdleStrategy,
-    empty_polls: u32,
     max_park: Duration,
+    /// When the current idle spell began (None: the last poll found work).
+    since: Option<Cycles>,
+    spin: Cycles,
+    yield_until: Cycles,
 }
 
 impl Idler {
     pub fn new(strategy: IdleStrategy, max_park: Duration) -> Idler {
+        Idler::with_clock(strategy, max_park, Clock::tsc())
+    }
+
+    /// An idler measuring its spells with `clock` (tests use a virtual one).
+    pub fn with_clock(strategy: IdleStrategy, max_park: Duration, clock: Clock) -> Idler {
         Idler {
             strategy,
-            empty_polls: 0,
             max_park,
+            since: None,
+            spin: clock.duration_to_cycles(PARK_SPIN),
+            yield_until: clock.duration_to_cycles(PARK_YIELD),
         }
     }
 
@@ -38,22 +51,32 @@ impl Idler {
     /// The last poll found work.
     #[inline]
     pub fn work(&mut self) {
-        self.empty_polls = 0;
+        self.since = None;
     }
 
     /// The last poll found nothing. `park` is called with the longest time to block
-    /// (it must return early when woken); it is only called in `park` mode, after a
-    /// short spin and a few yields.
+    /// (it must return early when woken); it is only called in `park` mode, after
+    /// spinning and then yielding for a few tens of microseconds.
     #[inline]
     pub fn idle(&mut self, park: impl FnOnce(Duration)) {
+        if self.strategy == IdleStrategy::Park {
+            self.idle_at(rdtsc(), park);
+        } else {
+            self.idle_at(0, park);
+        }
+    }
+
+    /// [`Idler::idle`] at time `now` (in the clock's cycles).
+    pub fn idle_at(&mut self, now: Cycles, park: impl FnOnce(Duration)) {
         match self.strategy {
             IdleStrategy::Spin => std::hint::spin_loop(),
             IdleStrategy::Yield => std::thread::yield_now(),
             IdleStrategy::Park => {
-                self.empty_polls = self.empty_polls.saturating_add(1);
-                if self.empty_polls < PARK_SPINS {
+                let since = *self.since.get_or_insert(now);
+                let idle_for = now.wrapping_sub(since);
+                if idle_for < self.spin {
                     std::hint::spin_loop();
-                } else if self.empty_polls < PARK_SPINS + PARK_YIELDS {
+                } else if idle_for < self.yield_until {
                     std::thread::yield_now();
                 } else {
                     park(self.max_park);
@@ -68,29 +91,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn park_only_after_spinning_and_yielding() {
-        let mut i = Idler::new(IdleStrategy::Park, Duration::from_micros(5));
+    fn park_only_after_spinning_then_yielding_for_a_while() {
+        // Virtual time: one cycle per nanosecond.
+        let mut i = Idler::with_clock(IdleStrategy::Park, Duration::from_micros(5), Clock::NANOS);
         let mut parks = 0;
-        for _ in 0..PARK_SPINS + PARK_YIELDS - 1 {
-            i.idle(|_| parks += 1);
+        // 0 .. 60 us of idleness: spin, then yield, never park.
+        for t in (0..60_000).step_by(1_000) {
+            i.idle_at(1_000_000 + t, |_| parks += 1);
         }
         assert_eq!(parks, 0);
-        i.idle(|d| {
+        i.idle_at(1_060_000, |d| {
             assert_eq!(d, Duration::from_micros(5));
             parks += 1
         });
         assert_eq!(parks, 1);
+        // Work restarts the spell.
         i.work();
-        i.idle(|_| parks += 1);
+        i.idle_at(2_000_000, |_| parks += 1);
+        i.idle_at(2_059_000, |_| parks += 1);
         assert_eq!(parks, 1);
+        i.idle_at(2_060_000, |_| parks += 1);
+        assert_eq!(parks, 2);
     }
 
     #[test]
     fn spin_and_yield_never_park() {
         for s in [IdleStrategy::Spin, IdleStrategy::Yield] {
-            let mut i = Idler::new(s, Duration::from_micros(5));
-            for _ in 0..1000 {
-                i.idle(|_| panic!("parked in {s:?} mode"));
+            let mut i = Idler::with_clock(s, Duration::from_micros(5), Clock::NANOS);
+            for t in 0..1000 {
+                i.idle_at(t * 1_000_000, |_| panic!("parked in {s:?} mode"));
             }
         }
     }
