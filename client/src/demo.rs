@@ -136,7 +136,10 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         max_concurrency: None,
         outdir: args.outdir.clone(),
         sample: None,
-        realtime: false,
+        // Where permitted (root or CAP_SYS_NICE), the sender and receiver run as
+        // real-time threads: on a small machine shared with the daemon, that is what
+        // keeps the schedule (otherwise a spinning worker delays the sender's wake-ups).
+        realtime: crate::sys::realtime_permitted(),
         progress: !args.quiet,
         kv,
     };

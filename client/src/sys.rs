@@ -49,6 +49,13 @@ pub fn set_realtime() -> std::io::Result<()> {
     }
 }
 
+/// Whether this process may make threads real-time (tried on a throwaway thread).
+pub fn realtime_permitted() -> bool {
+    std::thread::spawn(|| set_realtime().is_ok())
+        .join()
+        .unwrap_or(false)
+}
+
 /// Sets SO_RCVBUF and SO_SNDBUF (best effort: the kernel caps them at its maxima).
 pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
     #[cfg(unix)]
