@@ -21,6 +21,10 @@
 //! sample: 0.01                   # per-request trace of 1 % of the requests
 //! max_concurrency: 0             # cap on outstanding requests (0: none)
 //! realtime: false                # SCHED_FIFO sender/receiver threads (root)
+//! backend: udp                   # or dpdk (built with --features dpdk), with:
+//! dpdk:                          #   net::dpdk::ClientSection
+//!   eal_args: [--no-huge, --no-pci, --file-prefix, psp-client, "--vdev=net_memif0,..."]
+//!   ip: 10.0.0.2                 #   ours; also port, udp_port, rx_queues, server_mac
 //! kv:                            # kv workloads (--workload kv / kv-99.5); must match
 //!   keys: 100000                 #   the server's kv: section (keys, value_size)
 //!   value_size: 32
@@ -40,6 +44,9 @@ use clap::Args;
 use persephone::workload::{Workload, PRESETS};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+
+#[cfg(feature = "dpdk")]
+use persephone::net::dpdk::{ClientConfig, ClientSection};
 
 use crate::kv::{self, KeyDist, KvSpec};
 use crate::measure::Meta;
@@ -271,9 +278,14 @@ pub struct FileConfig {
     pub spin_us: Option<f64>,
     pub realtime: Option<bool>,
     pub phases: Option<Vec<PhaseConfig>>,
-    /// Transport: `udp` (kernel sockets, the only one psp-client speaks so far).
-    pub backend: Option<String>,
-    /// DPDK settings (`net::dpdk::ClientSection`), for the DPDK backend to come.
+    /// Transport: `udp` (kernel sockets) or `dpdk`.
+    pub backend: Option<BackendArg>,
+    /// DPDK settings, read by the `dpdk` backend.
+    #[cfg(feature = "dpdk")]
+    pub dpdk: Option<ClientSection>,
+    /// DPDK settings: kept unread in a build without the `dpdk` feature, so that a
+    /// DPDK config is refused for the missing feature, not for an unknown key.
+    #[cfg(not(feature = "dpdk"))]
     pub dpdk: Option<serde_yaml::Value>,
     /// The kv workload's keys and SCAN length.
     pub kv: Option<KvFileConfig>,
@@ -317,6 +329,10 @@ pub struct RunArgs {
     /// Server UDP port (with --ip).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Transport: kernel UDP sockets, or DPDK (the config file's `dpdk:` section;
+    /// needs a build with `--features dpdk`) [default: udp].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
     /// Label recorded in every output row (plots group curves by label and policy).
     #[arg(long)]
     pub label: Option<String>,
@@ -390,6 +406,34 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// `--backend` values (YAML `backend:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendArg {
+    Udp,
+    Dpdk,
+}
+
+/// How requests reach the server.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Kernel UDP sockets ([`crate::engine`]).
+    Udp,
+    /// DPDK ([`crate::dpdk`]).
+    #[cfg(feature = "dpdk")]
+    Dpdk(DpdkBackend),
+}
+
+/// The DPDK backend's settings, checked.
+#[cfg(feature = "dpdk")]
+#[derive(Debug, Clone)]
+pub struct DpdkBackend {
+    /// EAL options (`dpdk.eal_args`).
+    pub eal_args: Vec<String>,
+    /// The client port's settings and the server's address.
+    pub client: ClientConfig,
+}
+
 /// `--arrival` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ArrivalArg {
@@ -409,6 +453,8 @@ pub struct Point {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub server: SocketAddr,
+    /// Kernel UDP or DPDK.
+    pub backend: Backend,
     pub meta: Meta,
     pub points: Vec<Point>,
     pub arrival: Arrival,
@@ -509,18 +555,9 @@ impl RunArgs {
                 (None, None) => (None, format!("--{f}")),
             }
         }
-        match file.backend.as_deref() {
-            None | Some("udp") => {}
-            Some("dpdk") => {
-                return err(
-                    "backend",
-                    "psp-client has no DPDK transport yet: use `backend: udp` (or drop the key) \
-                     and reach the server over kernel UDP",
-                )
-            }
-            Some(other) => return err("backend", format!("unknown backend {other:?} (udp)")),
-        }
         let server = self.server(&file)?;
+        let realtime = self.realtime || file.realtime.unwrap_or(false);
+        let backend = self.backend(&file, server, realtime)?;
         let (workers, workers_key) = pick(&self.workers, &file.workers, "workers", "workers");
         if workers == Some(0) {
             return err(workers_key, "must be at least 1");
@@ -772,6 +809,7 @@ impl RunArgs {
         };
         Ok(Plan {
             server,
+            backend,
             meta,
             points,
             arrival,
@@ -783,7 +821,7 @@ impl RunArgs {
             max_concurrency,
             outdir: self.outdir.clone().or(file.outdir.clone()),
             sample,
-            realtime: self.realtime || file.realtime.unwrap_or(false),
+            realtime,
             progress: !self.quiet,
             kv,
         })
@@ -836,6 +874,114 @@ impl RunArgs {
             }
         };
         Ok((spec, Box::new(key), asked))
+    }
+
+    /// The transport from `--backend` over `backend:`, with the `dpdk:` section checked.
+    fn backend(
+        &self,
+        file: &FileConfig,
+        server: SocketAddr,
+        realtime: bool,
+    ) -> Result<Backend, ConfigError> {
+        let (backend, key) = match (self.backend, file.backend) {
+            (Some(b), _) => (b, "--backend"),
+            (None, Some(b)) => (b, "backend"),
+            // A `dpdk:` section alone does not say which transport is meant.
+            (None, None) if file.dpdk.is_some() => {
+                return err(
+                    "backend",
+                    "the config has a `dpdk:` section: say `backend: dpdk` to use it \
+                     (or `backend: udp` to leave it unused)",
+                )
+            }
+            (None, None) => (BackendArg::Udp, "backend"),
+        };
+        match backend {
+            BackendArg::Udp => Ok(Backend::Udp),
+            BackendArg::Dpdk => self.dpdk_backend(file, server, realtime, key),
+        }
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    fn dpdk_backend(
+        &self,
+        _file: &FileConfig,
+        _server: SocketAddr,
+        _realtime: bool,
+        key: &str,
+    ) -> Result<Backend, ConfigError> {
+        err(
+            key,
+            "this psp-client was built without DPDK: rebuild with `--features dpdk` \
+             (cargo build --release -p psp-client --features dpdk; DPDK itself comes from \
+             scripts/setup-dpdk.sh)",
+        )
+    }
+
+    #[cfg(feature = "dpdk")]
+    fn dpdk_backend(
+        &self,
+        file: &FileConfig,
+        server: SocketAddr,
+        realtime: bool,
+        key: &str,
+    ) -> Result<Backend, ConfigError> {
+        let Some(section) = &file.dpdk else {
+            let asked = if key.starts_with("--") {
+                "--backend dpdk"
+            } else {
+                "backend: dpdk"
+            };
+            return err(
+                "dpdk",
+                format!(
+                    "`{asked}` needs a `dpdk:` section in the config file (eal_args, ip, \
+                     and over memif rx_queues: see configs/dpdk-memif-client.yml)"
+                ),
+            );
+        };
+        let SocketAddr::V4(server) = server else {
+            return err(
+                self.server_key(file),
+                format!("{server} is IPv6: the DPDK backend speaks IPv4 only"),
+            );
+        };
+        if realtime {
+            return err(
+                if self.realtime {
+                    "--realtime"
+                } else {
+                    "realtime"
+                },
+                "not with the DPDK backend: its one thread polls without sleeping, and as a \
+                 SCHED_FIFO thread it would starve everything else on its core",
+            );
+        }
+        let client = section.client_config(server).map_err(|m| {
+            let (key, msg) = m.split_once(": ").unwrap_or(("dpdk", &m));
+            ConfigError {
+                key: key.into(),
+                msg: msg.into(),
+            }
+        })?;
+        Ok(Backend::Dpdk(DpdkBackend {
+            eal_args: section.eal_args.clone(),
+            client,
+        }))
+    }
+
+    /// The flag or key the server address came from.
+    #[cfg(feature = "dpdk")]
+    fn server_key(&self, file: &FileConfig) -> &'static str {
+        if self.server.is_some() {
+            "--server"
+        } else if self.ip.is_some() {
+            "--ip"
+        } else if file.ip.is_some() {
+            "ip"
+        } else {
+            "server"
+        }
     }
 
     fn server(&self, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
@@ -1001,8 +1147,8 @@ mod tests {
             (&[], "loads: [0.1, -1]\nworkers: 2\n", "loads[1]"),
             (&["--rate", "5"], "arrival: bursty\n", "arrival"),
             (&["--rate", "5"], "realtime: maybe\n", "realtime"),
-            (&["--rate", "5"], "backend: dpdk\n", "backend: psp-client has no DPDK"),
-            (&["--rate", "5"], "backend: rdma\n", "backend"),
+            (&["--rate", "5"], "backend: rdma\n", "backend: unknown variant `rdma`"),
+            (&["--rate", "5"], "dpdk: { eal_args: [], ip: 10.0.0.2 }\n", "backend: the config has a `dpdk:` section"),
             (
                 &["--rate", "5"],
                 "workload: { name: x, types: [{ id: 0, name: A, ratio: 1, service: { kind: constant, ns: 1 } }] }\n",
@@ -1089,14 +1235,112 @@ mod tests {
         assert!(n >= 3, "only {n} client configs found in {}", dir.display());
         // The server side of the ceiling benchmark is a valid daemon config.
         persephone::config::Config::load(dir.join("client-echo-server.yml")).unwrap();
-        // The DPDK client config uses this schema; only its backend is not there yet.
-        let memif = dir.join("dpdk-memif-client.yml");
-        if memif.exists() {
-            let a = RunArgs {
-                config_path: Some(memif),
-                ..RunArgs::default()
+        // The DPDK client config: a plan with the feature, a clear error without.
+        let a = RunArgs {
+            config_path: Some(dir.join("dpdk-memif-client.yml")),
+            ..RunArgs::default()
+        };
+        #[cfg(feature = "dpdk")]
+        {
+            let p = a.plan().unwrap();
+            let Backend::Dpdk(d) = &p.backend else {
+                panic!("{:?}", p.backend)
             };
-            assert_eq!(a.plan().unwrap_err().key, "backend");
+            assert_eq!(d.client.rx_queues, 3, "memif: the server's workers + 1");
+            assert_eq!(d.client.server, "10.0.0.1:6789".parse().unwrap());
+            assert!(d
+                .eal_args
+                .iter()
+                .any(|a| a.starts_with("--vdev=net_memif0")));
+            assert_eq!(p.meta.workers, Some(2));
+        }
+        #[cfg(not(feature = "dpdk"))]
+        {
+            let e = a.plan().unwrap_err();
+            assert_eq!(e.key, "backend");
+            assert!(e.msg.contains("rebuild with `--features dpdk`"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_backend_comes_from_the_flag_or_the_key() {
+        let dpdk = "dpdk:\n  eal_args: [--no-huge]\n  ip: 10.0.0.2\n  rx_queues: 3\n";
+        // --backend udp leaves a dpdk: section unused.
+        let p = plan(
+            &["--rate", "5", "--backend", "udp"],
+            &format!("backend: dpdk\n{dpdk}"),
+        );
+        assert!(matches!(p.unwrap().backend, Backend::Udp));
+        assert!(matches!(
+            plan(&["--rate", "5"], "").unwrap().backend,
+            Backend::Udp
+        ));
+        let with_dpdk = plan(&["--rate", "5", "--backend", "dpdk"], dpdk);
+        #[cfg(not(feature = "dpdk"))]
+        {
+            let e = with_dpdk.unwrap_err();
+            assert_eq!(e.key, "--backend");
+            assert!(e.msg.contains("rebuild with `--features dpdk`"), "{e}");
+        }
+        #[cfg(feature = "dpdk")]
+        {
+            let Backend::Dpdk(d) = with_dpdk.unwrap().backend else {
+                panic!("not dpdk")
+            };
+            assert_eq!(d.eal_args, ["--no-huge"]);
+            assert_eq!(d.client.udp_port, 4000, "the default source port");
+            let cases: &[(&[&str], &str, &str)] = &[
+                (
+                    &["--backend", "dpdk"],
+                    "",
+                    "dpdk: `--backend dpdk` needs a `dpdk:` section",
+                ),
+                (&[], "backend: dpdk\n", "dpdk: `backend: dpdk` needs"),
+                (
+                    &[],
+                    &format!("backend: dpdk\nrealtime: true\n{dpdk}"),
+                    "realtime: not with the DPDK",
+                ),
+                (
+                    &["--realtime"],
+                    &format!("backend: dpdk\n{dpdk}"),
+                    "--realtime",
+                ),
+                (
+                    &["--server", "[::1]:6789"],
+                    &format!("backend: dpdk\n{dpdk}"),
+                    "--server: [::1]:6789 is IPv6",
+                ),
+                (
+                    &[],
+                    "backend: dpdk\ndpdk: { eal_args: [], ip: 10.0.0.2, rx_queues: 0 }\n",
+                    "dpdk.rx_queues",
+                ),
+                (
+                    &[],
+                    "backend: dpdk\ndpdk: { eal_args: [], ip: 10.0.0.2, server_mac: x }\n",
+                    "dpdk.server_mac",
+                ),
+                (
+                    &[],
+                    "backend: dpdk\ndpdk: { eal_args: [], ip: nowhere }\n",
+                    "dpdk.ip",
+                ),
+                (
+                    &[],
+                    "backend: dpdk\ndpdk: { eal_args: [], ip: 10.0.0.2, mtu: 9000 }\n",
+                    "unknown field `mtu`",
+                ),
+            ];
+            for (flags, yaml, want) in cases {
+                let mut flags = flags.to_vec();
+                flags.extend(["--rate", "5"]);
+                let e = match FileConfig::parse(yaml) {
+                    Ok(f) => args(&flags).merge(f, None).map(|_| ()).unwrap_err(),
+                    Err(e) => e,
+                };
+                assert!(e.to_string().contains(want), "{flags:?} {yaml:?}: {e}");
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use persephone::proto::Status;
 use persephone::workload::Workload;
 use persephone::App;
 
-use crate::config::{load_workload, parse_duration, Plan, Point};
+use crate::config::{load_workload, parse_duration, Backend, Plan, Point};
 use crate::kv::KvSpec;
 use crate::measure::Meta;
 use crate::schedule::{Arrival, Phase, DEFAULT_SEED};
@@ -113,6 +113,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let plan = Plan {
         server: addr,
+        backend: Backend::Udp,
         meta: Meta {
             label: "demo".into(),
             policy,

@@ -284,22 +284,9 @@ fn send_loop(
         let now = rdtsc();
         let first = i;
         while i < n && !batch.is_full() && (i == first || target(i) <= now) {
-            let ty_idx = schedule.ty[i] as usize;
-            let ty = &schedule.types[ty_idx];
-            let id = (epoch << INDEX_BITS) | i as u64;
-            let mut payload = [0u8; kv::MAX_REQUEST];
-            let len = match &schedule.kv {
-                Some(plan) => plan.encode(i, ty_idx, &mut payload),
-                None => {
-                    payload[..8].copy_from_slice(&proto::spin_payload(schedule.service_ns[i]));
-                    8
-                }
-            };
             let sent_at_field = target(i);
-            batch.push(|buf| {
-                // 28 + 16 bytes always fit the 64-byte buffer.
-                proto::encode_request(buf, ty.id, id, sent_at_field, &payload[..len]).unwrap_or(0)
-            });
+            // 28 + 16 bytes always fit the 64-byte buffer.
+            batch.push(|buf| encode_request(schedule, epoch, i, sent_at_field, buf).unwrap_or(0));
             i += 1;
         }
         let now = rdtsc().max(1);
@@ -363,25 +350,13 @@ fn recv_loop(
         None => RecvBatch::default(),
     };
     let mut answered = 0u64;
-    let n = schedule.len() as u64;
     loop {
         match batch.recv(sock) {
             Ok(k) => {
                 let now = rdtsc();
                 for j in 0..k {
-                    let msg = batch.get(j);
-                    match classify(msg, schedule, epoch, n, status) {
-                        Reply::Matched(idx, s) => {
-                            reply_at[idx] = now;
-                            status[idx] = 1 + s as u8;
-                            if let (Some(plan), Status::Ok) = (&schedule.kv, s) {
-                                let ty = schedule.ty[idx] as usize;
-                                if !plan.check(idx, ty, &msg[proto::HEADER_LEN..]) {
-                                    status[idx] |= WRONG;
-                                }
-                            }
-                            answered += 1;
-                        }
+                    match record_reply(batch.get(j), schedule, epoch, reply_at, status, now) {
+                        Reply::Matched => answered += 1,
                         Reply::Malformed => st.malformed += 1,
                         Reply::Unexpected => st.unexpected += 1,
                     }
@@ -416,15 +391,55 @@ fn recv_loop(
     st
 }
 
-enum Reply {
-    Matched(usize, Status),
+/// What became of one received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// Matched to its request's slot.
+    Matched,
+    /// Not a reply (no header, or a request).
     Malformed,
+    /// A reply to no outstanding request of this run.
     Unexpected,
 }
 
+/// Writes request `i` of `schedule` (header and payload) into `buf`: the wire id
+/// carries `epoch` and `i`, the header's timestamp `sent_at_field`. Returns the
+/// length, or `None` if `buf` is too small (never for 64 bytes or more).
 #[inline]
-fn classify(buf: &[u8], schedule: &Schedule, epoch: u64, n: u64, status: &[u8]) -> Reply {
-    let h = match Header::parse(buf) {
+pub(crate) fn encode_request(
+    schedule: &Schedule,
+    epoch: u64,
+    i: usize,
+    sent_at_field: Cycles,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let ty_idx = schedule.ty[i] as usize;
+    let ty = &schedule.types[ty_idx];
+    let id = (epoch << INDEX_BITS) | i as u64;
+    let mut payload = [0u8; kv::MAX_REQUEST];
+    let len = match &schedule.kv {
+        Some(plan) => plan.encode(i, ty_idx, &mut payload),
+        None => {
+            payload[..8].copy_from_slice(&proto::spin_payload(schedule.service_ns[i]));
+            8
+        }
+    };
+    proto::encode_request(buf, ty.id, id, sent_at_field, &payload[..len]).ok()
+}
+
+/// Matches the datagram `msg`, received at `now`, to its request's slot: records the
+/// time and status (checking a kv answer's payload). Anything from the network may
+/// come here; nothing makes it panic.
+#[inline]
+pub(crate) fn record_reply(
+    msg: &[u8],
+    schedule: &Schedule,
+    epoch: u64,
+    reply_at: &mut [Cycles],
+    status: &mut [u8],
+    now: Cycles,
+) -> Reply {
+    let h = match Header::parse(msg) {
         Ok(h) => h,
         Err(_) => return Reply::Malformed,
     };
@@ -433,12 +448,20 @@ fn classify(buf: &[u8], schedule: &Schedule, epoch: u64, n: u64, status: &[u8]) 
         Kind::Request => return Reply::Malformed,
     };
     let idx = h.id & INDEX_MASK;
-    if h.id >> INDEX_BITS != epoch || idx >= n {
+    if h.id >> INDEX_BITS != epoch || idx >= schedule.len() as u64 {
         return Reply::Unexpected;
     }
     let idx = idx as usize;
     if schedule.types[schedule.ty[idx] as usize].id != h.ty || status[idx] != NO_REPLY {
         return Reply::Unexpected;
     }
-    Reply::Matched(idx, s)
+    reply_at[idx] = now;
+    status[idx] = 1 + s as u8;
+    if let (Some(plan), Status::Ok) = (&schedule.kv, s) {
+        let ty = schedule.ty[idx] as usize;
+        if !plan.check(idx, ty, msg.get(proto::HEADER_LEN..).unwrap_or(&[])) {
+            status[idx] |= WRONG;
+        }
+    }
+    Reply::Matched
 }

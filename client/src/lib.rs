@@ -13,6 +13,8 @@
 //! - [`kv`]: the kv workloads' keys, KV request payloads, and the check of each answer;
 //! - [`engine`]: plays it over UDP — a sender and a receiver thread over
 //!   preallocated per-request slots — into a raw [`engine::Outcome`];
+//! - `dpdk` (feature `dpdk`, `--backend dpdk`): plays it over DPDK — one polling
+//!   thread, the same slots and the same `Outcome`;
 //! - [`measure`]: judges each request (ok, rejected, lost, late) into reports;
 //! - [`runner`]: runs the points with a progress bar and writes the files;
 //! - [`plot`]: SVG curves from result CSVs; [`demo`]: daemon + load in one process;
@@ -22,6 +24,8 @@
 
 pub mod config;
 pub mod demo;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod engine;
 pub mod kv;
 pub mod measure;

@@ -23,7 +23,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use persephone::report::{self, RunReport, SLOWDOWN_SCALE};
 
-use crate::config::{Plan, Point};
+use crate::config::{Backend, Plan, Point};
 use crate::engine::{self, Live, Options};
 use crate::measure::{self, Rules, VALID_ADHERENCE, WARN_ADHERENCE};
 use crate::schedule::Schedule;
@@ -35,11 +35,12 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
         Some(dir) => Some(Outputs::create(dir)?),
         None => None,
     };
+    let mut net = Net::open(plan)?;
     let mut all = Vec::new();
     let mut wrong = 0;
     let n = plan.points.len();
     for (k, point) in plan.points.iter().enumerate() {
-        let (reports, outcome, schedule) = run_point(plan, point, k, n)?;
+        let (reports, outcome, schedule) = run_point(plan, &mut net, point, k, n)?;
         let checks = measure::checks(&schedule, &outcome);
         for r in &reports {
             write!(out, "{}", r.table())?;
@@ -95,9 +96,31 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
     Ok(all)
 }
 
-/// Runs one point: builds its schedule, plays it, measures it.
+/// The transport of a run, opened once and kept for all its points.
+#[derive(Debug)]
+pub enum Net {
+    /// Kernel UDP: each point opens its own socket.
+    Udp,
+    /// DPDK: EAL initialised and the port connected (once per process).
+    #[cfg(feature = "dpdk")]
+    Dpdk(Box<persephone::net::dpdk::DpdkClient>),
+}
+
+impl Net {
+    /// Opens the transport `plan.backend` names.
+    pub fn open(plan: &Plan) -> anyhow::Result<Net> {
+        match &plan.backend {
+            Backend::Udp => Ok(Net::Udp),
+            #[cfg(feature = "dpdk")]
+            Backend::Dpdk(cfg) => crate::dpdk::open(cfg).map(|c| Net::Dpdk(Box::new(c))),
+        }
+    }
+}
+
+/// Runs one point: builds its schedule, plays it over `net`, measures it.
 pub fn run_point(
     plan: &Plan,
+    net: &mut Net,
     point: &Point,
     k: usize,
     n: usize,
@@ -135,7 +158,7 @@ pub fn run_point(
     };
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64, 0u64);
-    let outcome = engine::run(&schedule, &opts, &live, |l| {
+    let watch = |l: &Live| {
         let now = Instant::now();
         let sent = l.sent.load(std::sync::atomic::Ordering::Relaxed);
         let got = l.answered.load(std::sync::atomic::Ordering::Relaxed);
@@ -149,7 +172,12 @@ pub fn run_point(
         }
         last = (now, sent, got);
         bar.set_position((started.elapsed().as_millis() as u64).min(total.as_millis() as u64));
-    })
+    };
+    let outcome = match net {
+        Net::Udp => engine::run(&schedule, &opts, &live, watch),
+        #[cfg(feature = "dpdk")]
+        Net::Dpdk(client) => crate::dpdk::run(&schedule, &opts, client, &live, watch),
+    }
     .with_context(|| format!("running point {} against {}", point.tag, plan.server))?;
     bar.finish_and_clear();
     let rules = Rules {

@@ -13,7 +13,7 @@ use persephone::config::Config;
 use persephone::report::{RunReport, CSV_COLUMNS};
 use persephone::workload::{Workload, PRESETS};
 use persephone::App;
-use psp_client::config::{Plan, Point};
+use psp_client::config::{Backend, Plan, Point};
 use psp_client::measure::Meta;
 use psp_client::schedule::{Arrival, Phase, DEFAULT_SEED};
 
@@ -61,6 +61,7 @@ fn plan(server: std::net::SocketAddr, w: Workload, rate: f64, outdir: Option<&Pa
     let load = rate * w.mean_service_ns() / (workers as f64 * 1e9);
     Plan {
         server,
+        backend: Backend::Udp,
         meta: Meta {
             label: format!("e2e-{}", w.name),
             policy: "darc".into(),

@@ -9,7 +9,7 @@ use persephone::config::Config;
 use persephone::proto::Status;
 use persephone::workload::Workload;
 use persephone::App;
-use psp_client::config::{Plan, Point, RunArgs};
+use psp_client::config::{Backend, Plan, Point, RunArgs};
 use psp_client::measure::Meta;
 use psp_client::schedule::{Arrival, Phase, DEFAULT_SEED};
 
@@ -30,6 +30,7 @@ fn the_custom_handler_example_serves_psp_client() {
     let w = Workload::preset("high-bimodal").unwrap();
     let plan = Plan {
         server: server.local_addr(),
+        backend: Backend::Udp,
         meta: Meta {
             label: "custom-handler".into(),
             policy: "darc".into(),

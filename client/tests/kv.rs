@@ -8,9 +8,10 @@ use std::time::Duration;
 use persephone::config::Config;
 use persephone::proto::Status;
 use persephone::App;
-use psp_client::config::{Plan, Point};
+use psp_client::config::{Backend, Plan, Point};
 use psp_client::kv::{KeyDist, KvSpec};
 use psp_client::measure::{self, Meta};
+use psp_client::runner::Net;
 use psp_client::schedule::{Arrival, Phase, DEFAULT_SEED};
 
 /// configs/kv.yml with `keys` keys of `value_size` bytes, on an ephemeral port, with
@@ -32,6 +33,7 @@ fn server_config(keys: u64, value_size: usize) -> Config {
 fn plan(server: std::net::SocketAddr, preset: &str, spec: KvSpec, rate: f64) -> Plan {
     Plan {
         server,
+        backend: Backend::Udp,
         meta: Meta {
             label: format!("e2e-{preset}"),
             policy: "darc".into(),
@@ -69,7 +71,7 @@ fn run_and_verify(preset: &str, spec: KvSpec, rate: f64) {
         .start()
         .unwrap();
     let p = plan(server.local_addr(), preset, spec, rate);
-    let result = psp_client::runner::run_point(&p, &p.points[0], 0, 1);
+    let result = psp_client::runner::run_point(&p, &mut Net::Udp, &p.points[0], 0, 1);
     let stats = server.shutdown();
     let (reports, outcome, schedule) = result.unwrap();
     assert_eq!(stats.answered(), stats.received);
@@ -151,7 +153,7 @@ fn answers_for_other_values_are_counted_wrong_and_fail_the_run() {
     };
     let p = plan(server.local_addr(), "kv", spec, 500.0);
     let (reports, outcome, schedule) =
-        psp_client::runner::run_point(&p, &p.points[0], 0, 1).unwrap();
+        psp_client::runner::run_point(&p, &mut Net::Udp, &p.points[0], 0, 1).unwrap();
     // Wrong answers are not `ok` in the report: they are handler errors.
     for t in &reports[0].types {
         assert!(t.sent > 0);
