@@ -19,6 +19,7 @@
 //! seed: 42
 //! outdir: results/hb-darc        # CSV, JSON, .hgrm (and the trace)
 //! sample: 0.01                   # per-request trace of 1 % of the requests
+//! timeline: 100ms                # timeline.csv: counts and latency per 100 ms
 //! max_concurrency: 0             # cap on outstanding requests (0: none)
 //! realtime: false                # SCHED_FIFO sender/receiver threads (root)
 //! backend: udp                   # or dpdk (built with --features dpdk), with:
@@ -273,6 +274,7 @@ pub struct FileConfig {
     pub seed: Option<u64>,
     pub outdir: Option<PathBuf>,
     pub sample: Option<f64>,
+    pub timeline: Option<Dur>,
     pub max_concurrency: Option<u64>,
     pub slack_us: Option<f64>,
     pub spin_us: Option<f64>,
@@ -388,6 +390,10 @@ pub struct RunArgs {
     /// Write a per-request trace of this fraction of the requests [no value: all].
     #[arg(long, value_name = "FRACTION", num_args = 0..=1, default_missing_value = "1")]
     pub sample: Option<f64>,
+    /// Write timeline.csv in --outdir: sent, ok, rejected, lost and latency per
+    /// interval of this length (100ms, 1s, ...), by scheduled send time.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    pub timeline: Option<Duration>,
     /// Cap on outstanding requests; 0 for none [default: 0].
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<u64>,
@@ -523,7 +529,35 @@ fn positive(key: &str, v: f64) -> Result<f64, ConfigError> {
 impl RunArgs {
     /// Reads the config file (if any) and merges it with the flags.
     pub fn plan(&self) -> Result<Plan, ConfigError> {
-        let (file, base) = match &self.config_path {
+        let (file, base) = self.file()?;
+        self.merge(file, base.as_deref())
+    }
+
+    /// The interval of `timeline.csv` (`--timeline` over the file's `timeline:`), if
+    /// one is asked for; it needs an output directory.
+    pub fn timeline(&self) -> Result<Option<Duration>, ConfigError> {
+        self.timeline_in(&self.file()?.0)
+    }
+
+    /// [`RunArgs::timeline`] with the flags over `file`.
+    pub fn timeline_in(&self, file: &FileConfig) -> Result<Option<Duration>, ConfigError> {
+        let (step, key) = match (self.timeline, file.timeline) {
+            (Some(d), _) => (d, "--timeline"),
+            (None, Some(d)) => (d.0, "timeline"),
+            (None, None) => return Ok(None),
+        };
+        if step.is_zero() {
+            return err(key, "must be > 0");
+        }
+        if self.outdir.is_none() && file.outdir.is_none() {
+            return err(key, "needs an output directory (--outdir or outdir:)");
+        }
+        Ok(Some(step))
+    }
+
+    /// The config file (empty without `--config-path`) and its directory.
+    fn file(&self) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+        Ok(match &self.config_path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
                     key: "--config-path".into(),
@@ -536,8 +570,7 @@ impl RunArgs {
                 (f, p.parent().map(Path::to_path_buf))
             }
             None => (FileConfig::default(), None),
-        };
-        self.merge(file, base.as_deref())
+        })
     }
 
     /// Merges the flags over `file` (whose relative paths are taken from `base`).
@@ -1045,6 +1078,30 @@ mod tests {
     }
 
     #[test]
+    fn the_timeline_interval_needs_an_outdir() {
+        let t =
+            |flags: &[&str], yaml: &str| args(flags).timeline_in(&FileConfig::parse(yaml).unwrap());
+        assert_eq!(t(&[], ""), Ok(None));
+        assert_eq!(
+            t(&["--timeline", "100ms", "--outdir", "o"], ""),
+            Ok(Some(Duration::from_millis(100)))
+        );
+        assert_eq!(
+            t(&["--timeline", "50ms"], "timeline: 1s\noutdir: o\n"),
+            Ok(Some(Duration::from_millis(50)))
+        );
+        assert_eq!(
+            t(&[], "timeline: 1s\noutdir: o\n"),
+            Ok(Some(Duration::from_secs(1)))
+        );
+        assert_eq!(t(&["--timeline", "1s"], "").unwrap_err().key, "--timeline");
+        assert_eq!(
+            t(&[], "timeline: 0s\noutdir: o\n").unwrap_err().key,
+            "timeline"
+        );
+    }
+
+    #[test]
     fn durations_and_loads_parse() {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
@@ -1134,6 +1191,7 @@ mod tests {
             (&["--rate", "5", "--workload", "nope"], "", "--workload"),
             (&["--rate", "5"], "workload: nope\n", "workload"),
             (&["--rate", "5"], "sample: 2\n", "sample"),
+            (&["--rate", "5"], "timeline: 10 parsecs\n", "timeline"),
             (&["--rate", "5", "--workers", "0"], "", "--workers"),
             (&["--rate", "5", "--server", "nowhere"], "", "--server"),
             (&[], "", "--rate"),

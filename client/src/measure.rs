@@ -275,6 +275,184 @@ pub fn write_trace(
     Ok(())
 }
 
+/// One interval of a run's timeline: the measured requests whose *scheduled* send time
+/// falls in `[start_ns, end_ns)` (from the start of the measured window), and what
+/// became of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    /// Phase running at `start_ns`.
+    pub phase: usize,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Requests scheduled in the interval (sent or not): `ok + rejected + lost`.
+    pub sent: u64,
+    pub ok: u64,
+    /// Answered with any other status (a wrong kv answer counts as `handler_error`).
+    pub rejected: u64,
+    /// No reply within the timeout, or never handed to the network.
+    pub lost: u64,
+    /// Sent later than the slack.
+    pub late: u64,
+    /// Latency of the `ok` replies, ns: p50, p99, p99.9, max (`None`: no `ok`).
+    pub latency: Option<[u64; 4]>,
+    /// Latency of the rejections, ns: p50, max (`None`: no rejection).
+    pub rejected_latency: Option<[u64; 2]>,
+}
+
+/// Header of `timeline.csv`; [`write_timeline`] writes one row per interval.
+pub const TIMELINE_HEADER: &str = "point,phase,start_s,end_s,unix_s,sent,ok,rejected,lost,late,\
+ok_rps,rejected_rps,latency_p50_us,latency_p99_us,latency_p999_us,latency_max_us,\
+rejected_latency_p50_us,rejected_latency_max_us";
+
+/// The nearest-rank quantile `q` of sorted `v` (not empty).
+fn rank(v: &[u64], q: f64) -> u64 {
+    let k = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[k - 1]
+}
+
+/// Cuts the measured window of a run into intervals of `step` by scheduled send time
+/// and judges every measured request into its interval ([`judge`], the rules of
+/// [`reports`]), so that the intervals of a run add up to its reports' totals. The
+/// last interval ends at the end of the window (it may be shorter than `step`);
+/// intervals without requests are kept, with zero counts. Quantiles are exact
+/// (nearest rank), not from a histogram.
+pub fn timeline(s: &Schedule, o: &Outcome, rules: &Rules, step: Duration) -> Vec<Interval> {
+    let step = (step.as_nanos() as u64).max(1);
+    let mut spans = s.spans.iter().filter(|sp| sp.measured()).peekable();
+    let Some(t0) = spans.peek().map(|sp| sp.start_ns) else {
+        return Vec::new();
+    };
+    let measured: Vec<_> = spans.collect();
+    let end = measured.last().map_or(t0, |sp| sp.end_ns);
+    let n = (end - t0).div_ceil(step) as usize;
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut out: Vec<Interval> = (0..n)
+        .map(|k| {
+            let start = t0 + k as u64 * step;
+            Interval {
+                phase: measured
+                    .iter()
+                    .rev()
+                    .find(|sp| sp.start_ns <= start)
+                    .and_then(|sp| sp.phase)
+                    .unwrap_or(0),
+                start_ns: start - t0,
+                end_ns: (start + step).min(end) - t0,
+                sent: 0,
+                ok: 0,
+                rejected: 0,
+                lost: 0,
+                late: 0,
+                latency: None,
+                rejected_latency: None,
+            }
+        })
+        .collect();
+    // Requests are in time order, so each interval's are contiguous: collect one
+    // interval's latencies at a time.
+    let (mut ok_lat, mut rej_lat) = (Vec::new(), Vec::new());
+    let mut current = usize::MAX;
+    let flush = |iv: Option<&mut Interval>, ok: &mut Vec<u64>, rej: &mut Vec<u64>| {
+        if let Some(iv) = iv {
+            ok.sort_unstable();
+            rej.sort_unstable();
+            if !ok.is_empty() {
+                iv.latency = Some([
+                    rank(ok, 0.5),
+                    rank(ok, 0.99),
+                    rank(ok, 0.999),
+                    rank(ok, 1.0),
+                ]);
+            }
+            if !rej.is_empty() {
+                iv.rejected_latency = Some([rank(rej, 0.5), rank(rej, 1.0)]);
+            }
+        }
+        ok.clear();
+        rej.clear();
+    };
+    for span in &measured {
+        for i in span.first..span.end {
+            let k = (((s.at_ns[i].max(t0) - t0) / step) as usize).min(n - 1);
+            if k != current {
+                flush(out.get_mut(current), &mut ok_lat, &mut rej_lat);
+                current = k;
+            }
+            let iv = &mut out[k];
+            let (fate, late, _) = judge(s, o, rules, i);
+            iv.sent += 1;
+            iv.late += late as u64;
+            match fate {
+                Fate::Replied {
+                    status: Status::Ok,
+                    latency_ns,
+                } => {
+                    iv.ok += 1;
+                    ok_lat.push(latency_ns);
+                }
+                Fate::Replied { latency_ns, .. } | Fate::Wrong { latency_ns } => {
+                    iv.rejected += 1;
+                    rej_lat.push(latency_ns);
+                }
+                Fate::Lost | Fate::Unsent => iv.lost += 1,
+            }
+        }
+    }
+    flush(out.get_mut(current), &mut ok_lat, &mut rej_lat);
+    out
+}
+
+/// Writes `intervals` as rows of `timeline.csv` (without the header) for run point
+/// `point`. `unix_start_s` is the wall-clock time of the start of the measured window
+/// (seconds since the Unix epoch), to line the rows up with samples taken outside the
+/// client (the server's memory, say); `None` leaves the column empty.
+pub fn write_timeline(
+    point: &str,
+    intervals: &[Interval],
+    unix_start_s: Option<f64>,
+    w: &mut dyn Write,
+) -> io::Result<()> {
+    let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
+    for iv in intervals {
+        let secs = (iv.end_ns - iv.start_ns) as f64 / 1e9;
+        let rps = |n: u64| {
+            if secs > 0.0 {
+                format!("{:.0}", n as f64 / secs)
+            } else {
+                String::new()
+            }
+        };
+        let lat = match iv.latency {
+            Some(l) => l.map(us).join(","),
+            None => ",,,".to_string(),
+        };
+        let rej = match iv.rejected_latency {
+            Some(l) => l.map(us).join(","),
+            None => ",".to_string(),
+        };
+        let unix = unix_start_s.map_or(String::new(), |u| {
+            format!("{:.6}", u + iv.start_ns as f64 / 1e9)
+        });
+        writeln!(
+            w,
+            "{point},{},{:.3},{:.3},{unix},{},{},{},{},{},{},{},{lat},{rej}",
+            iv.phase,
+            iv.start_ns as f64 / 1e9,
+            iv.end_ns as f64 / 1e9,
+            iv.sent,
+            iv.ok,
+            iv.rejected,
+            iv.lost,
+            iv.late,
+            rps(iv.ok),
+            rps(iv.rejected),
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,5 +565,180 @@ mod tests {
         let mut out = Vec::new();
         write_trace(&s, &o, &RULES, 0.5, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
+    }
+    #[test]
+    fn the_timeline_buckets_by_scheduled_time() {
+        // Requests at 1, 2, 3 and 4 ms of a 5 ms window.
+        let (s, o) = fixture();
+        let tl = timeline(&s, &o, &RULES, Duration::from_millis(2));
+        assert_eq!(tl.len(), 3);
+        let spans: Vec<_> = tl.iter().map(|iv| (iv.start_ns, iv.end_ns)).collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 2_000_000),
+                (2_000_000, 4_000_000),
+                (4_000_000, 5_000_000)
+            ]
+        );
+        let counts: Vec<_> = tl
+            .iter()
+            .map(|iv| (iv.sent, iv.ok, iv.rejected, iv.lost, iv.late))
+            .collect();
+        // 0: ok; 1: queue_full (and late); 2: reply after the timeout, lost; 3: unsent.
+        assert_eq!(counts, [(1, 1, 0, 0, 0), (2, 0, 1, 1, 1), (1, 0, 0, 1, 1)]);
+        assert_eq!(tl[0].latency, Some([30_000; 4]));
+        assert_eq!(tl[0].rejected_latency, None);
+        assert_eq!(tl[1].latency, None);
+        // The rejection's latency, from the scheduled time.
+        assert_eq!(tl[1].rejected_latency, Some([60_000; 2]));
+        assert!(tl.iter().all(|iv| iv.phase == 0));
+    }
+
+    #[test]
+    fn empty_intervals_are_kept() {
+        let (s, o) = fixture();
+        let tl = timeline(&s, &o, &RULES, Duration::from_micros(500));
+        assert_eq!(tl.len(), 10);
+        let sent: Vec<u64> = tl.iter().map(|iv| iv.sent).collect();
+        assert_eq!(sent, [0, 0, 1, 0, 1, 0, 1, 0, 1, 0]);
+        assert!(tl[0].latency.is_none() && tl[0].rejected_latency.is_none());
+        let mut out = Vec::new();
+        write_timeline("p", &tl, None, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let cells = TIMELINE_HEADER.split(',').count();
+        for line in text.lines() {
+            assert_eq!(line.split(',').count(), cells, "{line}");
+        }
+        let first: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        assert_eq!(&first[..6], ["p", "0", "0.000", "0.001", "", "0"]);
+        assert_eq!(first[10], "0", "ok_rps of an empty interval");
+        assert!(first[12..].iter().all(|c| c.is_empty()), "{first:?}");
+        let third: Vec<&str> = text.lines().nth(2).unwrap().split(',').collect();
+        assert_eq!(third[10], "2000", "one ok in 0.5 ms");
+        assert_eq!(third[12], "30.0");
+        // Wall-clock times, when known.
+        let mut out = Vec::new();
+        write_timeline("p", &tl[1..2], Some(100.0), &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains(",100.000500,"));
+    }
+
+    /// Every measured request lands in exactly one interval: over a run with a warm-up
+    /// and phases of different rates, the intervals add up to the reports, whatever the
+    /// step (even one that does not divide the phases).
+    #[test]
+    fn the_timeline_accounts_every_request_once() {
+        let w = Workload::preset("high-bimodal").unwrap();
+        let phase = |rate: f64, ms: u64| Phase {
+            workload: w.clone(),
+            rate,
+            load: None,
+            duration: Duration::from_millis(ms),
+        };
+        let s = Schedule::build(
+            &[
+                phase(20_000.0, 50),
+                phase(80_000.0, 100),
+                phase(20_000.0, 50),
+            ],
+            Duration::from_millis(20),
+            Arrival::Exponential,
+            7,
+        )
+        .unwrap();
+        let n = s.len();
+        let start = 1_000_000;
+        // A mix of fates, picked by index.
+        let (mut sent_at, mut reply_at, mut status) = (vec![0; n], vec![0; n], vec![0u8; n]);
+        for i in 0..n {
+            let t = start + s.at_ns[i];
+            if i % 97 == 0 {
+                continue; // unsent
+            }
+            sent_at[i] = t + (i as u64 % 5) * 5_000;
+            match i % 7 {
+                0 => {} // no reply
+                1 => {
+                    reply_at[i] = t + 3_000;
+                    status[i] = 1 + Status::QueueFull as u8;
+                }
+                2 => {
+                    reply_at[i] = t + 5_000_000; // after the timeout
+                    status[i] = 1;
+                }
+                _ => {
+                    reply_at[i] = t + 10_000 + (i as u64 % 1000) * 100;
+                    status[i] = 1;
+                }
+            }
+        }
+        let o = Outcome {
+            clock: Clock::NANOS,
+            start,
+            sent_at,
+            reply_at,
+            status,
+            malformed: 0,
+            unexpected: 0,
+            send_errors: 0,
+            recv_errors: 0,
+            first_error: None,
+        };
+        let reports = reports(&s, &o, &Meta::default(), &RULES);
+        assert_eq!(reports.len(), 3);
+        let measured: usize = s
+            .spans
+            .iter()
+            .filter(|sp| sp.measured())
+            .map(|sp| sp.end - sp.first)
+            .sum();
+        for step in [
+            Duration::from_millis(10),
+            Duration::from_micros(3_333),
+            Duration::from_secs(1),
+        ] {
+            let tl = timeline(&s, &o, &RULES, step);
+            let sum = |f: fn(&Interval) -> u64| tl.iter().map(f).sum::<u64>();
+            let (sent, ok, rejected, lost, late) = (
+                sum(|iv| iv.sent),
+                sum(|iv| iv.ok),
+                sum(|iv| iv.rejected),
+                sum(|iv| iv.lost),
+                sum(|iv| iv.late),
+            );
+            assert_eq!(sent as usize, measured, "{step:?}");
+            assert_eq!(ok + rejected + lost, sent);
+            for iv in &tl {
+                assert_eq!(iv.ok + iv.rejected + iv.lost, iv.sent);
+                assert!(iv.start_ns < iv.end_ns);
+            }
+            // Back to back, over the whole measured window (200 ms).
+            assert_eq!(tl[0].start_ns, 0);
+            assert_eq!(tl.last().unwrap().end_ns, 200_000_000);
+            assert!(tl.windows(2).all(|p| p[0].end_ns == p[1].start_ns));
+            let tot = |f: fn(&persephone::report::TypeStats) -> u64| {
+                reports.iter().map(|r| f(&r.overall())).sum::<u64>()
+            };
+            assert_eq!(sent, tot(|t| t.sent));
+            assert_eq!(ok, tot(|t| t.ok));
+            assert_eq!(rejected, tot(|t| t.rejected_total()));
+            assert_eq!(lost, tot(|t| t.lost));
+            assert_eq!(late, tot(|t| t.late));
+            // Intervals within a phase carry its number.
+            if step == Duration::from_millis(10) {
+                let phases: Vec<usize> = tl.iter().map(|iv| iv.phase).collect();
+                assert_eq!(&phases[..5], [0; 5]);
+                assert_eq!(&phases[5..15], [1; 10]);
+                assert_eq!(&phases[15..], [2; 5]);
+                // The middle phase is 4x the rate of the others.
+                let mid = tl[5..15].iter().map(|iv| iv.sent).sum::<u64>();
+                let edges = tl[..5]
+                    .iter()
+                    .chain(&tl[15..])
+                    .map(|iv| iv.sent)
+                    .sum::<u64>();
+                assert!(mid > 3 * edges, "{mid} vs {edges}");
+            }
+        }
     }
 }

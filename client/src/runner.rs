@@ -8,6 +8,8 @@
 //! - `hgrm/<point>[-p<phase>]-<type>.{latency,slowdown}.hgrm`: percentile
 //!   distributions (latency in µs, slowdown as a ratio);
 //! - `trace-<point>.csv` with `--sample`: one line per sampled request;
+//! - `timeline.csv` with `--timeline`: per point and interval of scheduled send time,
+//!   sent / ok / rejected / lost and latency quantiles ([`measure::TIMELINE_HEADER`]);
 //! - `checks.csv` for kv workloads: answers verified and wrong, per point, span and
 //!   type ([`measure::CHECKS_HEADER`]);
 //! - `command.txt`: the command line and seed, to repeat the run.
@@ -17,7 +19,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,19 +30,35 @@ use crate::engine::{self, Live, Options};
 use crate::measure::{self, Rules, VALID_ADHERENCE, WARN_ADHERENCE};
 use crate::schedule::Schedule;
 
+/// Outputs a run may add to those of its [`Plan`].
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Write `timeline.csv` (needs `plan.outdir`) with intervals of this length.
+    pub timeline: Option<Duration>,
+}
+
 /// Runs every point of `plan`, printing a table per point to `out`. Returns the
 /// reports of all points, in order.
 pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
+    run_with(plan, &Extra::default(), out)
+}
+
+/// [`run`], with the outputs of `extra` too.
+pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
     let mut files = match &plan.outdir {
         Some(dir) => Some(Outputs::create(dir)?),
         None => None,
     };
+    if extra.timeline.is_some() && files.is_none() {
+        anyhow::bail!("--timeline: needs an output directory (--outdir)");
+    }
     let mut net = Net::open(plan)?;
     let mut all = Vec::new();
     let mut wrong = 0;
     let n = plan.points.len();
     for (k, point) in plan.points.iter().enumerate() {
         let (reports, outcome, schedule) = run_point(plan, &mut net, point, k, n)?;
+        let unix_start = unix_time_of(&outcome);
         let checks = measure::checks(&schedule, &outcome);
         for r in &reports {
             write!(out, "{}", r.table())?;
@@ -80,6 +98,9 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
         if let Some(f) = files.as_mut() {
             f.point(plan, point, &reports, &schedule, &outcome)?;
             f.checks(plan, point, &checks)?;
+            if let Some(step) = extra.timeline {
+                f.timeline(plan, point, &schedule, &outcome, step, unix_start)?;
+            }
         }
         all.extend(reports);
     }
@@ -188,6 +209,15 @@ pub fn run_point(
     Ok((reports, outcome, schedule))
 }
 
+/// The wall-clock time (seconds since the Unix epoch) of time 0 of the schedule that
+/// produced `o`, from the TSC now and then.
+fn unix_time_of(o: &engine::Outcome) -> Option<f64> {
+    let now = persephone::time::rdtsc();
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let ago_ns = o.clock.cycles_to_ns(now.saturating_sub(o.start));
+    Some(wall.as_secs_f64() - ago_ns / 1e9)
+}
+
 /// The files of one run.
 #[derive(Debug)]
 struct Outputs {
@@ -195,6 +225,8 @@ struct Outputs {
     csv: BufWriter<File>,
     /// `checks.csv`, opened at the first kv point.
     checks: Option<BufWriter<File>>,
+    /// `timeline.csv`, opened at the first point.
+    timeline: Option<BufWriter<File>>,
 }
 
 fn file_part(s: &str) -> String {
@@ -224,7 +256,48 @@ impl Outputs {
             dir: dir.to_path_buf(),
             csv,
             checks: None,
+            timeline: None,
         })
+    }
+
+    /// Appends `point`'s intervals to `timeline.csv`. `unix_start` is the wall-clock
+    /// time of the schedule's time 0.
+    fn timeline(
+        &mut self,
+        plan: &Plan,
+        point: &Point,
+        schedule: &Schedule,
+        outcome: &engine::Outcome,
+        step: Duration,
+        unix_start: Option<f64>,
+    ) -> anyhow::Result<()> {
+        let w = match &mut self.timeline {
+            Some(w) => w,
+            None => {
+                let path = self.dir.join("timeline.csv");
+                let mut w = BufWriter::new(
+                    File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                );
+                writeln!(w, "{}", measure::TIMELINE_HEADER)?;
+                self.timeline.insert(w)
+            }
+        };
+        let rules = Rules {
+            slack: plan.slack,
+            timeout: plan.timeout,
+        };
+        let intervals = measure::timeline(schedule, outcome, &rules, step);
+        // The intervals count from the start of the measured window (after the warm-up).
+        let t0 = schedule
+            .spans
+            .iter()
+            .find(|sp| sp.measured())
+            .map_or(0, |sp| sp.start_ns);
+        let unix = unix_start.map(|u| u + t0 as f64 / 1e9);
+        measure::write_timeline(&point.tag, &intervals, unix, w)?;
+        w.flush()?;
+        Ok(())
     }
 
     fn checks(
