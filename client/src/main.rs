@@ -28,6 +28,35 @@ enum Cmd {
     Plot(PlotArgs),
     /// Start the daemon in-process on loopback, load it for a few seconds, print the table.
     Demo(DemoArgs),
+    /// Draw a run's timeline.csv (latency, ok/rejected rates, and the server's RSS over
+    /// time) as SVG, and print how long the service took to recover from overload.
+    PlotTimeline(PlotTimelineArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PlotTimelineArgs {
+    /// timeline.csv (psp-client --timeline).
+    #[arg(value_name = "CSV")]
+    timeline: PathBuf,
+    /// The server's memory: a CSV with columns unix_s and rss_kib.
+    #[arg(long, value_name = "CSV")]
+    rss: Option<PathBuf>,
+    /// Output SVG.
+    #[arg(long, short, value_name = "SVG")]
+    out: PathBuf,
+    /// The run point to draw [default: the file's first].
+    #[arg(long)]
+    point: Option<String>,
+    /// The overload phase [default: the phase with the highest offered rate].
+    #[arg(long, value_name = "N")]
+    overload_phase: Option<usize>,
+    /// Recovered: an interval with nothing rejected or lost and a p99 within this
+    /// factor of the pre-overload phase's median interval p99.
+    #[arg(long, default_value_t = 2.0)]
+    factor: f64,
+    /// Title above the panels.
+    #[arg(long)]
+    title: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +116,16 @@ fn main() -> ExitCode {
         )
         .map(|()| println!("wrote {}", a.out.display())),
         Some(Cmd::Demo(a)) => psp_client::demo::run(&a, &mut out),
+        Some(Cmd::PlotTimeline(a)) => plot::plot_timeline_files(
+            &a.timeline,
+            a.rss.as_deref(),
+            &a.out,
+            a.point.as_deref(),
+            a.overload_phase,
+            a.factor,
+            a.title.as_deref(),
+        )
+        .map(|s| println!("{s}wrote {}", a.out.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,6 +138,9 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let plan = args.plan()?;
-    psp_client::runner::run(&plan, out)?;
+    let extra = psp_client::runner::Extra {
+        timeline: args.timeline()?,
+    };
+    psp_client::runner::run_with(&plan, &extra, out)?;
     Ok(())
 }
