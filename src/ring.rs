@@ -57,13 +57,21 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         slots: Slots::new(slots),
         mask: slots - 1,
     });
+    let (slots, mask) = (shared.slots.ptr, shared.mask);
     (
         Producer {
             shared: shared.clone(),
+            slots,
+            mask,
             tail: 0,
             head_cache: 0,
         },
-        Consumer { shared, head: 0 },
+        Consumer {
+            shared,
+            slots,
+            mask,
+            head: 0,
+        },
     )
 }
 
@@ -189,6 +197,10 @@ impl<T> Drop for Shared<T> {
 /// The sending half of a ring.
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
+    /// `shared.slots`' base and `shared.mask`, copied here (as lrpc does) so that a
+    /// push reads only the handle and the slot, not the shared header first.
+    slots: NonNull<Slot<T>>,
+    mask: usize,
     /// Next position to write.
     tail: usize,
     /// The consumer's position as last read (never ahead of the real one).
@@ -198,6 +210,9 @@ pub struct Producer<T> {
 /// The receiving half of a ring.
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
+    /// As in [`Producer`]: the slot array's base and mask, local.
+    slots: NonNull<Slot<T>>,
+    mask: usize,
     /// Next position to read.
     head: usize,
 }
@@ -220,14 +235,32 @@ impl<T> fmt::Debug for Consumer<T> {
     }
 }
 
+/// The slot for `pos` in the array at `slots` with `mask` (a handle's local copies).
+///
+/// # Safety
+/// `slots` and `mask` must be those of a live [`Shared`] (a handle's copies, while the
+/// handle holds its `Arc`).
+#[inline(always)]
+unsafe fn slot_at<'a, T>(slots: NonNull<Slot<T>>, mask: usize, pos: usize) -> &'a Slot<T> {
+    // SAFETY: `pos & mask` is below the array's length (`mask = len - 1`); the caller
+    // guarantees the array is alive (and it was initialised in `Slots::new`).
+    unsafe { &*slots.as_ptr().add(pos & mask) }
+}
+
 impl<T> Producer<T> {
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &Slot<T> {
+        // SAFETY: our copies of the array's base and mask; our `Arc` keeps it alive.
+        unsafe { slot_at(self.slots, self.mask, pos) }
+    }
+
     /// Pushes `value`, or hands it back if the ring is full.
     #[inline]
     pub fn push(&mut self, value: T) -> Result<(), T> {
-        if self.tail.wrapping_sub(self.head_cache) > self.shared.mask && self.refresh() == 0 {
+        if self.tail.wrapping_sub(self.head_cache) > self.mask && self.refresh() == 0 {
             return Err(value);
         }
-        let slot = self.shared.slot(self.tail);
+        let slot = self.slot(self.tail);
         // SAFETY: the slot is free: `tail - head < capacity` (checked against a cached
         // head that is never ahead of the consumer's), so the consumer has finished with
         // the value it held a lap ago (its release store of `head` happened before our
@@ -253,7 +286,7 @@ impl<T> Producer<T> {
     /// a batch of pushes costs at most one read of the consumer's line.
     #[inline]
     pub fn free(&mut self) -> usize {
-        let free = self.shared.capacity() - self.tail.wrapping_sub(self.head_cache);
+        let free = self.mask + 1 - self.tail.wrapping_sub(self.head_cache);
         if free == 0 {
             self.refresh()
         } else {
@@ -281,7 +314,8 @@ impl<T> Consumer<T> {
     /// Whether the slot at the consumer's position is full.
     #[inline(always)]
     fn ready(&self, pos: usize) -> Option<&Slot<T>> {
-        let slot = self.shared.slot(pos);
+        // SAFETY: our copies of the array's base and mask; our `Arc` keeps it alive.
+        let slot = unsafe { slot_at(self.slots, self.mask, pos) };
         (slot.stamp.load(Ordering::Acquire) == pos.wrapping_add(1)).then_some(slot)
     }
 
@@ -308,6 +342,23 @@ impl<T> Consumer<T> {
         let v = unsafe { self.take(slot) };
         self.shared.head.store(self.head, Ordering::Release);
         Some(v)
+    }
+
+    /// Takes the oldest item, if any, without writing the consumer's position back:
+    /// the producer sees the slot free only after the next [`Consumer::publish`] (or
+    /// `pop`, or a drained batch, or the drop of this handle). For a caller that
+    /// takes a few items from each of many rings and publishes once per ring.
+    #[inline]
+    pub fn pop_deferred(&mut self) -> Option<T> {
+        let slot: *const Slot<T> = self.ready(self.head)?;
+        // SAFETY: `ready` checked the stamp of the slot at `self.head`.
+        Some(unsafe { self.take(slot) })
+    }
+
+    /// Writes the consumer's position back (after [`Consumer::pop_deferred`]).
+    #[inline]
+    pub fn publish(&self) {
+        self.shared.head.store(self.head, Ordering::Release);
     }
 
     /// An iterator taking items while there are any; the consumer's position is
@@ -489,6 +540,27 @@ mod tests {
         assert_eq!(p.len(), 6);
         assert_eq!(c.drain().collect::<Vec<_>>(), [4, 5, 6, 7, 8, 9]);
         assert_eq!(c.drain().next(), None);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn deferred_pops_free_slots_when_published() {
+        let (mut p, mut c) = channel(8);
+        for i in 0..8 {
+            p.push(i).unwrap();
+        }
+        assert_eq!(c.pop_deferred(), Some(0));
+        assert_eq!(c.pop_deferred(), Some(1));
+        // Not written back yet: the producer still sees a full ring.
+        assert_eq!(p.push(8), Err(8));
+        c.publish();
+        p.push(8).unwrap();
+        p.push(9).unwrap();
+        assert_eq!(p.push(10), Err(10));
+        let rest: Vec<i32> = std::iter::from_fn(|| c.pop_deferred()).collect();
+        assert_eq!(rest, [2, 3, 4, 5, 6, 7, 8, 9]);
+        // The drop of the consumer publishes; nothing is left to drop twice.
+        drop(c);
         assert!(p.is_empty());
     }
 
