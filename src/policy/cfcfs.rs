@@ -11,12 +11,15 @@ use crate::time::Cycles;
 #[derive(Debug, Clone)]
 pub struct Cfcfs {
     idle: WorkerSet,
+    /// At most 64 workers: the idle set is one word.
+    narrow: bool,
 }
 
 impl Cfcfs {
     pub fn new(n_workers: usize) -> Cfcfs {
         Cfcfs {
             idle: WorkerSet::first_n(n_workers),
+            narrow: n_workers <= 64,
         }
     }
 }
@@ -36,7 +39,15 @@ impl Policy for Cfcfs {
 
     #[inline]
     fn next(&mut self, queues: &QueueState, _now: Cycles) -> Option<Dispatch> {
-        let worker = self.idle.first()?;
+        let worker = if self.narrow {
+            let idle = self.idle.low_word();
+            if idle == 0 {
+                return None;
+            }
+            idle.trailing_zeros() as usize
+        } else {
+            self.idle.first()?
+        };
         let ty = queues.oldest()?;
         self.idle.remove(worker);
         Some(Dispatch { ty, worker })

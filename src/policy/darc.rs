@@ -334,6 +334,15 @@ struct Slot {
     stealable: WorkerSet,
 }
 
+/// A [`Slot`] with one word per worker set: what `next` walks when every worker is
+/// below 64 (the common case), with no loop over words.
+#[derive(Debug, Clone, Copy)]
+struct NarrowSlot {
+    types: u64,
+    reserved: u64,
+    stealable: u64,
+}
+
 /// The current profiling window.
 #[derive(Debug, Clone)]
 struct Window {
@@ -360,6 +369,9 @@ pub struct Darc {
     idle: WorkerSet,
     /// Dispatch tables of the reservation in force, shortest group first.
     slots: Vec<Slot>,
+    /// The same as [`NarrowSlot`]s when there are at most 64 workers (else empty);
+    /// empty too while there is no reservation.
+    narrow: Vec<NarrowSlot>,
     /// Types that have a group.
     grouped: u64,
     resa: Option<Reservation>,
@@ -408,6 +420,7 @@ impl Darc {
             spillway,
             idle: WorkerSet::first_n(n_workers),
             slots: Vec::new(),
+            narrow: Vec::new(),
             grouped: 0,
             resa: None,
             window: Window {
@@ -483,6 +496,18 @@ impl Darc {
                 stealable: g.stealable,
             })
             .collect();
+        self.narrow = if self.n_workers <= 64 {
+            self.slots
+                .iter()
+                .map(|s| NarrowSlot {
+                    types: s.types,
+                    reserved: s.reserved.low_word(),
+                    stealable: s.stealable.low_word(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.grouped = self.slots.iter().fold(0, |m, s| m | s.types);
         if self.events.len() >= MAX_PENDING_EVENTS {
             self.events.pop_front();
@@ -591,6 +616,39 @@ impl Policy for Darc {
     #[inline]
     fn next(&mut self, queues: &QueueState, _now: Cycles) -> Option<Dispatch> {
         let waiting = queues.nonempty();
+        if self.n_workers <= 64 {
+            // Every worker is a bit of one word.
+            let idle = self.idle.low_word();
+            if waiting == 0 || idle == 0 {
+                return None;
+            }
+            if self.narrow.is_empty() {
+                // Nothing learnt yet: c-FCFS.
+                return self.take(queues.oldest()?, idle.trailing_zeros() as usize);
+            }
+            for s in &self.narrow {
+                let bits = waiting & s.types;
+                if bits == 0 {
+                    continue;
+                }
+                // Own reserved workers first, then those of longer groups (or unreserved).
+                let reserved = idle & s.reserved;
+                let free = if reserved != 0 {
+                    reserved
+                } else {
+                    idle & s.stealable
+                };
+                if free != 0 {
+                    let ty = Self::oldest(queues, bits);
+                    return self.take(ty, free.trailing_zeros() as usize);
+                }
+            }
+            let stray = waiting & !self.grouped;
+            if stray != 0 && idle & (1 << self.spillway) != 0 {
+                return self.take(Self::oldest(queues, stray), self.spillway);
+            }
+            return None;
+        }
         if waiting == 0 || self.idle.is_empty() {
             return None;
         }
@@ -599,40 +657,18 @@ impl Policy for Darc {
             let worker = self.idle.first()?;
             return self.take(queues.oldest()?, worker);
         }
-        if self.n_workers <= 64 {
-            // The same walk on one word of worker bits (every worker is below 64).
-            let idle = self.idle.low_word();
-            for s in &self.slots {
-                let bits = waiting & s.types;
-                if bits == 0 {
-                    continue;
-                }
-                let reserved = idle & s.reserved.low_word();
-                let free = if reserved != 0 {
-                    reserved
-                } else {
-                    idle & s.stealable.low_word()
-                };
-                if free != 0 {
-                    let ty = Self::oldest(queues, bits);
-                    return self.take(ty, free.trailing_zeros() as usize);
-                }
+        for s in &self.slots {
+            let bits = waiting & s.types;
+            if bits == 0 {
+                continue;
             }
-        } else {
-            for s in &self.slots {
-                let bits = waiting & s.types;
-                if bits == 0 {
-                    continue;
-                }
-                // Own reserved workers first, then those of longer groups (or unreserved).
-                let worker = self
-                    .idle
-                    .first_in(&s.reserved)
-                    .or_else(|| self.idle.first_in(&s.stealable));
-                if let Some(worker) = worker {
-                    let ty = Self::oldest(queues, bits);
-                    return self.take(ty, worker);
-                }
+            let worker = self
+                .idle
+                .first_in(&s.reserved)
+                .or_else(|| self.idle.first_in(&s.stealable));
+            if let Some(worker) = worker {
+                let ty = Self::oldest(queues, bits);
+                return self.take(ty, worker);
             }
         }
         let stray = waiting & !self.grouped;

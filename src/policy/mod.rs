@@ -20,7 +20,7 @@ mod workerset;
 pub use cfcfs::Cfcfs;
 pub use darc::{cores_for, reserve, Darc, Group, Reservation, TypeStat};
 pub use dfcfs::Dfcfs;
-pub use queues::{QueueState, TypedQueues};
+pub use queues::{QueueState, TypedQueues, MAX_TYPES};
 pub use workerset::WorkerSet;
 
 use crate::config::{PolicyConfig, PolicyKind};

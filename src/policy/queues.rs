@@ -1,32 +1,48 @@
 //! queues.rs - per-type bounded FIFO queues owned by the driver, and the view of them
 //! that policies decide on.
 
-use std::collections::VecDeque;
-
 use super::TypeIdx;
 use crate::time::Cycles;
 
+/// Most request types: one bit each in [`QueueState::nonempty`].
+pub const MAX_TYPES: usize = 64;
+
 /// What a policy may see of the queues: which types wait, how many, and since when.
-#[derive(Debug, Clone)]
+///
+/// Fixed-size arrays indexed by `ty % MAX_TYPES` (the index itself, every type being
+/// below [`MAX_TYPES`]): reading a head's arrival time takes no bounds check.
+#[derive(Clone)]
 pub struct QueueState {
     nonempty: u64,
-    head_arrival: Vec<Cycles>,
-    len: Vec<u32>,
+    n_types: usize,
+    head_arrival: [Cycles; MAX_TYPES],
+    len: [u32; MAX_TYPES],
+}
+
+impl std::fmt::Debug for QueueState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueState")
+            .field("nonempty", &format_args!("{:#b}", self.nonempty))
+            .field("head_arrival", &&self.head_arrival[..self.n_types])
+            .field("len", &&self.len[..self.n_types])
+            .finish()
+    }
 }
 
 impl QueueState {
     fn new(n_types: usize) -> QueueState {
-        assert!(n_types <= 64, "at most 64 request types");
+        assert!(n_types <= MAX_TYPES, "at most {MAX_TYPES} request types");
         QueueState {
             nonempty: 0,
-            head_arrival: vec![0; n_types],
-            len: vec![0; n_types],
+            n_types,
+            head_arrival: [0; MAX_TYPES],
+            len: [0; MAX_TYPES],
         }
     }
 
     /// Number of request types.
     pub fn n_types(&self) -> usize {
-        self.len.len()
+        self.n_types
     }
 
     /// Bit `t` is set when type `t` has a request waiting.
@@ -38,6 +54,7 @@ impl QueueState {
     /// Requests of type `ty` waiting.
     #[inline]
     pub fn len(&self, ty: TypeIdx) -> usize {
+        assert!(ty < self.n_types, "no request type {ty}");
         self.len[ty] as usize
     }
 
@@ -50,51 +67,68 @@ impl QueueState {
     /// Arrival time of the oldest request of type `ty`, if one waits.
     #[inline]
     pub fn head_arrival(&self, ty: TypeIdx) -> Option<Cycles> {
-        (self.nonempty & (1 << ty) != 0).then(|| self.head_arrival[ty])
+        (ty < MAX_TYPES && self.nonempty & (1 << ty) != 0).then(|| self.head_arrival[ty])
     }
 
     /// Arrival time of the head request of `ty`, which must have one waiting (else the
     /// value is stale).
     #[inline]
     pub(super) fn waiting_since(&self, ty: TypeIdx) -> Cycles {
-        self.head_arrival[ty]
+        self.head_arrival[ty % MAX_TYPES]
     }
 
     /// The type whose head request arrived first (ties: lowest index).
     #[inline]
     pub fn oldest(&self) -> Option<TypeIdx> {
         let mut bits = self.nonempty;
-        let mut best: Option<(Cycles, TypeIdx)> = None;
+        if bits == 0 {
+            return None;
+        }
+        let mut best = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
         while bits != 0 {
             let t = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let a = self.head_arrival[t];
-            if best.is_none_or(|(b, _)| a < b) {
-                best = Some((a, t));
+            if self.head_arrival[t] < self.head_arrival[best] {
+                best = t;
             }
         }
-        best.map(|(_, t)| t)
+        Some(best)
     }
 }
 
 /// One bounded FIFO per request type, holding `T` (a packet handle in the daemon, a
 /// request record in the simulator) with its arrival time.
+///
+/// Each type's FIFO is a ring of a power-of-two number of slots (at least the
+/// capacity) in one array shared by all types, with its head position here and its
+/// length in the [`QueueState`]: a push or a pop is a few loads and stores, inline,
+/// with no growth check.
 #[derive(Debug)]
 pub struct TypedQueues<T> {
-    queues: Vec<VecDeque<(Cycles, T)>>,
-    capacity: usize,
     state: QueueState,
+    /// Head position of each type's ring.
+    head: [u32; MAX_TYPES],
+    /// Type `t`'s ring is `slots[t << shift ..][..mask + 1]`; a slot holds a request
+    /// while it is queued and `None` otherwise.
+    slots: Box<[(Cycles, Option<T>)]>,
+    shift: u32,
+    mask: u32,
+    capacity: u32,
 }
 
 impl<T> TypedQueues<T> {
     /// `n_types` queues of `capacity` requests each, allocated up front.
     pub fn new(n_types: usize, capacity: usize) -> TypedQueues<T> {
+        let capacity = u32::try_from(capacity).expect("queue capacity fits in 32 bits");
+        let ring = capacity.max(1).next_power_of_two();
         TypedQueues {
-            queues: (0..n_types)
-                .map(|_| VecDeque::with_capacity(capacity))
-                .collect(),
-            capacity,
             state: QueueState::new(n_types),
+            head: [0; MAX_TYPES],
+            slots: (0..n_types * ring as usize).map(|_| (0, None)).collect(),
+            shift: ring.trailing_zeros(),
+            mask: ring - 1,
+            capacity,
         }
     }
 
@@ -105,41 +139,58 @@ impl<T> TypedQueues<T> {
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity as usize
     }
 
     /// Queues `item` at the tail of `ty`'s queue, or gives it back if the queue is full.
     #[inline]
     pub fn push(&mut self, ty: TypeIdx, arrival: Cycles, item: T) -> Result<(), T> {
-        let q = &mut self.queues[ty];
-        if q.len() >= self.capacity {
+        // A `ty` past the types indexes past `slots` below: a panic, as it should.
+        let len = self.state.len[ty];
+        if len >= self.capacity {
             return Err(item);
         }
-        if q.is_empty() {
+        let pos = (self.head[ty].wrapping_add(len) & self.mask) as usize;
+        let slot = &mut self.slots[(ty << self.shift) | pos];
+        debug_assert!(slot.1.is_none(), "slot of a queued request reused");
+        slot.0 = arrival;
+        // The slot is empty (`None`): nothing to drop, and no drop check to run.
+        std::mem::forget(slot.1.replace(item));
+        if len == 0 {
             self.state.nonempty |= 1 << ty;
             self.state.head_arrival[ty] = arrival;
         }
-        q.push_back((arrival, item));
-        self.state.len[ty] += 1;
+        self.state.len[ty] = len + 1;
         Ok(())
     }
 
     /// Takes the oldest request of type `ty`.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self, ty: TypeIdx) -> Option<(Cycles, T)> {
-        let q = &mut self.queues[ty];
-        let item = q.pop_front()?;
-        self.state.len[ty] -= 1;
-        match q.front() {
-            Some((a, _)) => self.state.head_arrival[ty] = *a,
-            None => self.state.nonempty &= !(1 << ty),
+        let len = self.state.len[ty];
+        if len == 0 {
+            return None;
         }
-        Some(item)
+        let head = self.head[ty];
+        let base = ty << self.shift;
+        let (arrival, item) = {
+            let slot = &mut self.slots[base | head as usize];
+            (slot.0, slot.1.take()?)
+        };
+        let head = head.wrapping_add(1) & self.mask;
+        self.head[ty] = head;
+        self.state.len[ty] = len - 1;
+        if len == 1 {
+            self.state.nonempty &= !(1 << ty);
+        } else {
+            self.state.head_arrival[ty] = self.slots[base | head as usize].0;
+        }
+        Some((arrival, item))
     }
 
     /// Total requests waiting.
     pub fn total_len(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum()
+        self.state.len.iter().map(|&l| l as usize).sum()
     }
 }
 
@@ -168,5 +219,49 @@ mod tests {
         assert_eq!(q.pop(1), None);
         assert!(q.state().is_empty());
         assert_eq!(q.total_len(), 0);
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)] // `ty` is the queue's index too
+    fn rings_wrap_and_keep_types_apart() {
+        // Capacity 3: rings of 4 slots; many laps of each.
+        let mut q = TypedQueues::new(2, 3);
+        let mut next = [0u64; 2];
+        let mut want = [0u64; 2];
+        for round in 0..50u64 {
+            for ty in 0..2 {
+                while q.push(ty, next[ty] * 10 + ty as u64, next[ty]).is_ok() {
+                    next[ty] += 1;
+                }
+                assert_eq!(q.state().len(ty), 3);
+            }
+            for ty in 0..2 {
+                for _ in 0..(1 + (round + ty as u64) % 3) {
+                    assert_eq!(q.state().head_arrival(ty), Some(want[ty] * 10 + ty as u64));
+                    assert_eq!(q.pop(ty), Some((want[ty] * 10 + ty as u64, want[ty])));
+                    want[ty] += 1;
+                }
+            }
+        }
+        assert_eq!(
+            q.total_len(),
+            (next[0] - want[0] + next[1] - want[1]) as usize
+        );
+    }
+
+    #[test]
+    fn leftover_items_are_dropped() {
+        use std::rc::Rc;
+        let marker = Rc::new(());
+        let mut q = TypedQueues::new(3, 5);
+        for ty in 0..3 {
+            for _ in 0..4 {
+                q.push(ty, 0, marker.clone()).unwrap();
+            }
+        }
+        drop(q.pop(1));
+        assert_eq!(Rc::strong_count(&marker), 1 + 11);
+        drop(q);
+        assert_eq!(Rc::strong_count(&marker), 1);
     }
 }
