@@ -19,7 +19,7 @@ pub use stats::{Malformed, Stats, TypeStats};
 
 use crate::idle::Idler;
 use crate::net::{Packet, RxQueue, TxQueue};
-use crate::policy::{Builtin, Event, Policy, TypeIdx, TypeInfo, TypedQueues};
+use crate::policy::{Builtin, Event, Policy, TypeIdx, TypeInfo, TypedQueues, WorkerIdx};
 use crate::proto::{self, Header, Kind, Status};
 use crate::ring::{Consumer, Producer};
 use crate::time::{rdtsc, Clock, Cycles};
@@ -45,8 +45,9 @@ where
 /// Wire type id to type index.
 #[derive(Debug, Clone)]
 pub struct TypeTable {
-    /// Direct table for small ids (the common case).
-    direct: Vec<u8>,
+    /// Direct table for small ids (the common case): an array, so that an id below
+    /// its length needs no second bounds check.
+    direct: Box<[u8; DIRECT_IDS]>,
     /// (id, index) sorted by id, for the rest.
     sorted: Vec<(u32, TypeIdx)>,
 }
@@ -56,8 +57,8 @@ const NO_TYPE: u8 = u8::MAX;
 
 impl TypeTable {
     pub fn new(ids: &[u32]) -> TypeTable {
-        assert!(ids.len() < NO_TYPE as usize);
-        let mut direct = vec![NO_TYPE; DIRECT_IDS];
+        assert!(ids.len() <= MAX_TYPES, "at most {MAX_TYPES} request types");
+        let mut direct = Box::new([NO_TYPE; DIRECT_IDS]);
         let mut sorted = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             if (id as usize) < DIRECT_IDS {
@@ -70,16 +71,19 @@ impl TypeTable {
         TypeTable { direct, sorted }
     }
 
+    /// The index of type `id`, if it is one (always below [`MAX_TYPES`]: the `%` says
+    /// so to the compiler, which then drops the bounds checks of the per-type arrays
+    /// the index goes to).
     #[inline]
     pub fn lookup(&self, id: u32) -> Option<TypeIdx> {
         if (id as usize) < DIRECT_IDS {
             let i = self.direct[id as usize];
-            (i != NO_TYPE).then_some(i as usize)
+            (i != NO_TYPE).then_some(i as usize % MAX_TYPES)
         } else {
             self.sorted
                 .binary_search_by_key(&id, |&(k, _)| k)
                 .ok()
-                .map(|p| self.sorted[p].1)
+                .map(|p| self.sorted[p].1 % MAX_TYPES)
         }
     }
 }
@@ -91,6 +95,21 @@ pub struct WorkerLink<P> {
     pub done: Consumer<Completion<P>>,
     /// Filled in by the worker thread when it starts; used to wake it (idle: park).
     pub sleeper: Arc<OnceLock<Arc<Sleeper>>>,
+}
+
+/// A [`WorkerLink`] as the loop keeps it: with the count of jobs the worker holds,
+/// so that completions are looked for only where some can be, and only as many as
+/// can be there.
+#[derive(Debug)]
+struct Link<P> {
+    jobs: Producer<Job<P>>,
+    done: Consumer<Completion<P>>,
+    /// Jobs pushed whose completions have not been taken yet.
+    outstanding: usize,
+    /// A job was pushed since the last wake-up (idle: park): wake once per turn, not
+    /// once per job.
+    wake: bool,
+    sleeper: Arc<OnceLock<Arc<Sleeper>>>,
 }
 
 /// Settings the loop needs beyond its parts.
@@ -105,22 +124,71 @@ pub struct Settings {
     pub clock: Clock,
 }
 
+/// Request types the per-type counters have room for (as many as [`TypedQueues`]
+/// allows): a type index taken modulo this is the index itself, and the counter
+/// update needs no bounds check.
+const MAX_TYPES: usize = crate::policy::MAX_TYPES;
+/// Room for every [`Status`] (7), rounded up to a power of two for the same reason.
+const STATUS_SLOTS: usize = 8;
+
+/// The counters bumped per request, apart from [`Stats`] (which is built from them in
+/// [`Dispatcher::stats`]): fixed-size arrays indexed without bounds checks.
+#[derive(Debug, Clone)]
+struct Counts {
+    received: u64,
+    replies: [u64; STATUS_SLOTS],
+    types: [TypeCounts; MAX_TYPES],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct TypeCounts {
+    accepted: u64,
+    completed: u64,
+    queue_full: u64,
+}
+
+/// The first four bytes of every valid request: magic, version, and flags 0.
+const REQUEST_PREFIX: u32 = {
+    let m = proto::MAGIC.to_le_bytes();
+    u32::from_le_bytes([m[0], m[1], proto::VERSION, 0])
+};
+
+/// The wire type of `msg` if it is a valid request (what `Header::parse` accepts with
+/// kind `Request`), read in place: two compares instead of a parse. `None` for
+/// anything else, which then goes through the full parse to be counted by reason.
+#[inline(always)]
+fn request_type(msg: &[u8]) -> Option<u32> {
+    let h: &[u8; proto::HEADER_LEN] = msg.first_chunk()?;
+    let prefix = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let len = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
+    (prefix == REQUEST_PREFIX && len as usize == msg.len() - proto::HEADER_LEN)
+        .then(|| u32::from_le_bytes([h[4], h[5], h[6], h[7]]))
+}
+
 /// The dispatcher: owns the receive side, the typed queues and the policy.
 pub struct Dispatcher<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
+    /// The built-in policies unboxed: the loop is compiled once per policy (one match
+    /// per turn, not one per call), so their calls inline into it.
+    policy: Builtin,
+    core: Core<R, T>,
+}
+
+/// Everything but the policy.
+struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     rx: R,
     tx: T,
-    /// The built-in policies unboxed: their calls inline into the loop.
-    policy: Builtin,
     queues: TypedQueues<R::Pkt>,
     types: TypeTable,
     classifier: Option<Box<dyn Classifier>>,
-    workers: Vec<WorkerLink<R::Pkt>>,
+    links: Vec<Link<R::Pkt>>,
     settings: Settings,
     doorbell: Arc<Doorbell>,
     stop: Arc<AtomicBool>,
     stop_workers: Arc<AtomicBool>,
     published: Arc<Mutex<Stats>>,
+    /// The counters not bumped per request (malformed, errors) and the type names.
     stats: Stats,
+    counts: Counts,
     outstanding: u64,
     /// The receive burst, reused: no allocation per burst.
     burst: Vec<R::Pkt>,
@@ -130,7 +198,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> std::fmt::Debug for Dispatcher<R, T> 
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("policy", &self.policy)
-            .field("stats", &self.stats)
+            .field("stats", &self.core.stats)
             .finish_non_exhaustive()
     }
 }
@@ -155,9 +223,25 @@ pub struct Parts<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     pub published: Arc<Mutex<Stats>>,
 }
 
+/// Calls `$call` with `$p` bound to the concrete policy `$policy` holds.
+macro_rules! with_policy {
+    ($policy:expr, $p:ident => $call:expr) => {
+        match $policy {
+            Builtin::Cfcfs($p) => $call,
+            Builtin::Dfcfs($p) => $call,
+            Builtin::Darc($p) => $call,
+            Builtin::Other($p) => {
+                let $p = &mut **$p;
+                $call
+            }
+        }
+    };
+}
+
 impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
     pub fn new(p: Parts<R, T>) -> Self {
         let ids: Vec<u32> = p.types.iter().map(|(id, _)| *id).collect();
+        assert!(ids.len() <= MAX_TYPES, "at most {MAX_TYPES} request types");
         let stats = Stats {
             types: p
                 .types
@@ -169,28 +253,68 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                 .collect(),
             ..Stats::default()
         };
+        let links = p
+            .workers
+            .into_iter()
+            .map(|w| Link {
+                jobs: w.jobs,
+                done: w.done,
+                outstanding: 0,
+                wake: false,
+                sleeper: w.sleeper,
+            })
+            .collect();
         Dispatcher {
-            burst: Vec::with_capacity(p.settings.rx_batch),
-            queues: TypedQueues::new(ids.len(), p.queue_capacity),
-            types: TypeTable::new(&ids),
-            rx: p.rx,
-            tx: p.tx,
             policy: Builtin::from(p.policy),
-            classifier: p.classifier,
-            workers: p.workers,
-            settings: p.settings,
-            doorbell: p.doorbell,
-            stop: p.stop,
-            stop_workers: p.stop_workers,
-            published: p.published,
-            stats,
-            outstanding: 0,
+            core: Core {
+                burst: Vec::with_capacity(p.settings.rx_batch),
+                queues: TypedQueues::new(ids.len(), p.queue_capacity),
+                types: TypeTable::new(&ids),
+                rx: p.rx,
+                tx: p.tx,
+                classifier: p.classifier,
+                links,
+                settings: p.settings,
+                doorbell: p.doorbell,
+                stop: p.stop,
+                stop_workers: p.stop_workers,
+                published: p.published,
+                stats,
+                counts: Counts {
+                    received: 0,
+                    replies: [0; STATUS_SLOTS],
+                    types: [TypeCounts::default(); MAX_TYPES],
+                },
+                outstanding: 0,
+            },
         }
     }
 
     /// Runs until a stop is requested and every accepted request is answered (or the
     /// drain timeout passes); returns the final counters.
-    pub fn run(mut self) -> Stats {
+    pub fn run(self) -> Stats {
+        let Dispatcher { mut policy, core } = self;
+        with_policy!(&mut policy, p => core.run(p))
+    }
+
+    /// One turn of the loop's work at time `now`, without the shutdown, stats and idle
+    /// logic of [`Dispatcher::run`]: take completions, receive a burst, dispatch.
+    /// Returns whether there was any work. For driving a dispatcher step by step on
+    /// one thread (deterministic tests, instruction counts); `run` does the same.
+    #[inline]
+    pub fn poll(&mut self, now: Cycles) -> bool {
+        let core = &mut self.core;
+        with_policy!(&mut self.policy, p => core.turn(p, now))
+    }
+
+    /// The counters now (as `run` returns them at exit).
+    pub fn stats(&mut self) -> Stats {
+        self.core.snapshot(&self.policy)
+    }
+}
+
+impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
+    fn run<P: Policy + ?Sized>(mut self, policy: &mut P) -> Stats {
         let clock = self.settings.clock;
         let stats_every = self
             .settings
@@ -200,12 +324,14 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
         let mut drain_deadline: Option<Cycles> = None;
         let mut give_up: Option<Cycles> = None;
         loop {
+            // One clock read per turn: every request of the turn is stamped with it.
             let now = rdtsc();
-            let mut work = self.completions(now);
-            if drain_deadline.is_none() {
-                work |= self.receive(now);
-            }
-            work |= self.dispatch(now);
+            let work = if drain_deadline.is_none() {
+                self.turn(policy, now)
+            } else {
+                let w = self.completions(policy, now);
+                self.dispatch(policy, now) | w
+            };
 
             if drain_deadline.is_none() && self.stop.load(Ordering::Relaxed) {
                 let t = clock.duration_to_cycles(self.settings.drain_timeout);
@@ -248,7 +374,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
 
             if let Some(every) = stats_every {
                 if deadline_passed(now, next_stats) {
-                    self.publish();
+                    self.publish(policy);
                     next_stats = now.wrapping_add(every);
                 }
             }
@@ -260,57 +386,65 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
         }
         self.stop_workers.store(true, Ordering::Release);
         self.wake_all_workers();
-        self.snapshot()
+        self.snapshot(policy)
     }
 
-    /// One turn of the loop's work at time `now`, without the shutdown, stats and idle
-    /// logic of [`Dispatcher::run`]: take completions, receive a burst, dispatch.
-    /// Returns whether there was any work. For driving a dispatcher step by step on
-    /// one thread (deterministic tests, instruction counts); `run` does the same.
+    /// Completions, receive, dispatch (see the module docs).
     #[inline]
-    pub fn poll(&mut self, now: Cycles) -> bool {
-        let mut work = self.completions(now);
-        work |= self.receive(now);
-        work |= self.dispatch(now);
+    fn turn<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
+        let mut work = self.completions(policy, now);
+        work |= self.receive(policy, now);
+        work |= self.dispatch(policy, now);
         work
     }
 
-    /// The counters now (as `run` returns them at exit).
-    pub fn stats(&mut self) -> Stats {
-        self.snapshot()
-    }
-
-    /// Takes completions from every worker. Returns whether there were any.
+    /// Takes completions from every worker that holds jobs. Returns whether there
+    /// were any.
     #[inline]
-    fn completions(&mut self, now: Cycles) -> bool {
-        let mut any = false;
-        for (w, link) in self.workers.iter_mut().enumerate() {
-            // One batch per worker: its ring's position is written back once.
-            for c in link.done.drain() {
-                any = true;
-                self.outstanding -= 1;
-                self.policy.on_completion(w, c.ty, c.service, now);
-                self.stats.replies[c.status as usize] += 1;
-                self.stats.types[c.ty].completed += 1;
+    fn completions<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
+        if self.outstanding == 0 {
+            return false;
+        }
+        let mut got = 0;
+        for (w, link) in self.links.iter_mut().enumerate() {
+            // No more than the worker holds: a worker with one job (c-FCFS, DARC) costs
+            // one look at its ring, and an idle one none.
+            let mut n = 0;
+            while n < link.outstanding {
+                let Some(c) = link.done.pop_deferred() else {
+                    break;
+                };
+                n += 1;
+                policy.on_completion(w, c.ty, c.service, now);
+                self.counts.replies[c.status as usize % STATUS_SLOTS] += 1;
+                self.counts.types[c.ty % MAX_TYPES].completed += 1;
                 if let Some(pkt) = c.pkt {
                     self.rx.recycle(pkt);
                 }
             }
-        }
-        if any {
-            while let Some(e) = self.policy.poll_event() {
-                log_event(&e, &self.settings.clock);
+            if n > 0 {
+                // One write-back of the ring's position per worker and turn.
+                link.done.publish();
+                link.outstanding -= n;
+                got += n;
             }
         }
-        any
+        if got == 0 {
+            return false;
+        }
+        self.outstanding -= got as u64;
+        while let Some(e) = policy.poll_event() {
+            log_event(&e, &self.settings.clock);
+        }
+        true
     }
 
     /// Receives a burst and queues each valid request. Returns whether any arrived.
     #[inline]
-    fn receive(&mut self, now: Cycles) -> bool {
+    fn receive<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
         match self.rx.rx_burst(&mut self.burst, self.settings.rx_batch) {
             Ok(0) => return false,
-            Ok(_) => {}
+            Ok(n) => self.counts.received += n as u64,
             Err(e) => {
                 self.stats.rx_errors += 1;
                 if self.stats.rx_errors.is_power_of_two() {
@@ -321,32 +455,37 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
         }
         // The loop reuses `burst`: no allocation per burst.
         let mut pkts = std::mem::take(&mut self.burst);
-        for pkt in pkts.drain(..) {
-            self.admit(pkt, now);
+        if self.classifier.is_none() {
+            for pkt in pkts.drain(..) {
+                self.admit::<P, false>(policy, pkt, now);
+            }
+        } else {
+            for pkt in pkts.drain(..) {
+                self.admit::<P, true>(policy, pkt, now);
+            }
         }
         self.burst = pkts;
         true
     }
 
-    #[inline]
-    fn admit(&mut self, pkt: R::Pkt, now: Cycles) {
-        self.stats.received += 1;
-        let header = match Header::parse(pkt.msg()) {
-            Ok(h) => h,
-            Err(e) => {
-                self.stats.malformed.count(e);
-                self.rx.recycle(pkt);
-                return;
-            }
-        };
-        if header.kind != Kind::Request {
-            self.stats.malformed.not_request += 1;
-            self.rx.recycle(pkt);
-            return;
-        }
-        let id = match &mut self.classifier {
-            None => Some(header.ty),
-            Some(c) => c.classify(&header, &pkt.msg()[proto::HEADER_LEN..]),
+    /// Queues one received datagram, or answers or drops it. `CLASSIFIER`: whether a
+    /// classifier is set (decided once per burst).
+    #[inline(always)]
+    fn admit<P: Policy + ?Sized, const CLASSIFIER: bool>(
+        &mut self,
+        policy: &mut P,
+        pkt: R::Pkt,
+        now: Cycles,
+    ) {
+        let id = match request_type(pkt.msg()) {
+            Some(id) if !CLASSIFIER => Some(id),
+            _ => match self.classify_slow(&pkt) {
+                Ok(id) => id,
+                Err(()) => {
+                    self.rx.recycle(pkt);
+                    return;
+                }
+            },
         };
         let Some(ty) = id.and_then(|id| self.types.lookup(id)) else {
             self.reply_now(pkt, Status::UnknownType);
@@ -354,56 +493,86 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
         };
         match self.queues.push(ty, now, pkt) {
             Ok(()) => {
-                self.stats.types[ty].accepted += 1;
-                self.policy.on_arrival(ty, now);
+                self.counts.types[ty].accepted += 1;
+                policy.on_arrival(ty, now);
             }
             Err(pkt) => {
-                self.stats.types[ty].queue_full += 1;
+                self.counts.types[ty].queue_full += 1;
                 self.reply_now(pkt, Status::QueueFull);
             }
         }
     }
 
+    /// The full parse, for what the fast path of `admit` did not take: malformed
+    /// datagrams (counted by reason: `Err`), and every request when a classifier is
+    /// set. `Ok(None)`: a request of no known type.
+    #[inline(never)]
+    fn classify_slow(&mut self, pkt: &R::Pkt) -> Result<Option<u32>, ()> {
+        let header = match Header::parse(pkt.msg()) {
+            Ok(h) => h,
+            Err(e) => {
+                self.stats.malformed.count(e);
+                return Err(());
+            }
+        };
+        if header.kind != Kind::Request {
+            self.stats.malformed.not_request += 1;
+            return Err(());
+        }
+        Ok(match &mut self.classifier {
+            None => Some(header.ty),
+            Some(c) => c.classify(&header, &pkt.msg()[proto::HEADER_LEN..]),
+        })
+    }
+
     /// Answers a request from the dispatcher itself (a rejection).
+    #[cold]
+    #[inline(never)]
     fn reply_now(&mut self, mut pkt: R::Pkt, status: Status) {
         let len = proto::make_reply(pkt.buf_mut(), status, 0);
         pkt.set_len(len);
         if let Some(pkt) = self.tx.send(pkt) {
             self.rx.recycle(pkt);
         }
-        self.stats.replies[status as usize] += 1;
+        self.counts.replies[status as usize % STATUS_SLOTS] += 1;
     }
 
     /// Carries out the policy's decisions. Returns whether any request moved.
     #[inline]
-    fn dispatch(&mut self, now: Cycles) -> bool {
-        let mut any = false;
-        while let Some(d) = self.policy.next(self.queues.state(), now) {
-            let (_arrival, pkt) = self.queues.pop(d.ty).unwrap_or_else(|| {
-                panic!(
-                    "policy {} dispatched from empty queue {}",
-                    self.policy.name(),
-                    d.ty
-                )
-            });
-            let link = &mut self.workers[d.worker];
+    fn dispatch<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
+        let mut pushed = 0u64;
+        while let Some(d) = policy.next(self.queues.state(), now) {
+            let Some((_arrival, pkt)) = self.queues.pop(d.ty) else {
+                empty_queue(policy.name(), d.ty)
+            };
+            let link = &mut self.links[d.worker];
             if link.jobs.push(Job { pkt, ty: d.ty }).is_err() {
-                panic!(
-                    "policy {} overfilled worker {}'s ring (capacity {})",
-                    self.policy.name(),
-                    d.worker,
-                    link.jobs.capacity()
-                );
+                overfilled(policy.name(), d.worker, link.jobs.capacity())
             }
-            if self.settings.wake_workers {
+            link.outstanding += 1;
+            link.wake = true;
+            pushed += 1;
+        }
+        if pushed == 0 {
+            return false;
+        }
+        self.outstanding += pushed;
+        if self.settings.wake_workers {
+            self.wake_pushed();
+        }
+        true
+    }
+
+    /// Wakes the workers pushed to since the last call, once each.
+    #[cold]
+    fn wake_pushed(&mut self) {
+        for link in &mut self.links {
+            if std::mem::take(&mut link.wake) {
                 if let Some(s) = link.sleeper.get() {
                     s.wake();
                 }
             }
-            self.outstanding += 1;
-            any = true;
         }
-        any
     }
 
     fn reject_queued(&mut self, status: Status) {
@@ -415,7 +584,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
     }
 
     fn wake_all_workers(&self) {
-        for w in &self.workers {
+        for w in &self.links {
             if let Some(s) = w.sleeper.get() {
                 s.wake();
             }
@@ -423,36 +592,56 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
     }
 
     fn idle(&mut self) {
-        let (rx, doorbell, workers) = (&mut self.rx, &self.doorbell, &self.workers);
+        let (rx, doorbell, links) = (&mut self.rx, &self.doorbell, &self.links);
         self.settings.idle.idle(|max| {
             doorbell.arm();
             // Work that raced with arming: a completion already in a ring.
-            if workers.iter().all(|w| w.done.is_empty()) {
+            if links.iter().all(|w| w.done.is_empty()) {
                 rx.wait(max, doorbell.fd());
             }
             doorbell.disarm();
         });
     }
 
-    fn snapshot(&mut self) -> Stats {
+    fn snapshot<P: Policy + ?Sized>(&mut self, policy: &P) -> Stats {
         let mut s = self.stats.clone();
+        let c = &self.counts;
+        s.received = c.received;
+        for (r, n) in s.replies.iter_mut().zip(c.replies) {
+            *r = n;
+        }
         for (t, ts) in s.types.iter_mut().enumerate() {
+            ts.accepted = c.types[t].accepted;
+            ts.completed = c.types[t].completed;
+            ts.queue_full = c.types[t].queue_full;
             ts.queued = self.queues.state().len(t) as u64;
         }
         s.in_flight =
             self.queues.total_len() as u64 + self.outstanding - s.abandoned.min(self.outstanding);
         s.rx_drops = self.rx.drops();
         s.tx_errors = self.tx.errors();
-        s.policy = self.policy.summary();
+        s.policy = policy.summary();
         s
     }
 
-    fn publish(&mut self) {
-        let s = self.snapshot();
+    fn publish<P: Policy + ?Sized>(&mut self, policy: &P) {
+        let s = self.snapshot(policy);
         if let Ok(mut p) = self.published.lock() {
             *p = s;
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn empty_queue(policy: &str, ty: TypeIdx) -> ! {
+    panic!("policy {policy} dispatched from empty queue {ty}")
+}
+
+#[cold]
+#[inline(never)]
+fn overfilled(policy: &str, worker: WorkerIdx, capacity: usize) -> ! {
+    panic!("policy {policy} overfilled worker {worker}'s ring (capacity {capacity})")
 }
 
 #[inline]
@@ -486,6 +675,38 @@ mod tests {
         assert_eq!(t.lookup(3), None);
         assert_eq!(t.lookup(70_001), None);
         assert_eq!(t.lookup(u32::MAX), None);
+    }
+
+    #[test]
+    fn the_fast_request_check_agrees_with_the_parser() {
+        let mut valid = vec![0u8; proto::HEADER_LEN + 3];
+        proto::encode_request(&mut valid, 0xabcd_0123, 7, 9, b"xyz").unwrap();
+        let parsed = |m: &[u8]| match Header::parse(m) {
+            Ok(h) if h.kind == Kind::Request => Some(h.ty),
+            _ => None,
+        };
+        assert_eq!(request_type(&valid), Some(0xabcd_0123));
+        // Every single-byte change of the header and every truncation or extension,
+        // plus a reply and an empty message.
+        let mut cases = vec![Vec::new(), valid[..proto::HEADER_LEN].to_vec()];
+        for i in 0..proto::HEADER_LEN {
+            for v in [0u8, 1, 0x7f, 0x80, 0x81, 0xff] {
+                let mut m = valid.clone();
+                m[i] = v;
+                cases.push(m);
+            }
+        }
+        for n in 0..valid.len() + 2 {
+            let mut m = valid.clone();
+            m.resize(n, 0);
+            cases.push(m);
+        }
+        let mut reply = valid.clone();
+        proto::make_reply(&mut reply, Status::Ok, 3);
+        cases.push(reply);
+        for m in &cases {
+            assert_eq!(request_type(m), parsed(m), "{m:?}");
+        }
     }
 
     #[test]
