@@ -137,14 +137,10 @@ const STATUS_SLOTS: usize = 8;
 struct Counts {
     received: u64,
     replies: [u64; STATUS_SLOTS],
-    types: [TypeCounts; MAX_TYPES],
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct TypeCounts {
-    accepted: u64,
-    completed: u64,
-    queue_full: u64,
+    /// Per type: one array per counter (an index scaled by 8, not 24).
+    accepted: [u64; MAX_TYPES],
+    completed: [u64; MAX_TYPES],
+    queue_full: [u64; MAX_TYPES],
 }
 
 /// The first four bytes of every valid request: magic, version, and flags 0.
@@ -283,7 +279,9 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                 counts: Counts {
                     received: 0,
                     replies: [0; STATUS_SLOTS],
-                    types: [TypeCounts::default(); MAX_TYPES],
+                    accepted: [0; MAX_TYPES],
+                    completed: [0; MAX_TYPES],
+                    queue_full: [0; MAX_TYPES],
                 },
                 outstanding: 0,
             },
@@ -417,7 +415,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                 n += 1;
                 policy.on_completion(w, c.ty, c.service, now);
                 self.counts.replies[c.status as usize % STATUS_SLOTS] += 1;
-                self.counts.types[c.ty % MAX_TYPES].completed += 1;
+                self.counts.completed[c.ty % MAX_TYPES] += 1;
                 if let Some(pkt) = c.pkt {
                     self.rx.recycle(pkt);
                 }
@@ -493,11 +491,11 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         };
         match self.queues.push(ty, now, pkt) {
             Ok(()) => {
-                self.counts.types[ty].accepted += 1;
+                self.counts.accepted[ty] += 1;
                 policy.on_arrival(ty, now);
             }
             Err(pkt) => {
-                self.counts.types[ty].queue_full += 1;
+                self.counts.queue_full[ty] += 1;
                 self.reply_now(pkt, Status::QueueFull);
             }
         }
@@ -611,9 +609,9 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             *r = n;
         }
         for (t, ts) in s.types.iter_mut().enumerate() {
-            ts.accepted = c.types[t].accepted;
-            ts.completed = c.types[t].completed;
-            ts.queue_full = c.types[t].queue_full;
+            ts.accepted = c.accepted[t];
+            ts.completed = c.completed[t];
+            ts.queue_full = c.queue_full[t];
             ts.queued = self.queues.state().len(t) as u64;
         }
         s.in_flight =
