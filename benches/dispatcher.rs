@@ -6,6 +6,10 @@
 //!   classifies, queues it, asks the policy, pushes it to the worker's ring, and takes the
 //!   completion back; the worker replies in place on its own transmit side. 4 request
 //!   types. Requests per second; ns per request is ns of the dispatcher core per request.
+//!   c-FCFS and DARC give a worker one request at a time, so with one worker each
+//!   request waits for the previous one's completion: a round trip per request.
+//!   d-FCFS (depth 64) lets the worker hold many, and pipelines; `dfcfs-depth1` is
+//!   d-FCFS held to one, to show that the round trip, not the policy, sets the rate.
 //! - `saturation`: the dispatcher (core 0) serving 14 simulated zero-work workers, all
 //!   drained, and their completions posted, by one thread on core 1: the most requests
 //!   one dispatcher core can schedule. 4 request types.
@@ -28,11 +32,11 @@ mod support;
 use support::{Setup, SimWorker};
 
 /// One pipeline run of `n` requests; returns the dispatcher's time.
-fn pipeline(policy: PolicyKind, n: u64) -> Duration {
+fn pipeline(s: Setup, n: u64) -> Duration {
     if n == 0 {
         return Duration::ZERO;
     }
-    let s = Setup::new(policy, 4, 1).limit(n);
+    let s = s.limit(n);
     let p = support::parts(&s);
     let mut txs = p.workers;
     let (jobs, done, tx) = txs.pop().expect("one worker");
@@ -119,9 +123,12 @@ fn bench_dispatcher(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for policy in [PolicyKind::Darc, PolicyKind::Cfcfs, PolicyKind::Dfcfs] {
         g.bench_function(BenchmarkId::new(policy.name(), "1 worker"), |b| {
-            b.iter_custom(|n| pipeline(policy, n))
+            b.iter_custom(|n| pipeline(Setup::new(policy, 4, 1), n))
         });
     }
+    g.bench_function(BenchmarkId::new("dfcfs-depth1", "1 worker"), |b| {
+        b.iter_custom(|n| pipeline(Setup::new(PolicyKind::Dfcfs, 4, 1).depth(1), n))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("saturation");

@@ -168,34 +168,55 @@ def main():
     mb_rt = get(rows, "mailbox", "roundtrip")
     mb_ow = get(rows, "mailbox", "oneway")
     md.append("### Whole dispatcher, in-process (in-memory transport)\n")
-    md.append("| run | ns per request | M requests/s | vs mailbox one-way handoff rate |")
-    md.append("|---|---|---|---|")
+    md.append("c-FCFS, DARC and `dfcfs-depth1` give the worker one request at a time: each "
+              "request waits for the previous one's completion, so their physical limit is "
+              "the mailbox *round trip*; d-FCFS (depth 64) pipelines, and its limit is the "
+              "one-way handoff.\n")
+    md.append("| run | ns per request | M requests/s | vs mailbox one-way rate | vs mailbox round-trip rate |")
+    md.append("|---|---|---|---|---|")
     if mb_ow:
-        md.append(f"| mailbox, one-way single-slot handoff (same run) | {fmt_ns(mb_ow)} | {mrps(mb_ow):.2f} | 1.00 |")
+        md.append(f"| mailbox, one-way single-slot handoff (same run) | {fmt_ns(mb_ow)} | {mrps(mb_ow):.2f} | 1.00 | "
+                  f"{(mrps(mb_ow) / mrps(mb_rt)) if mb_rt else float('nan'):.2f} |")
     if mb_rt:
         md.append(f"| mailbox, round trip (same run) | {fmt_ns(mb_rt)} | {mrps(mb_rt):.2f} | "
-                  f"{(mrps(mb_rt) / mrps(mb_ow)) if mb_ow else float('nan'):.2f} |")
+                  f"{(mrps(mb_rt) / mrps(mb_ow)) if mb_ow else float('nan'):.2f} | 1.00 |")
     disp_items = []
     for kind, label in (("pipeline", "1 worker"), ("saturation", "14 workers")):
-        for p in ("darc", "cfcfs", "dfcfs"):
+        for p in ("darc", "cfcfs", "dfcfs", "dfcfs-depth1"):
             r = get(rows, kind, p, label)
             if not r:
                 continue
-            ratio = f"{mrps(r) / mrps(mb_ow):.2f}" if (mb_ow and kind == "pipeline") else "—"
-            md.append(f"| {kind}: {p}, {label} | {fmt_ns(r)} | {mrps(r):.2f} | {ratio} |")
+            ow_ratio = f"{mrps(r) / mrps(mb_ow):.2f}" if (mb_ow and kind == "pipeline") else "—"
+            rt_ratio = f"{mrps(r) / mrps(mb_rt):.2f}" if (mb_rt and kind == "pipeline") else "—"
+            md.append(f"| {kind}: {p}, {label} | {fmt_ns(r)} | {mrps(r):.2f} | {ow_ratio} | {rt_ratio} |")
             disp_items.append((f"{kind}: {p}, {label}", mrps(r)))
     md.append("")
     bars(os.path.join(out, "dispatcher.svg"), "Dispatcher throughput (higher is better)",
          [("mailbox handoff (one way)", mrps(mb_ow) if mb_ow else None)] + disp_items, "Mrps",
          ref=20.0, ref_label="target: 20 Mrps saturation")
 
+    before = {}
+    before_path = os.path.join(out, "callgrind-before.csv")
+    if os.path.exists(before_path):
+        with open(before_path) as f:
+            before = {r["config"]: r for r in csv.DictReader(f)}
     if cg:
         md.append("### Instructions per request (valgrind --tool=callgrind, dispatcher turn only)\n")
-        md.append("| configuration | instructions/request | of which in-memory rx_burst | requests per turn |")
-        md.append("|---|---|---|---|")
+        md.append("The turn includes the in-memory transport's `rx_burst` (our stand-in for a NIC "
+                  "driver's receive); *dispatcher's own* is the rest. *Before*: "
+                  "`callgrind-before.csv`, the same script on the code before the hot-path "
+                  "rework.\n")
+        md.append("| configuration | instructions/request | of which in-memory rx_burst | "
+                  "dispatcher's own | before (total / own) | requests per turn |")
+        md.append("|---|---|---|---|---|---|")
         for r in cg:
-            md.append(f"| {r['config']} | {r['instructions_per_request']} | "
-                      f"{r.get('transport_rx_per_request', '')} | {r['requests_per_turn']} |")
+            tot, rx = float(r["instructions_per_request"]), float(r.get("transport_rx_per_request") or 0)
+            b = before.get(r["config"])
+            was = (f"{float(b['instructions_per_request']):.1f} / "
+                   f"{float(b['instructions_per_request']) - float(b.get('transport_rx_per_request') or 0):.1f}"
+                   if b else "")
+            md.append(f"| {r['config']} | {tot:.1f} | {rx:.1f} | {tot - rx:.1f} | {was} | "
+                      f"{r['requests_per_turn']} |")
         md.append("")
         bars(os.path.join(out, "callgrind.svg"), "Dispatcher instructions per request (callgrind)",
              [(r["config"], float(r["instructions_per_request"])) for r in cg], "instr",

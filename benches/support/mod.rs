@@ -48,6 +48,8 @@ pub struct Setup {
     pub queue_capacity: usize,
     /// The dispatcher's idle strategy.
     pub idle: IdleStrategy,
+    /// d-FCFS: requests a worker may hold (`None`: the config's default, 64).
+    pub depth: Option<usize>,
 }
 
 impl Setup {
@@ -63,7 +65,15 @@ impl Setup {
             limit: None,
             queue_capacity: 4096,
             idle: IdleStrategy::Spin,
+            depth: None,
         }
+    }
+
+    /// d-FCFS with at most `depth` requests per worker (1: one outstanding, as c-FCFS
+    /// and DARC).
+    pub fn depth(mut self, depth: usize) -> Setup {
+        self.depth = Some(depth);
+        self
     }
 
     pub fn limit(mut self, n: u64) -> Setup {
@@ -117,11 +127,13 @@ pub fn types(n: usize) -> Vec<(u32, TypeInfo)> {
 }
 
 pub fn policy_config(s: &Setup) -> PolicyConfig {
+    let d = PolicyConfig::default();
     PolicyConfig {
         kind: s.policy,
         profile: s.profile,
         window: s.window,
-        ..PolicyConfig::default()
+        depth: s.depth.unwrap_or(d.depth),
+        ..d
     }
 }
 
