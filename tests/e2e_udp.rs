@@ -14,22 +14,16 @@ struct Daemon {
     child: Child,
     addr: SocketAddr,
     stdout: BufReader<std::process::ChildStdout>,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     fn start(policy: &str) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("psp-e2e-{}-{policy}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("cfg.yml");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("psp-e2e-{policy}-"))
+            .tempdir()
+            .unwrap();
+        let cfg = dir.path().join("cfg.yml");
         std::fs::write(
             &cfg,
             format!(
@@ -59,7 +53,7 @@ stats: {{ interval_ms: 200 }}
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             stdout,
-            _dir: TempDir(dir),
+            _dir: dir,
         };
         // The daemon prints its address once it serves (it exits, closing stdout, if
         // it cannot start).
@@ -298,10 +292,13 @@ fn serves_as_an_unprivileged_user() {
         eprintln!("skipped: running as root without setpriv to drop privileges");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("psp-e2e-{}-nobody", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _guard = TempDir(dir.clone());
-    let cfg = dir.join("cfg.yml");
+    let dir = tempfile::Builder::new()
+        .prefix("psp-e2e-nobody-")
+        // The unprivileged daemon reads its config from here.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .tempdir()
+        .unwrap();
+    let cfg = dir.path().join("cfg.yml");
     std::fs::write(
         &cfg,
         "pin: false

@@ -479,6 +479,52 @@ pub struct Plan {
     pub kv: Option<KvSpec>,
 }
 
+/// The command line's defaults, shared by [`RunArgs::plan`] and [`Plan::new`].
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_SLACK: Duration = Duration::from_micros(10);
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(30);
+
+impl Plan {
+    /// A run of one point: `workload` at `rate` requests/s for `duration`, against
+    /// `server` over kernel UDP, with the command line's defaults for the rest
+    /// (exponential arrivals, 1 s warm-up and timeout, the default seed, no outputs,
+    /// no progress bar). For runs built in code (the demo, tests, other tools); set
+    /// the public fields to change anything else.
+    pub fn new(server: SocketAddr, workload: Workload, rate: f64, duration: Duration) -> Plan {
+        Plan {
+            server,
+            backend: Backend::Udp,
+            meta: Meta {
+                label: String::new(),
+                policy: String::new(),
+                workers: None,
+            },
+            points: vec![Point {
+                tag: format!("rate{rate}"),
+                phases: vec![Phase {
+                    workload,
+                    rate,
+                    load: None,
+                    duration,
+                }],
+            }],
+            arrival: Arrival::Exponential,
+            warmup: DEFAULT_WARMUP,
+            timeout: DEFAULT_TIMEOUT,
+            seed: DEFAULT_SEED,
+            slack: DEFAULT_SLACK,
+            spin: DEFAULT_SPIN,
+            max_concurrency: None,
+            outdir: None,
+            sample: None,
+            realtime: false,
+            progress: false,
+            kv: None,
+        }
+    }
+}
+
 /// Loads a workload by preset name or file (relative paths are taken from `base`);
 /// the kv presets get the default [`KvSpec`]'s nominal service times.
 pub fn load_workload(name: &str, base: Option<&Path>, key: &str) -> Result<Workload, ConfigError> {
@@ -616,24 +662,24 @@ impl RunArgs {
         let dur = |flag: Option<Duration>, key: Option<Dur>, default: Duration| {
             flag.or(key.map(|d| d.0)).unwrap_or(default)
         };
-        let warmup = dur(self.warmup, file.warmup, Duration::from_secs(1));
+        let warmup = dur(self.warmup, file.warmup, DEFAULT_WARMUP);
         let (timeout, timeout_key) = pick(
             &self.timeout,
             &file.timeout.map(|d| d.0),
             "timeout",
             "timeout",
         );
-        let timeout = timeout.unwrap_or(Duration::from_secs(1));
+        let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
         if timeout.is_zero() {
             return err(timeout_key, "must be > 0");
         }
         let (slack_us, slack_key) = pick(&self.slack_us, &file.slack_us, "slack-us", "slack_us");
-        let slack_us = slack_us.unwrap_or(10.0);
+        let slack_us = slack_us.unwrap_or(DEFAULT_SLACK.as_secs_f64() * 1e6);
         if !(slack_us >= 0.0 && slack_us.is_finite()) {
             return err(slack_key, format!("must be >= 0, got {slack_us}"));
         }
         let (spin_us, spin_key) = pick(&self.spin_us, &file.spin_us, "spin-us", "spin_us");
-        let spin_us = spin_us.unwrap_or(30.0);
+        let spin_us = spin_us.unwrap_or(DEFAULT_SPIN.as_secs_f64() * 1e6);
         if !(spin_us >= 0.0 && spin_us.is_finite()) {
             return err(spin_key, format!("must be >= 0, got {spin_us}"));
         }

@@ -15,10 +15,9 @@ use persephone::proto::Status;
 use persephone::workload::Workload;
 use persephone::App;
 
-use crate::config::{load_workload, parse_duration, Backend, Plan, Point};
+use crate::config::{load_workload, parse_duration, Plan};
 use crate::kv::KvSpec;
 use crate::measure::Meta;
-use crate::schedule::{Arrival, Phase, DEFAULT_SEED};
 
 /// The quick-start server config, built in so `demo` runs from any directory.
 pub const QUICKSTART: &str = include_str!("../../configs/quickstart.yml");
@@ -111,39 +110,22 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(note) = busy_machine_note() {
         writeln!(out, "{note}\n")?;
     }
-    let plan = Plan {
-        server: addr,
-        backend: Backend::Udp,
-        meta: Meta {
-            label: "demo".into(),
-            policy,
-            workers: Some(workers),
-        },
-        points: vec![Point {
-            phases: vec![Phase {
-                workload,
-                rate,
-                load: Some(args.load),
-                duration: args.duration,
-            }],
-            tag: format!("load{}", args.load),
-        }],
-        arrival: Arrival::Exponential,
-        warmup: args.warmup,
-        timeout: Duration::from_secs(1),
-        seed: DEFAULT_SEED,
-        slack: Duration::from_micros(10),
-        spin: Duration::from_micros(30),
-        max_concurrency: None,
-        outdir: args.outdir.clone(),
-        sample: None,
-        // Where permitted (root or CAP_SYS_NICE), the sender and receiver run as
-        // real-time threads: on a small machine shared with the daemon, that is what
-        // keeps the schedule (otherwise a spinning worker delays the sender's wake-ups).
-        realtime: crate::sys::realtime_permitted(),
-        progress: !args.quiet,
-        kv,
+    let mut plan = Plan::new(addr, workload, rate, args.duration);
+    plan.meta = Meta {
+        label: "demo".into(),
+        policy,
+        workers: Some(workers),
     };
+    plan.points[0].phases[0].load = Some(args.load);
+    plan.points[0].tag = format!("load{}", args.load);
+    plan.warmup = args.warmup;
+    plan.outdir = args.outdir.clone();
+    // Where permitted (root or CAP_SYS_NICE), the sender and receiver run as
+    // real-time threads: on a small machine shared with the daemon, that is what
+    // keeps the schedule (otherwise a spinning worker delays the sender's wake-ups).
+    plan.realtime = crate::sys::realtime_permitted();
+    plan.progress = !args.quiet;
+    plan.kv = kv;
     let result = crate::runner::run(&plan, out);
     // Shut the daemon down whatever happened to the run.
     let stats = server.shutdown();

@@ -2,7 +2,6 @@
 //! the client, and the daemon's counters match the client's, also under overload and
 //! when a client is killed mid-run.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,30 +26,13 @@ stats: { interval_ms: 5 }
     App::new(cfg).start().unwrap()
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("psp-acct-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 const WORKLOAD: &str = "name: work
 types:
   - { id: 1, name: WORK, ratio: 1, service: { kind: constant, ns: 100000 } }
 ";
 
-fn client(server: &Server, dir: &TempDir, rate: u32, duration: &str) -> Command {
-    let wl = dir.0.join("workload.yml");
+fn client(server: &Server, dir: &tempfile::TempDir, rate: u32, duration: &str) -> Command {
+    let wl = dir.path().join("workload.yml");
     std::fs::write(&wl, WORKLOAD).unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_psp-client"));
     c.args(["--server", &server.local_addr().to_string()])
@@ -65,7 +47,7 @@ fn client(server: &Server, dir: &TempDir, rate: u32, duration: &str) -> Command 
         ])
         .args(["--timeout", "2s", "-q"])
         .arg("--outdir")
-        .arg(dir.0.join("out"))
+        .arg(dir.path().join("out"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
@@ -82,15 +64,16 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn client_and_daemon_agree_under_overload() {
     let server = server();
-    let dir = TempDir::new("overload");
+    let dir = tempfile::tempdir().unwrap();
     // 1.5x the worker's 10 000 requests/s: part of the load must be rejected.
     let status = client(&server, &dir, 15_000, "2s").status().unwrap();
     // Under 95 % schedule adherence the client marks the run invalid but still
     // reports; only a crash or a bad flag is a failure here.
     assert!(status.code().is_some(), "client killed by a signal");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("out/results.json")).unwrap())
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/results.json")).unwrap(),
+    )
+    .unwrap();
     let all = &json["runs"][0]["overall"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap();
     let (sent, ok, lost) = (n(&all["sent"]), n(&all["ok"]), n(&all["lost"]));
@@ -118,7 +101,7 @@ fn client_and_daemon_agree_under_overload() {
 #[test]
 fn a_client_killed_mid_run_leaves_the_daemon_serving() {
     let server = server();
-    let dir = TempDir::new("killed");
+    let dir = tempfile::tempdir().unwrap();
     let mut child = client(&server, &dir, 5_000, "60s").spawn().unwrap();
     wait_until("the client's requests", || server.stats().received > 500);
     child.kill().unwrap();

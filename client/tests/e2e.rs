@@ -5,7 +5,7 @@
 //! Only lower bounds on time are asserted (the machine may be shared and loaded): a
 //! reply can never come before the server has burnt the requested service time.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,9 +13,8 @@ use persephone::config::Config;
 use persephone::report::{RunReport, CSV_COLUMNS};
 use persephone::workload::{Workload, PRESETS};
 use persephone::App;
-use psp_client::config::{Backend, Plan, Point};
+use psp_client::config::Plan;
 use psp_client::measure::Meta;
-use psp_client::schedule::{Arrival, Phase, DEFAULT_SEED};
 
 /// A server config knowing the type ids of every preset (1..=5); the `spin` handler
 /// burns the service time each request carries.
@@ -38,58 +37,24 @@ stats: {{ interval_ms: 0 }}
     .unwrap()
 }
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("psp-client-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn plan(server: std::net::SocketAddr, w: Workload, rate: f64, outdir: Option<&Path>) -> Plan {
     let workers = 2;
     let load = rate * w.mean_service_ns() / (workers as f64 * 1e9);
-    Plan {
-        server,
-        backend: Backend::Udp,
-        meta: Meta {
-            label: format!("e2e-{}", w.name),
-            policy: "darc".into(),
-            workers: Some(workers),
-        },
-        points: vec![Point {
-            tag: format!("load{load:.3}"),
-            phases: vec![Phase {
-                workload: w,
-                rate,
-                load: Some(load),
-                duration: Duration::from_secs(1),
-            }],
-        }],
-        arrival: Arrival::Exponential,
-        warmup: Duration::from_millis(100),
-        // Generous: a loaded machine may delay replies, but must not lose them.
-        timeout: Duration::from_secs(10),
-        seed: DEFAULT_SEED,
-        slack: Duration::from_micros(10),
-        spin: Duration::from_micros(30),
-        max_concurrency: None,
-        outdir: outdir.map(Path::to_path_buf),
-        sample: Some(0.1),
-        realtime: false,
-        progress: false,
-        kv: None,
-    }
+    let label = format!("e2e-{}", w.name);
+    let mut p = Plan::new(server, w, rate, Duration::from_secs(1));
+    p.meta = Meta {
+        label,
+        policy: "darc".into(),
+        workers: Some(workers),
+    };
+    p.points[0].tag = format!("load{load:.3}");
+    p.points[0].phases[0].load = Some(load);
+    p.warmup = Duration::from_millis(100);
+    // Generous: a loaded machine may delay replies, but must not lose them.
+    p.timeout = Duration::from_secs(10);
+    p.outdir = outdir.map(Path::to_path_buf);
+    p.sample = Some(0.1);
+    p
 }
 
 /// Runs `preset` at a low rate against a fresh daemon; returns the report.
@@ -148,9 +113,9 @@ fn every_preset_at_low_load_loses_nothing_and_respects_service_times() {
 
 #[test]
 fn outputs_are_written() {
-    let dir = TempDir::new("outputs");
-    let r = run_preset("high-bimodal", Some(&dir.0));
-    let csv = std::fs::read_to_string(dir.0.join("results.csv")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_preset("high-bimodal", Some(dir.path()));
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(lines.next().unwrap(), CSV_COLUMNS.join(","));
     let rows: Vec<&str> = lines.collect();
@@ -162,23 +127,23 @@ fn outputs_are_written() {
     );
     assert!(rows.last().unwrap().contains(",0,ALL,"));
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
             .unwrap();
     assert_eq!(json["runs"][0]["types"].as_array().unwrap().len(), 2);
     assert_eq!(json["runs"][0]["overall"]["lost"], 0);
-    let hgrm = std::fs::read_dir(dir.0.join("hgrm")).unwrap().count();
+    let hgrm = std::fs::read_dir(dir.path().join("hgrm")).unwrap().count();
     assert_eq!(hgrm, 2 * (r.types.len() + 1));
-    let trace = std::fs::read_dir(&dir.0)
+    let trace = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .find(|n| n.starts_with("trace-"))
         .expect("a trace file");
-    let trace = std::fs::read_to_string(dir.0.join(trace)).unwrap();
+    let trace = std::fs::read_to_string(dir.path().join(trace)).unwrap();
     let sent: u64 = r.types.iter().map(|t| t.sent).sum();
     // One request in ten, give or take the rounding at either end.
     let lines = trace.lines().count() as u64 - 1;
     assert!(lines.abs_diff(sent / 10) <= 1, "{lines} vs {sent}");
-    assert!(std::fs::read_to_string(dir.0.join("command.txt"))
+    assert!(std::fs::read_to_string(dir.path().join("command.txt"))
         .unwrap()
         .contains("seed"));
 }
@@ -212,8 +177,8 @@ fn client() -> Command {
 
 #[test]
 fn the_command_line_names_bad_flags_and_keys() {
-    let dir = TempDir::new("cli");
-    let cfg = dir.0.join("bad.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yml");
     std::fs::write(&cfg, "rate: 100\nduraton: 2s\n").unwrap();
     for (args, want) in [
         (vec!["--load", "0.5"], "--load"),
@@ -232,7 +197,7 @@ fn the_command_line_names_bad_flags_and_keys() {
 
 #[test]
 fn the_command_line_runs_a_sweep_and_plots_it() {
-    let dir = TempDir::new("sweep");
+    let dir = tempfile::tempdir().unwrap();
     let server = App::new(server_config(2)).start().unwrap();
     let out = client()
         .args(["--server", &server.local_addr().to_string()])
@@ -247,7 +212,7 @@ fn the_command_line_runs_a_sweep_and_plots_it() {
         ])
         .args(["--label", "cli", "--policy", "darc", "-q"])
         .arg("--outdir")
-        .arg(&dir.0)
+        .arg(dir.path())
         .output()
         .unwrap();
     server.shutdown();
@@ -261,12 +226,12 @@ fn the_command_line_runs_a_sweep_and_plots_it() {
         stdout.contains("load 0.020") && stdout.contains("load 0.040"),
         "{stdout}"
     );
-    let csv = std::fs::read_to_string(dir.0.join("results.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 3);
-    let svg = dir.0.join("sweep.svg");
+    let svg = dir.path().join("sweep.svg");
     let out = client()
         .arg("plot")
-        .arg(dir.0.join("results.csv"))
+        .arg(dir.path().join("results.csv"))
         .arg("--out")
         .arg(&svg)
         .output()

@@ -9,9 +9,8 @@ use persephone::config::Config;
 use persephone::proto::Status;
 use persephone::workload::Workload;
 use persephone::App;
-use psp_client::config::{Backend, Plan, Point, RunArgs};
+use psp_client::config::{Plan, RunArgs};
 use psp_client::measure::Meta;
-use psp_client::schedule::{Arrival, Phase, DEFAULT_SEED};
 
 #[path = "../../examples/custom_handler/service.rs"]
 mod service;
@@ -28,36 +27,14 @@ fn the_custom_handler_example_serves_psp_client() {
         .start()
         .unwrap();
     let w = Workload::preset("high-bimodal").unwrap();
-    let plan = Plan {
-        server: server.local_addr(),
-        backend: Backend::Udp,
-        meta: Meta {
-            label: "custom-handler".into(),
-            policy: "darc".into(),
-            workers: Some(2),
-        },
-        points: vec![Point {
-            tag: "rate500".into(),
-            phases: vec![Phase {
-                workload: w,
-                rate: 500.0,
-                load: None,
-                duration: Duration::from_secs(1),
-            }],
-        }],
-        arrival: Arrival::Exponential,
-        warmup: Duration::from_millis(100),
-        timeout: Duration::from_secs(10),
-        seed: DEFAULT_SEED,
-        slack: Duration::from_micros(10),
-        spin: Duration::from_micros(30),
-        max_concurrency: None,
-        outdir: None,
-        sample: None,
-        realtime: false,
-        progress: false,
-        kv: None,
+    let mut plan = Plan::new(server.local_addr(), w, 500.0, Duration::from_secs(1));
+    plan.meta = Meta {
+        label: "custom-handler".into(),
+        policy: "darc".into(),
+        workers: Some(2),
     };
+    plan.warmup = Duration::from_millis(100);
+    plan.timeout = Duration::from_secs(10);
     let mut out = Vec::new();
     let reports = psp_client::runner::run(&plan, &mut out);
     let stats = server.shutdown();

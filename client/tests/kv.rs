@@ -8,11 +8,10 @@ use std::time::Duration;
 use persephone::config::Config;
 use persephone::proto::Status;
 use persephone::App;
-use psp_client::config::{Backend, Plan, Point};
+use psp_client::config::Plan;
 use psp_client::kv::{KeyDist, KvSpec};
 use psp_client::measure::{self, Meta};
 use psp_client::runner::Net;
-use psp_client::schedule::{Arrival, Phase, DEFAULT_SEED};
 
 /// configs/kv.yml with `keys` keys of `value_size` bytes, on an ephemeral port, with
 /// queues and buffers for every request of a test run: a machine busy with other work
@@ -31,37 +30,22 @@ fn server_config(keys: u64, value_size: usize) -> Config {
 }
 
 fn plan(server: std::net::SocketAddr, preset: &str, spec: KvSpec, rate: f64) -> Plan {
-    Plan {
+    let mut p = Plan::new(
         server,
-        backend: Backend::Udp,
-        meta: Meta {
-            label: format!("e2e-{preset}"),
-            policy: "darc".into(),
-            workers: Some(2),
-        },
-        points: vec![Point {
-            tag: format!("rate{rate}"),
-            phases: vec![Phase {
-                workload: spec.preset(preset).unwrap(),
-                rate,
-                load: None,
-                duration: Duration::from_secs(1),
-            }],
-        }],
-        arrival: Arrival::Exponential,
-        warmup: Duration::from_millis(200),
-        // Generous: a loaded machine may delay replies, but must not lose them.
-        timeout: Duration::from_secs(10),
-        seed: DEFAULT_SEED,
-        slack: Duration::from_micros(10),
-        spin: Duration::from_micros(30),
-        max_concurrency: None,
-        outdir: None,
-        sample: None,
-        realtime: false,
-        progress: false,
-        kv: Some(spec),
-    }
+        spec.preset(preset).unwrap(),
+        rate,
+        Duration::from_secs(1),
+    );
+    p.meta = Meta {
+        label: format!("e2e-{preset}"),
+        policy: "darc".into(),
+        workers: Some(2),
+    };
+    p.warmup = Duration::from_millis(200);
+    // Generous: a loaded machine may delay replies, but must not lose them.
+    p.timeout = Duration::from_secs(10);
+    p.kv = Some(spec);
+    p
 }
 
 /// Runs `preset` at `rate` against a fresh KV daemon and checks that nothing was

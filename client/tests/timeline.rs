@@ -3,32 +3,12 @@
 //! exactly once: per phase, its intervals add up to the phase's row of `results.csv`.
 //! Nothing here is timed; the run's own end is the only synchronisation.
 
-use std::path::PathBuf;
-
 use persephone::config::Config;
 use persephone::App;
 use psp_client::config::RunArgs;
 use psp_client::measure::TIMELINE_HEADER;
 use psp_client::plot::Table;
 use psp_client::runner::{self, Extra};
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("psp-client-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn the_timeline_accounts_every_request_once() {
@@ -50,8 +30,8 @@ stats: { interval_ms: 0 }
     )
     .start()
     .unwrap();
-    let dir = TempDir::new("timeline");
-    let cfg = dir.0.join("client.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("client.yml");
     std::fs::write(
         &cfg,
         "workers: 1
@@ -70,7 +50,7 @@ phases:
     let args = RunArgs {
         config_path: Some(cfg),
         port: Some(server.local_addr().port()),
-        outdir: Some(dir.0.join("out")),
+        outdir: Some(dir.path().join("out")),
         quiet: true,
         ..RunArgs::default()
     };
@@ -86,7 +66,7 @@ phases:
     assert_eq!(reports.len(), 2);
     assert_eq!(stats.answered(), stats.received);
 
-    let text = std::fs::read_to_string(dir.0.join("out/timeline.csv")).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("out/timeline.csv")).unwrap();
     assert_eq!(text.lines().next().unwrap(), TIMELINE_HEADER);
     let t = Table::parse(&text).unwrap();
     // 500 ms in 50 ms intervals, back to back.
