@@ -171,6 +171,7 @@ mod bench {
                     served += 1;
                 }
             }
+            tx.flush(); // the replies of this burst leave together
         }
         println!("served {served}, tx drops {}", tx.errors());
         Ok(())

@@ -169,6 +169,16 @@ fn ring_loopback() {
         assert!(wtx.send(p).is_none(), "DPDK takes the mbuf");
         replies.push(reply);
     }
+    // A worker's replies wait for its flush (the worker loop's, when its ring runs dry).
+    let before = wtx.sent();
+    let mut early = Vec::new();
+    assert_eq!(
+        rx.rx_burst(&mut early, 32).unwrap(),
+        0,
+        "queued until the flush"
+    );
+    wtx.flush();
+    assert_eq!(wtx.sent() - before, n as u64, "one burst");
     let back = receive(&mut rx, n, |_| true);
     assert_eq!(back.len(), n, "replies looped back");
     for (i, p) in back.iter().enumerate() {

@@ -14,8 +14,11 @@
 //!   in place by [`frame::udp_reply_in_place`] (checksums in software, or offloaded
 //!   when the port offers both IPv4 and UDP checksum offload). ARP requests for our
 //!   IP are answered, so clients need no static MAC.
-//! - **TX never aborts**: a short `tx_burst` is retried [`TX_RETRIES`] times, then
-//!   the packet is freed and counted ([`TxQueue::errors`]).
+//! - **TX in bursts, never aborting**: a worker's replies are queued and leave in
+//!   one `tx_burst` when its ring runs dry ([`TxQueue::flush`]) or [`MAX_BURST`] are
+//!   waiting; the dispatcher's own replies leave at once. A queue that takes nothing
+//!   is retried [`TX_RETRIES`] times, then what is left is freed and counted
+//!   ([`TxQueue::errors`]).
 //! - **Threads**: workers register with EAL (`rte_thread_register`) through
 //!   [`TxQueue::thread_init`] when they start; the dispatcher's thread registers on
 //!   its first receive. A registered thread gets an lcore id, hence a per-lcore
@@ -684,20 +687,85 @@ impl Drop for PortHandle {
 // ---------------------------------------------------------------------------------
 // TX lanes
 
-/// One TX queue and its counters.
+/// One TX queue, its counters, and the replies waiting to leave together.
 #[derive(Debug)]
 struct Lane {
     port: Arc<PortHandle>,
     queue: u16,
     sent: u64,
     dropped: u64,
+    /// Mbufs owned by this lane, queued by [`Lane::push`] for the next
+    /// [`Lane::flush`]: `pending[..len]`.
+    pending: [*mut sys::rte_mbuf; MAX_BURST],
+    len: usize,
 }
 
+// SAFETY: the pending mbufs are owned by the lane alone (handed over by `push`,
+// never shared), and an mbuf may be transmitted or freed from any thread; the
+// rest is plain data and an Arc of a Sync port handle.
+unsafe impl Send for Lane {}
+
 impl Lane {
+    fn new(port: Arc<PortHandle>, queue: u16) -> Lane {
+        Lane {
+            port,
+            queue,
+            sent: 0,
+            dropped: 0,
+            pending: [std::ptr::null_mut(); MAX_BURST],
+            len: 0,
+        }
+    }
+
+    /// Queues `m` to leave with the next [`Lane::flush`]; a full burst leaves now.
+    #[inline]
+    fn push(&mut self, m: Mbuf) {
+        self.pending[self.len] = m.into_raw();
+        self.len += 1;
+        if self.len == MAX_BURST {
+            self.flush();
+        }
+    }
+
+    /// Transmits the queued mbufs in one `tx_burst` (more if the queue takes them in
+    /// parts), retrying up to [`TX_RETRIES`] times while the queue takes none; frees
+    /// and counts what is left.
+    fn flush(&mut self) {
+        let (mut done, mut stalls) = (0, 0);
+        while done < self.len && stalls < TX_RETRIES {
+            // SAFETY: `pending[done..len]` are valid mbufs this lane owns; the queue
+            // is set up and only this lane (reached through `&mut`) transmits on it.
+            // The PMD takes ownership of the first `n` it returns.
+            let n = unsafe {
+                sys::psp_eth_tx_burst(
+                    self.port.id,
+                    self.queue,
+                    self.pending.as_mut_ptr().add(done),
+                    (self.len - done) as u16,
+                )
+            };
+            if n == 0 {
+                stalls += 1;
+                std::hint::spin_loop();
+            }
+            done += usize::from(n);
+            self.sent += u64::from(n);
+        }
+        for &raw in &self.pending[done..self.len] {
+            // SAFETY: the PMD did not take it: still ours, freed once.
+            drop(unsafe { Mbuf::from_raw(raw) });
+            self.dropped += 1;
+        }
+        self.len = 0;
+    }
+
     /// Transmits `m`, retrying a short burst up to [`TX_RETRIES`] times; frees and
     /// counts it if the queue stays full. Returns whether it left.
     #[inline]
     fn tx(&mut self, m: Mbuf) -> bool {
+        if self.len > 0 {
+            self.flush(); // keep the queue's order
+        }
         let mut raw = m.into_raw();
         for _ in 0..TX_RETRIES {
             // SAFETY: `raw` is a valid mbuf we own; the queue is set up and only
@@ -716,10 +784,21 @@ impl Lane {
     }
 }
 
+impl Drop for Lane {
+    fn drop(&mut self) {
+        // Replies queued and never flushed still leave (the port outlives the lane:
+        // it holds an Arc of it).
+        self.flush();
+    }
+}
+
 /// The dispatcher's TX queue is used by two handles on the dispatcher thread (the
 /// receive path, for ARP replies, and the dispatcher's own `DpdkTx`): they share it
 /// behind a mutex, uncontended in practice. Worker lanes are owned outright.
 #[derive(Debug)]
+// A worker's lane lives inline in its DpdkTx, which is built once and stays put:
+// no box between the worker and its burst on the hot path.
+#[allow(clippy::large_enum_variant)]
 enum LaneRef {
     Own(Lane),
     Shared(Arc<Mutex<Lane>>),
@@ -904,12 +983,7 @@ impl Transport for Dpdk {
              TX queue {n_workers} for the dispatcher (a memif client needs {tx_queues} RX queues)"
         );
         let port = Arc::new(self.port);
-        let lane = |queue| Lane {
-            port: port.clone(),
-            queue,
-            sent: 0,
-            dropped: 0,
-        };
+        let lane = |queue| Lane::new(port.clone(), queue);
         let tx = |lane| DpdkTx {
             lane,
             local: self.local,
@@ -1219,12 +1293,27 @@ impl TxQueue for DpdkTx {
         match frame::udp_reply_in_place(mbuf.room_mut(), &local, usize::from(len), csum) {
             Some(n) => {
                 mbuf.set_len(n, csum);
-                self.lane.with(|l| l.tx(mbuf));
+                match &mut self.lane {
+                    // A worker's replies leave in bursts: when the worker's ring runs
+                    // dry (`flush`) or MAX_BURST are queued.
+                    LaneRef::Own(l) => l.push(mbuf),
+                    // The dispatcher's queue is shared with ARP replies and has no
+                    // flush point: at once.
+                    LaneRef::Shared(_) => {
+                        self.lane.with(|l| l.tx(mbuf));
+                    }
+                }
             }
             // Unreachable: the packet's capacity was checked against the buffer.
             None => self.lane.with(|l| l.dropped += 1),
         }
         None
+    }
+
+    fn flush(&mut self) {
+        if let LaneRef::Own(l) = &mut self.lane {
+            l.flush();
+        }
     }
 
     fn errors(&self) -> u64 {
@@ -1460,12 +1549,7 @@ impl DpdkClient {
         }
         let port = Arc::new(port);
         let mut client = DpdkClient {
-            lane: Lane {
-                port: port.clone(),
-                queue: 0,
-                sent: 0,
-                dropped: 0,
-            },
+            lane: Lane::new(port.clone(), 0),
             port,
             pool,
             local,
