@@ -10,7 +10,9 @@
 #
 #   scripts/callgrind.sh                 # every configuration, table on stdout
 #   scripts/callgrind.sh --out FILE.csv  # also write the CSV
-#   scripts/callgrind.sh --annotate      # also keep the R2 profiles and print the top
+#   scripts/callgrind.sh --annotate      # also keep the R2 profiles (with per-instruction
+#                                        # costs, --dump-instr=yes, for kcachegrind or
+#                                        # callgrind_annotate) and print the top
 #                                        # functions of the DARC/4-type run
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,9 +45,11 @@ total_ir() { sed -n 's/^summary: \([0-9]*\).*/\1/p' "$1"; }
 count() { # name, args...
   local name=$1; shift
   local irs=()
+  local dump=()
+  [ "$annotate" = 1 ] && dump=(--dump-instr=yes)
   for r in $R1 $R2; do
     local f="$tmp/$name.$r.out"
-    valgrind --tool=callgrind --callgrind-out-file="$f" --toggle-collect='*callgrind*turn*' \
+    valgrind --tool=callgrind ${dump[@]+"${dump[@]}"} --callgrind-out-file="$f" --toggle-collect='*callgrind*turn*' \
       "$bin" --requests "$r" --warmup "$WARMUP" "$@" >"$tmp/$name.$r.log" 2>&1 \
       || { cat "$tmp/$name.$r.log" >&2; exit 1; }
     irs+=("$(total_ir "$f")")
