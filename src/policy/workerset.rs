@@ -31,14 +31,20 @@ impl WorkerSet {
         s
     }
 
+    /// Adds `w`, which must be below [`WorkerSet::CAPACITY`] (checked in debug builds;
+    /// in release the word index is taken modulo the words, so the per-completion
+    /// update needs no bounds check).
     #[inline]
     pub fn insert(&mut self, w: WorkerIdx) {
-        self.words[w / 64] |= 1 << (w % 64);
+        debug_assert!(w < Self::CAPACITY, "worker {w} out of a WorkerSet");
+        self.words[(w / 64) % WORDS] |= 1 << (w % 64);
     }
 
+    /// Removes `w` (below [`WorkerSet::CAPACITY`], as for `insert`).
     #[inline]
     pub fn remove(&mut self, w: WorkerIdx) {
-        self.words[w / 64] &= !(1 << (w % 64));
+        debug_assert!(w < Self::CAPACITY, "worker {w} out of a WorkerSet");
+        self.words[(w / 64) % WORDS] &= !(1 << (w % 64));
     }
 
     #[inline]
