@@ -1,7 +1,9 @@
 //! dispatcher - the dispatcher loop: completions, receive, classify, queue, dispatch.
 //!
-//! One pinned thread. Each turn of the loop reads top to bottom:
-//! 1. take completions from every worker and tell the policy (frees workers);
+//! One pinned thread. Each turn of the loop reads top to bottom (one clock read per
+//! turn; the loop is compiled once per built-in policy, so the policy's calls inline):
+//! 1. take completions from every worker that holds jobs, at most as many as it holds,
+//!    and tell the policy (frees workers); each ring's position is written back once;
 //! 2. receive a burst, parse and validate headers, classify, stamp the arrival time,
 //!    and queue each request in its type's bounded FIFO (full: answer `queue_full`);
 //! 3. ask the policy for decisions and push requests onto worker rings;
@@ -71,9 +73,9 @@ impl TypeTable {
         TypeTable { direct, sorted }
     }
 
-    /// The index of type `id`, if it is one (always below [`MAX_TYPES`]: the `%` says
-    /// so to the compiler, which then drops the bounds checks of the per-type arrays
-    /// the index goes to).
+    /// The index of type `id`, if it is one. Always below
+    /// [`MAX_TYPES`](crate::policy::MAX_TYPES): the `%` says so to the compiler, which
+    /// then drops the bounds checks of the per-type arrays the index goes to.
     #[inline]
     pub fn lookup(&self, id: u32) -> Option<TypeIdx> {
         if (id as usize) < DIRECT_IDS {
