@@ -176,6 +176,21 @@ stats: {{ interval_ms: 0 }}
     assert!(stats.balanced(), "{stats}");
 }
 
+/// Datagrams the kernel dropped at the UDP socket bound to 127.0.0.1:`port` because
+/// its receive buffer was full (the `drops` column of /proc/net/udp).
+fn udp_socket_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str())).then(|| f.last().unwrap().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no socket {local} in /proc/net/udp"))
+}
+
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines()
@@ -214,6 +229,12 @@ stats: { interval_ms: 10 }
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let rx_sock = sock.try_clone().unwrap();
+    // Replies the kernel drops at our socket when the receiver thread is slow to run
+    // (a loaded machine): counted, so that the accounting below stays exact.
+    let client_drops = {
+        let port = sock.local_addr().unwrap().port();
+        move || udp_socket_drops(port)
+    };
 
     let done = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
@@ -260,11 +281,17 @@ stats: { interval_ms: 10 }
     while ok.load(Ordering::Relaxed)
         + rejected.load(Ordering::Relaxed)
         + server.stats().rx_drops.overflow
+        + client_drops()
         < sent
     {
         assert!(
             Instant::now() < deadline,
-            "replies missing after the overload"
+            "replies missing after the overload: ok {} rejected {} server overflow {} \
+             client drops {} of {sent}",
+            ok.load(Ordering::Relaxed),
+            rejected.load(Ordering::Relaxed),
+            server.stats().rx_drops.overflow,
+            client_drops()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -289,18 +316,25 @@ stats: { interval_ms: 10 }
     let stats = server.shutdown();
 
     let (ok, rejected) = (ok.load(Ordering::Relaxed), rejected.load(Ordering::Relaxed));
+    let lost_here = client_drops();
     assert!(
         rejected > sent / 10,
         "a 2x overload must be rejected in part: {rejected} of {sent}\n{stats}"
     );
     assert!(ok > 0);
     // Everything sent was answered or counted by the kernel as dropped.
+    // (A reply dropped at our socket is one the daemon sent: `lost_here`.)
     assert_eq!(
-        ok + rejected + stats.rx_drops.overflow,
+        ok + rejected + lost_here + stats.rx_drops.overflow,
         sent + 20,
+        "client drops {lost_here}\n{stats}"
+    );
+    assert_eq!(
+        stats.replies_with(Status::Ok) + stats.replies_with(Status::QueueFull),
+        ok + rejected + lost_here,
         "{stats}"
     );
-    assert_eq!(stats.replies_with(Status::QueueFull), rejected);
+    assert!(stats.replies_with(Status::QueueFull) >= rejected, "{stats}");
     assert!(stats.balanced(), "{stats}");
     // Bounded memory: nothing grows with the backlog (allow allocator noise).
     let growth = rss_end.saturating_sub(rss_after_1s.unwrap());
