@@ -93,6 +93,7 @@ pub fn run(
         unexpected: stats.unexpected,
         send_errors: stats.send_errors,
         recv_errors: 0,
+        socket_drops: None,
         first_error: (stats.send_errors > 0).then(|| {
             "DPDK send: the port did not take the request (mempool empty or TX queue full)"
                 .to_string()

@@ -102,6 +102,10 @@ pub struct Outcome {
     pub send_errors: u64,
     /// Receive calls that failed other than by timing out (e.g. ICMP port unreachable).
     pub recv_errors: u64,
+    /// Replies the kernel dropped at the client's own socket, its receive buffer full
+    /// (the receiver fell behind): the daemon answered them, the client counts them
+    /// lost. `None` where the kernel does not say (non-Linux, or DPDK).
+    pub socket_drops: Option<u64>,
     /// The first send or receive error, for the user.
     pub first_error: Option<String>,
 }
@@ -229,6 +233,8 @@ pub fn run(
     }
     let tx = tx.map_err(|_| io::Error::other("the sender thread panicked"))?;
     let rx = rx.map_err(|_| io::Error::other("the receiver thread panicked"))?;
+    // The socket is this run's alone (bound to a fresh port): all its drops are ours.
+    let socket_drops = persephone::net::udp::socket_drops(&sock);
     Ok(Outcome {
         clock,
         start,
@@ -239,6 +245,7 @@ pub fn run(
         unexpected: rx.unexpected,
         send_errors: tx.errors,
         recv_errors: rx.errors,
+        socket_drops,
         first_error: tx.first_error.or(rx.first_error),
     })
 }

@@ -490,6 +490,7 @@ mod tests {
             unexpected: 2,
             send_errors: 1,
             recv_errors: 0,
+            socket_drops: None,
             first_error: None,
         };
         (s, o)
@@ -682,6 +683,7 @@ mod tests {
             unexpected: 0,
             send_errors: 0,
             recv_errors: 0,
+            socket_drops: None,
             first_error: None,
         };
         let reports = reports(&s, &o, &Meta::default(), &RULES);

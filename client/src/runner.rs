@@ -94,6 +94,15 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
                 outcome.first_error.as_deref().unwrap_or("?")
             )?;
         }
+        if let Some(d) = outcome.socket_drops.filter(|&d| d > 0) {
+            writeln!(
+                out,
+                "warning: {d} replies were dropped by the kernel at psp-client's own socket \
+                 (its receive buffer was full: the receiver fell behind); they count as lost, \
+                 but the server answered them. Raise net.core.rmem_max, run as root (the \
+                 buffer is then forced), or give the client a core of its own"
+            )?;
+        }
         writeln!(out)?;
         if let Some(f) = files.as_mut() {
             f.point(plan, point, &reports, &schedule, &outcome)?;

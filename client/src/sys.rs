@@ -56,13 +56,15 @@ pub fn realtime_permitted() -> bool {
         .unwrap_or(false)
 }
 
-/// Sets SO_RCVBUF and SO_SNDBUF (best effort: the kernel caps them at its maxima).
+/// Sets the socket's receive and send buffers to `bytes`: past the kernel's
+/// maxima (`net.core.rmem_max`, `wmem_max`) where permitted (SO_RCVBUFFORCE needs
+/// CAP_NET_ADMIN, e.g. root), else capped at them. Best effort.
 pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
         let v = bytes.min(i32::MAX as usize) as libc::c_int;
-        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        let set = |opt| {
             // SAFETY: the fd is a live socket borrowed for the call; the option value
             // points to a c_int that outlives it, with its exact size passed.
             unsafe {
@@ -72,7 +74,15 @@ pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
                     opt,
                     (&v as *const libc::c_int).cast(),
                     std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
+                ) == 0
+            }
+        };
+        for (forced, capped) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if !set(forced) {
+                set(capped);
             }
         }
     }
@@ -243,5 +253,75 @@ impl RecvBatch {
     /// The `k`-th datagram of the last [`RecvBatch::recv`].
     pub fn get(&self, k: usize) -> &[u8] {
         &self.bufs[k * self.size..][..self.lens[k]]
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use persephone::net::udp::socket_drops;
+
+    /// The engine reports its socket's drops with the library's `socket_drops`.
+    #[test]
+    fn socket_drops_counts_what_a_full_receive_buffer_refused() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(socket_drops(&rx), Some(0));
+        // The smallest buffer the kernel allows holds a few datagrams; loopback
+        // delivers synchronously, so the rest are dropped by the time send returns.
+        let v: libc::c_int = 1;
+        // SAFETY: live fd; a c_int value with its exact size.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                rx.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        let sent = 500u64;
+        for _ in 0..sent {
+            tx.send_to(&[7u8; 200], rx.local_addr().unwrap()).unwrap();
+        }
+        rx.set_nonblocking(true).unwrap();
+        let mut got = 0u64;
+        let mut buf = [0u8; 256];
+        while rx.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        let drops = socket_drops(&rx).unwrap();
+        assert!(got < sent && drops > 0, "got {got}, drops {drops}");
+        assert_eq!(got + drops, sent);
+    }
+
+    #[test]
+    fn set_buffers_sets_at_least_the_kernels_cap() {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_buffers(&s, 8 << 20);
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: live fd; `v` is a writable c_int and `len` its size.
+        let r = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        // The kernel doubles what it was given (bookkeeping); capped at rmem_max
+        // unless forced.
+        let rmem_max: i64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .map(|t| t.trim().parse().unwrap())
+            .unwrap_or(0);
+        assert!(
+            i64::from(v) >= (2 * rmem_max).min(16 << 20),
+            "{v} (rmem_max {rmem_max})"
+        );
     }
 }

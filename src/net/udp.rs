@@ -336,27 +336,32 @@ unsafe fn sockaddr_to_std(
     }
 }
 
+/// Sets the receive buffer to `bytes`: past `net.core.rmem_max` where permitted
+/// (SO_RCVBUFFORCE, CAP_NET_ADMIN), else capped at it by the kernel.
 fn set_rcvbuf(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: a valid fd, and a pointer to a c_int with its exact size.
-    let r = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+    let set = |opt| {
+        // SAFETY: a valid fd, and a pointer to a c_int with its exact size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
     };
-    if r < 0 {
+    if set(libc::SO_RCVBUFFORCE) < 0 && set(libc::SO_RCVBUF) < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
 /// Datagrams the kernel dropped on this socket (receive buffer full), from
-/// `SO_MEMINFO`'s `SK_MEMINFO_DROPS`.
-fn socket_drops(socket: &UdpSocket) -> Option<u64> {
+/// `SO_MEMINFO`'s `SK_MEMINFO_DROPS`; `None` if the kernel does not say. (psp-client
+/// reports its own socket's drops with it.)
+pub fn socket_drops(socket: &UdpSocket) -> Option<u64> {
     const SO_MEMINFO: libc::c_int = 55;
     const SK_MEMINFO_DROPS: usize = 8;
     let mut info = [0u32; 16];
