@@ -151,6 +151,11 @@ fn ring_loopback() {
     assert_eq!((c.oversized, c.arp_answered), (1, 1), "{c:?}");
     assert_eq!(rx.drops().oversized, 1);
     assert_eq!(
+        rx.drops().bad_frame,
+        7,
+        "the dispatcher's final counters show them"
+    );
+    assert_eq!(
         dtx.sent(),
         1,
         "the ARP reply left on the dispatcher's queue"

@@ -144,6 +144,7 @@ impl Stats {
             ("no_buffer", self.rx_drops.no_buffer),
             ("kernel_overflow", self.rx_drops.overflow),
             ("oversized", self.rx_drops.oversized),
+            ("bad_frame", self.rx_drops.bad_frame),
             ("rx_errors", self.rx_errors),
             ("tx_errors", self.tx_errors),
             ("abandoned", self.abandoned),
@@ -174,8 +175,11 @@ impl fmt::Display for Stats {
         }
         writeln!(
             f,
-            "rx drops        no_buffer {} kernel_overflow {} oversized {}",
-            self.rx_drops.no_buffer, self.rx_drops.overflow, self.rx_drops.oversized
+            "rx drops        no_buffer {} kernel_overflow {} oversized {} bad_frame {}",
+            self.rx_drops.no_buffer,
+            self.rx_drops.overflow,
+            self.rx_drops.oversized,
+            self.rx_drops.bad_frame
         )?;
         writeln!(f, "rx_errors       {}", self.rx_errors)?;
         writeln!(f, "tx_errors       {}", self.tx_errors)?;

@@ -1212,6 +1212,9 @@ impl RxQueue for DpdkRx {
             no_buffer: stats.rx_nombuf,
             overflow: stats.imissed,
             oversized: self.counters.oversized,
+            bad_frame: self.counters.frames.total()
+                + self.counters.unsupported_mbuf
+                + self.counters.arp_ignored,
         }
     }
 }

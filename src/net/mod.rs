@@ -65,6 +65,10 @@ pub struct RxDrops {
     pub overflow: u64,
     /// Datagrams larger than `net.max_msg` (truncated, then dropped).
     pub oversized: u64,
+    /// Frames dropped below UDP because they were not for us or not well formed
+    /// (DPDK: the Ethernet/IPv4/UDP checks, ARP not for us, unsupported mbufs; the
+    /// log names each reason). Always 0 over kernel UDP, where the kernel filters.
+    pub bad_frame: u64,
 }
 
 /// A transmit side (one per thread that sends).
