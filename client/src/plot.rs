@@ -287,6 +287,30 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing failed: {e:?}")
 }
 
+/// Dashed vertical lines at the phase boundaries `xs`, from `lo` to `hi`.
+fn phase_lines<DB, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    xs: &[f64],
+    lo: f64,
+    hi: f64,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend,
+    Y: Ranged<ValueType = f64>,
+{
+    for &x in xs {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, lo), (x, hi)],
+                6,
+                4,
+                BLACK.stroke_width(1),
+            ))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
 fn x_label(v: &f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
@@ -888,16 +912,7 @@ pub fn render_timeline(
             .y_label_formatter(&|v| format!("{v}"))
             .draw()
             .map_err(draw_err)?;
-        for x in &bounds {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(*x, lo), (*x, hi)],
-                    6,
-                    4,
-                    BLACK.stroke_width(1),
-                ))
-                .map_err(draw_err)?;
-        }
+        phase_lines(&mut chart, &bounds, lo, hi)?;
         if let Some(b) = summary.bound_us {
             let c = RGBColor(214, 39, 40);
             chart
@@ -971,16 +986,7 @@ pub fn render_timeline(
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()
             .map_err(draw_err)?;
-        for x in &bounds {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(*x, 0.0), (*x, hi)],
-                    6,
-                    4,
-                    BLACK.stroke_width(1),
-                ))
-                .map_err(draw_err)?;
-        }
+        phase_lines(&mut chart, &bounds, 0.0, hi)?;
         for (name, f, color) in rates {
             let line: Vec<(f64, f64)> = rows
                 .iter()
@@ -1019,16 +1025,7 @@ pub fn render_timeline(
                 .light_line_style(TRANSPARENT)
                 .draw()
                 .map_err(draw_err)?;
-            for x in &bounds {
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        [(*x, 0.0), (*x, hi)],
-                        6,
-                        4,
-                        BLACK.stroke_width(1),
-                    ))
-                    .map_err(draw_err)?;
-            }
+            phase_lines(&mut chart, &bounds, 0.0, hi)?;
             let c = RGBColor(140, 86, 75);
             chart
                 .draw_series(LineSeries::new(mem.iter().copied(), c.stroke_width(2)))
