@@ -62,22 +62,6 @@ fn scenario(test: &str, policy: &str) {
     parent(test, policy);
 }
 
-fn eal_args(prefix: &str, role: &str, socket: &Path, mac: &str) -> Vec<String> {
-    vec![
-        "--no-huge".into(),
-        "--no-pci".into(),
-        "-m".into(),
-        "256".into(),
-        "--file-prefix".into(),
-        prefix.into(),
-        "--no-telemetry".into(),
-        format!(
-            "--vdev=net_memif0,role={role},id=0,socket={},socket-abstract=no,mac={mac}",
-            socket.display()
-        ),
-    ]
-}
-
 fn request(ty: u32, id: u64, service_ns: u64) -> Vec<u8> {
     let mut buf = vec![0; HEADER_LEN + 8];
     let n = proto::encode_request(&mut buf, ty, id, 0, &proto::spin_payload(service_ns)).unwrap();
@@ -90,7 +74,10 @@ fn request(ty: u32, id: u64, service_ns: u64) -> Vec<u8> {
 fn client() {
     let socket = PathBuf::from(std::env::var(SOCKET).unwrap());
     let prefix = std::env::var(PREFIX).unwrap();
-    dpdk::init_eal(&eal_args(&prefix, "client", &socket, CLIENT_MAC)).expect("client EAL");
+    dpdk::init_eal(&dpdk::memif_eal_args(
+        &prefix, "client", &socket, CLIENT_MAC,
+    ))
+    .expect("client EAL");
     let runtime_dir = dpdk::runtime_dir();
     let server = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 6789);
     let mut cfg = ClientConfig::new(0, Ipv4Addr::new(10, 0, 0, 2), 4000, server);
@@ -176,10 +163,10 @@ fn parent(test: &str, policy: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let _cleanup = Cleanup(vec![
         dir.clone(),
-        eal_runtime_dir(&format!("psp-memif-srv-{pid}-{policy}")),
+        dpdk::runtime_dir_for(&format!("psp-memif-srv-{pid}-{policy}")),
     ]);
     let socket = dir.join("memif.sock");
-    let args = eal_args(
+    let args = dpdk::memif_eal_args(
         &format!("psp-memif-srv-{pid}-{policy}"),
         "server",
         &socket,
@@ -305,24 +292,6 @@ fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
-}
-
-/// Where EAL keeps the runtime files of `prefix` (it leaves them at exit).
-fn eal_runtime_dir(prefix: &str) -> PathBuf {
-    let base = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
-        PathBuf::from("/var/run")
-    } else {
-        std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"))
-    };
-    base.join("dpdk").join(prefix)
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
 }
 
 /// Directories removed when the test ends, pass or fail.

@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use persephone::config::Config;
+use persephone::net::dpdk;
 use persephone::App;
 
 const ROLE: &str = "PSP_CLIENT_MEMIF_ROLE";
@@ -70,22 +71,6 @@ fn scenario(test: &str, policy: &str, restart: bool) {
     }
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     parent(test, policy, restart);
-}
-
-fn eal_args(prefix: &str, role: &str, socket: &Path, mac: &str) -> Vec<String> {
-    vec![
-        "--no-huge".into(),
-        "--no-pci".into(),
-        "-m".into(),
-        "256".into(),
-        "--file-prefix".into(),
-        prefix.into(),
-        "--no-telemetry".into(),
-        format!(
-            "--vdev=net_memif0,role={role},id=0,socket={},socket-abstract=no,mac={mac}",
-            socket.display()
-        ),
-    ]
 }
 
 /// The server process: the daemon on a memif server port, driven through stdin.
@@ -192,12 +177,12 @@ fn parent(test: &str, policy: &str, restart: bool) {
     std::fs::create_dir_all(&dir).unwrap();
     let prefixes = ["srv", "cli", "cli2"].map(|p| format!("psp-cm-{p}-{tag}"));
     let mut cleanup = vec![dir.clone()];
-    cleanup.extend(prefixes.iter().map(|p| eal_runtime_dir(p)));
+    cleanup.extend(prefixes.iter().map(|p| dpdk::runtime_dir_for(p)));
     let _cleanup = Cleanup(cleanup);
     let socket = dir.join("memif.sock");
 
     let server_cfg = dir.join("server.yml");
-    let args = eal_args(&prefixes[0], "server", &socket, "02:00:00:00:00:01");
+    let args = dpdk::memif_eal_args(&prefixes[0], "server", &socket, "02:00:00:00:00:01");
     std::fs::write(
         &server_cfg,
         format!(
@@ -321,7 +306,7 @@ stats: {{ interval_ms: 1000 }}
 
 /// psp-client over memif: `--backend dpdk` from its config file, results in `dir/name`.
 fn client(dir: &Path, name: &str, prefix: &str, socket: &Path, rate: u32, dur: &str) -> Command {
-    let args = eal_args(prefix, "client", socket, "02:00:00:00:00:02");
+    let args = dpdk::memif_eal_args(prefix, "client", socket, "02:00:00:00:00:02");
     let cfg = dir.join(format!("{name}.yml"));
     std::fs::write(
         &cfg,
@@ -389,21 +374,6 @@ fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
-}
-
-/// Where EAL keeps the runtime files of `prefix` (it leaves them at exit).
-fn eal_runtime_dir(prefix: &str) -> PathBuf {
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    let base = if root {
-        PathBuf::from("/var/run")
-    } else {
-        std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"))
-    };
-    base.join("dpdk").join(prefix)
 }
 
 /// Directories removed when the test ends, pass or fail.

@@ -223,6 +223,47 @@ pub fn runtime_dir() -> Option<std::path::PathBuf> {
     Some(dir.to_string_lossy().into_owned().into())
 }
 
+/// The runtime directory EAL uses for `--file-prefix prefix` in a process of this
+/// user (`/var/run/dpdk/<prefix>` for root, else under `$XDG_RUNTIME_DIR` or
+/// `/tmp`), for cleaning up after a process that is gone: EAL leaves it behind at
+/// exit, and a killed process cannot remove it itself.
+pub fn runtime_dir_for(prefix: &str) -> std::path::PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        std::path::PathBuf::from("/var/run")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from("/tmp"))
+    };
+    base.join("dpdk").join(prefix)
+}
+
+/// EAL options for one `net_memif` port (port 0) with no hugepages and no PCI scan:
+/// `role` is `server` or `client`, `socket` a filesystem path (not abstract), `mac`
+/// the port's address, and `prefix` this process's `--file-prefix` (each EAL process
+/// on a host needs its own). The tests and benchmarks run memif pairs with these.
+pub fn memif_eal_args(
+    prefix: &str,
+    role: &str,
+    socket: &std::path::Path,
+    mac: &str,
+) -> Vec<String> {
+    vec![
+        "--no-huge".into(),
+        "--no-pci".into(),
+        "-m".into(),
+        "256".into(),
+        "--file-prefix".into(),
+        prefix.into(),
+        "--no-telemetry".into(),
+        format!(
+            "--vdev=net_memif0,role={role},id=0,socket={},socket-abstract=no,mac={mac}",
+            socket.display()
+        ),
+    ]
+}
+
 /// Whether [`init_eal`] succeeded in this process.
 pub fn eal_initialised() -> bool {
     *EAL.lock().unwrap_or_else(PoisonError::into_inner) == EalState::Ready
