@@ -6,7 +6,9 @@
 //! Each EAL runs in its own process with `--no-huge --no-pci` and its own
 //! `--file-prefix`. The server starts first (it prints `listening on` once its port
 //! listens), the client retries the device start and waits for the link, the server
-//! is stopped with SIGTERM only after the client is done, and every wait is bounded.
+//! is stopped with SIGTERM only after the client is done, the client lets go of its
+//! port only after the server has exited (so no side is polling when the memif link
+//! goes down), and every wait is bounded.
 #![cfg(feature = "dpdk")]
 
 use std::collections::HashMap;
@@ -150,6 +152,11 @@ fn client() {
         "{counters:?}"
     );
     println!("client: {REQUESTS} replies, {counters:?}");
+    // Stay connected, and not polling, until the parent has stopped the server (it
+    // then closes our stdin): a memif peer that disconnects while the other side is
+    // inside rx_burst can crash that side in DPDK 22.11's memif PMD (README, DPDK,
+    // Limits). This way neither side polls when the link goes down.
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
     drop(c);
     if let Some(dir) = runtime_dir {
         let _ = std::fs::remove_dir_all(dir);
@@ -220,19 +227,28 @@ stats: {{ interval_ms: 200 }}
         .env(SOCKET, &socket)
         .env(PREFIX, format!("psp-memif-cli-{pid}-{policy}"))
         .env(TEST, test)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(File::create(&client_log).unwrap())
         .stderr(File::create(dir.join("client.err")).unwrap())
         .spawn()
         .expect("spawn the client");
     procs.0.push(client);
-    let status = procs.wait(1, STEP);
-    let client_out = format!("{}{}", read(&client_log), read(&dir.join("client.err")));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "client failed ({status:?}):\n{client_out}\n--- server ---\n{}",
-        read(&server_log)
-    );
+    // The client says when it has every reply, then waits on its stdin.
+    let client_stdin = procs.0[1].stdin.take();
+    let done = format!("client: {REQUESTS} replies");
+    let deadline = Instant::now() + STEP;
+    while !read(&client_log).contains(&done) {
+        let exited = procs.0[1].try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() >= deadline {
+            panic!(
+                "client failed ({exited:?}):\n{}{}\n--- server ---\n{}",
+                read(&client_log),
+                read(&dir.join("client.err")),
+                read(&server_log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // The client is done: stop the server and read its final counters.
     let server_pid = procs.0[0].id().to_string();
@@ -245,6 +261,14 @@ stats: {{ interval_ms: 200 }}
         out.push('\n');
     }
     let log = read(&server_log);
+    // The server is gone: let the client go.
+    drop(client_stdin);
+    let client_status = procs.wait(1, STEP);
+    let client_out = format!("{}{}", read(&client_log), read(&dir.join("client.err")));
+    assert!(
+        client_status.is_some_and(|s| s.success()),
+        "client failed ({client_status:?}):\n{client_out}"
+    );
     assert!(
         status.is_some_and(|s| s.success()),
         "psp-app exited with {status:?}:\n{out}\n{log}"
