@@ -416,8 +416,9 @@ fn default_interval() -> u64 {
     1000
 }
 
-/// Most request types a server may declare (the dispatcher keeps a bit per type).
-pub const MAX_TYPES: usize = 64;
+/// Most request types a server may declare (the typed queues and the dispatcher's
+/// per-type counters are fixed-size arrays of this many).
+pub const MAX_TYPES: usize = crate::policy::MAX_TYPES;
 /// Most workers a server may run (the policies keep a bit per worker).
 pub const MAX_WORKERS: usize = crate::policy::WorkerSet::CAPACITY;
 

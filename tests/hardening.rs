@@ -176,21 +176,6 @@ stats: {{ interval_ms: 0 }}
     assert!(stats.balanced(), "{stats}");
 }
 
-/// Datagrams the kernel dropped at the UDP socket bound to 127.0.0.1:`port` because
-/// its receive buffer was full (the `drops` column of /proc/net/udp).
-fn udp_socket_drops(port: u16) -> u64 {
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-    let local = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(1) == Some(&local.as_str())).then(|| f.last().unwrap().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no socket {local} in /proc/net/udp"))
-}
-
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines()
@@ -231,10 +216,7 @@ stats: { interval_ms: 10 }
     let rx_sock = sock.try_clone().unwrap();
     // Replies the kernel drops at our socket when the receiver thread is slow to run
     // (a loaded machine): counted, so that the accounting below stays exact.
-    let client_drops = {
-        let port = sock.local_addr().unwrap().port();
-        move || udp_socket_drops(port)
-    };
+    let client_drops = || persephone::net::udp::socket_drops(&sock).unwrap();
 
     let done = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
