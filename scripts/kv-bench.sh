@@ -62,23 +62,7 @@ trap cleanup EXIT
     echo "settings: rates $RATES; workloads $WORKLOADS; policies $POLICIES; $DURATION after $WARMUP warm-up; idle $IDLE; max load $MAX_LOAD; client flags '$CLIENT_FLAGS'"
 } > "$OUT/machine.txt"
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-# Waits until the 1-minute load average is below MAX_LOAD; prints it.
-wait_quiet() {
-    local l
-    for ((i = 0; i < WAIT_TRIES; i++)); do
-        l=$(load1)
-        if awk -v l="$l" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }'; then
-            echo "$l"
-            return 0
-        fi
-        echo "  load average $l >= $MAX_LOAD: waiting" >&2
-        sleep 10
-    done
-    echo "the load average stayed at or above $MAX_LOAD (now $(load1)); try later or raise MAX_LOAD" >&2
-    return 1
-}
+source scripts/lib.sh
 
 for policy in $POLICIES; do
     cfg=$tmp/kv-$policy.yml
@@ -94,11 +78,7 @@ for policy in $POLICIES; do
             load=$(wait_quiet)
             "$BIN/psp-app" --cfg "$cfg" --log info > "$tmp/server.out" 2> "$tmp/server.err" &
             server_pid=$!
-            for ((i = 0; i < 300; i++)); do
-                grep -qs '^listening on' "$tmp/server.out" && break
-                kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.err" >&2; exit 1; }
-                sleep 0.1
-            done
+            wait_listening "$server_pid" "$tmp/server.out" "$tmp/server.err"
             rm -rf "$OUT/raw/$point"
             mkdir -p "$OUT/raw/$point"
             status=0

@@ -15,16 +15,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 cargo build --release -q --example kv_store_bench
 mkdir -p "$OUT"
-for ((i = 0; ; i++)); do
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    awk -v l="$load" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }' && break
-    if ((i >= WAIT_TRIES)); then
-        echo "the load average stayed at or above $MAX_LOAD (now $load); try later" >&2
-        exit 1
-    fi
-    echo "load average $load >= $MAX_LOAD: waiting" >&2
-    sleep 10
-done
+source scripts/lib.sh
+load=$(wait_quiet)
 {
     echo "# $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cpus"
     echo "# load average at start: $load; command: $CARGO_TARGET_DIR/release/examples/kv_store_bench $*"

@@ -56,17 +56,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-for ((i = 0; ; i++)); do
-    l=$(load1)
-    awk -v l="$l" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }' && break
-    if ((i >= WAIT_TRIES)); then
-        echo "the load average stayed at or above $MAX_LOAD (now $l); try later or raise MAX_LOAD" >&2
-        exit 1
-    fi
-    echo "load average $l >= $MAX_LOAD: waiting" >&2
-    sleep 10
-done
+source scripts/lib.sh
+wait_quiet > /dev/null
 
 cfg=$tmp/server.yml
 sed -e "s/127\.0\.0\.1:6797/127.0.0.1:$PORT/" \
@@ -85,11 +76,7 @@ sed -e "s/127\.0\.0\.1:6797/127.0.0.1:$PORT/" \
 # Not a process-group leader, so setsid execs psp-app in place: $! is its PID.
 setsid nice -n "$SERVER_NICE" "$BIN/psp-app" --cfg "$cfg" > "$tmp/server.out" 2> "$tmp/server.err" &
 server_pid=$!
-for ((i = 0; i < 300; i++)); do
-    grep -qs '^listening on' "$tmp/server.out" && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.err" >&2; exit 1; }
-    sleep 0.1
-done
+wait_listening "$server_pid" "$tmp/server.out" "$tmp/server.err"
 # psp-app is listening, so it is in its own session: give that session's autogroup the
 # same nice value (never the script's own: that would outlive the run).
 group=$(cut -d' ' -f1 "/proc/$server_pid/autogroup" 2>/dev/null || true)
