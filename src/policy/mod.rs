@@ -14,6 +14,8 @@
 mod cfcfs;
 mod darc;
 mod dfcfs;
+// Unchecked slot accesses behind one invariant, argued in the module.
+#[allow(unsafe_code)]
 mod queues;
 mod workerset;
 

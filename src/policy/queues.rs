@@ -1,6 +1,8 @@
 //! queues.rs - per-type bounded FIFO queues owned by the driver, and the view of them
 //! that policies decide on.
 
+use std::mem::MaybeUninit;
+
 use super::TypeIdx;
 use crate::time::Cycles;
 
@@ -103,18 +105,33 @@ impl QueueState {
 /// Each type's FIFO is a ring of a power-of-two number of slots (at least the
 /// capacity) in one array shared by all types, with its head position here and its
 /// length in the [`QueueState`]: a push or a pop is a few loads and stores, inline,
-/// with no growth check.
-#[derive(Debug)]
+/// with no growth check and no bounds check. Every per-type array has [`MAX_TYPES`]
+/// entries and is indexed with `ty % MAX_TYPES`; a type that does not exist has
+/// capacity 0, so a push to it is refused and its length stays 0. Hence the invariant
+/// the unchecked slot accesses rely on: **`len[t] > 0` only for a type `t` below
+/// `n_types`, and then the `len[t]` slots from its head hold initialised items.**
 pub struct TypedQueues<T> {
     state: QueueState,
     /// Head position of each type's ring.
     head: [u32; MAX_TYPES],
-    /// Type `t`'s ring is `slots[t << shift ..][..mask + 1]`; a slot holds a request
-    /// while it is queued and `None` otherwise.
-    slots: Box<[(Cycles, Option<T>)]>,
-    shift: u32,
+    /// Requests each type may queue: the capacity, or 0 for a type that does not exist.
+    cap: [u32; MAX_TYPES],
+    /// Where each type's ring starts in `slots` (`ty << log2(ring)`; 0 for the rest).
+    base: [u32; MAX_TYPES],
+    /// Type `t`'s ring is `slots[base[t]..][..mask + 1]`; a slot's item is initialised
+    /// exactly while it is queued.
+    slots: Box<[(Cycles, MaybeUninit<T>)]>,
     mask: u32,
     capacity: u32,
+}
+
+impl<T> std::fmt::Debug for TypedQueues<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedQueues")
+            .field("state", &self.state)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> TypedQueues<T> {
@@ -122,11 +139,23 @@ impl<T> TypedQueues<T> {
     pub fn new(n_types: usize, capacity: usize) -> TypedQueues<T> {
         let capacity = u32::try_from(capacity).expect("queue capacity fits in 32 bits");
         let ring = capacity.max(1).next_power_of_two();
+        let state = QueueState::new(n_types);
+        let total = u32::try_from(n_types)
+            .ok()
+            .and_then(|n| n.checked_mul(ring))
+            .expect("queue slots fit in 32 bits");
+        let mut cap = [0; MAX_TYPES];
+        let mut base = [0; MAX_TYPES];
+        for t in 0..n_types {
+            cap[t] = capacity;
+            base[t] = t as u32 * ring;
+        }
         TypedQueues {
-            state: QueueState::new(n_types),
+            state,
             head: [0; MAX_TYPES],
-            slots: (0..n_types * ring as usize).map(|_| (0, None)).collect(),
-            shift: ring.trailing_zeros(),
+            cap,
+            base,
+            slots: (0..total).map(|_| (0, MaybeUninit::uninit())).collect(),
             mask: ring - 1,
             capacity,
         }
@@ -142,20 +171,24 @@ impl<T> TypedQueues<T> {
         self.capacity as usize
     }
 
-    /// Queues `item` at the tail of `ty`'s queue, or gives it back if the queue is full.
+    /// Queues `item` at the tail of `ty`'s queue, or gives it back if the queue is full
+    /// (or `ty` is not a type: its capacity is 0).
     #[inline]
     pub fn push(&mut self, ty: TypeIdx, arrival: Cycles, item: T) -> Result<(), T> {
-        // A `ty` past the types indexes past `slots` below: a panic, as it should.
+        let ty = ty % MAX_TYPES;
         let len = self.state.len[ty];
-        if len >= self.capacity {
+        if len >= self.cap[ty] {
             return Err(item);
         }
-        let pos = (self.head[ty].wrapping_add(len) & self.mask) as usize;
-        let slot = &mut self.slots[(ty << self.shift) | pos];
-        debug_assert!(slot.1.is_none(), "slot of a queued request reused");
+        let i = (self.base[ty] + (self.head[ty].wrapping_add(len) & self.mask)) as usize;
+        debug_assert!(i < self.slots.len());
+        // SAFETY: `cap[ty] > 0`, so `ty < n_types` and its ring, `slots[base[ty]..]
+        // [..mask + 1]`, is inside `slots` (`n_types` rings); `i` is in it. The slot is
+        // past the `len < capacity <= ring` queued ones, so it holds no item: the write
+        // overwrites nothing that needs dropping.
+        let slot = unsafe { self.slots.get_unchecked_mut(i) };
         slot.0 = arrival;
-        // The slot is empty (`None`): nothing to drop, and no drop check to run.
-        std::mem::forget(slot.1.replace(item));
+        slot.1.write(item);
         if len == 0 {
             self.state.nonempty |= 1 << ty;
             self.state.head_arrival[ty] = arrival;
@@ -167,15 +200,20 @@ impl<T> TypedQueues<T> {
     /// Takes the oldest request of type `ty`.
     #[inline(always)]
     pub fn pop(&mut self, ty: TypeIdx) -> Option<(Cycles, T)> {
+        let ty = ty % MAX_TYPES;
         let len = self.state.len[ty];
         if len == 0 {
             return None;
         }
         let head = self.head[ty];
-        let base = ty << self.shift;
-        let (arrival, item) = {
-            let slot = &mut self.slots[base | head as usize];
-            (slot.0, slot.1.take()?)
+        let base = self.base[ty];
+        debug_assert!(((base + head) as usize) < self.slots.len());
+        // SAFETY: `len > 0`, so `ty < n_types` (the invariant above) and the slot at its
+        // head is inside `slots` and holds an initialised item, which is moved out
+        // exactly once: the head moves past it and the length drops below.
+        let (arrival, item) = unsafe {
+            let slot = self.slots.get_unchecked((base + head) as usize);
+            (slot.0, slot.1.assume_init_read())
         };
         let head = head.wrapping_add(1) & self.mask;
         self.head[ty] = head;
@@ -183,7 +221,10 @@ impl<T> TypedQueues<T> {
         if len == 1 {
             self.state.nonempty &= !(1 << ty);
         } else {
-            self.state.head_arrival[ty] = self.slots[base | head as usize].0;
+            // SAFETY: the ring's next slot, inside `slots` as above (its arrival time
+            // is plain data, initialised for every slot).
+            self.state.head_arrival[ty] =
+                unsafe { self.slots.get_unchecked((base + head) as usize).0 };
         }
         Some((arrival, item))
     }
@@ -191,6 +232,14 @@ impl<T> TypedQueues<T> {
     /// Total requests waiting.
     pub fn total_len(&self) -> usize {
         self.state.len.iter().map(|&l| l as usize).sum()
+    }
+}
+
+impl<T> Drop for TypedQueues<T> {
+    fn drop(&mut self) {
+        for ty in 0..self.state.n_types {
+            while self.pop(ty).is_some() {}
+        }
     }
 }
 
@@ -247,6 +296,18 @@ mod tests {
             q.total_len(),
             (next[0] - want[0] + next[1] - want[1]) as usize
         );
+    }
+
+    #[test]
+    fn a_type_that_does_not_exist_takes_nothing() {
+        let mut q = TypedQueues::new(2, 4);
+        for ty in [2, 3, MAX_TYPES - 1] {
+            assert_eq!(q.push(ty, 1, 'z'), Err('z'));
+            assert_eq!(q.pop(ty), None);
+        }
+        q.push(1, 1, 'a').unwrap();
+        assert_eq!(q.state().nonempty(), 0b10);
+        assert_eq!(q.pop(1), Some((1, 'a')));
     }
 
     #[test]
