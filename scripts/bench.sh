@@ -4,6 +4,7 @@
 #   scripts/bench.sh                  # build, then measure now
 #   scripts/bench.sh --wait-idle 1.5  # build, then wait until the 1-minute load
 #                                     # average is below 1.5 before each benchmark
+#                                     # (gives up after 15 minutes of waiting)
 #
 # Writes results/bench/: machine.txt (CPU, kernel, toolchain, commit, load at each
 # step), criterion.csv (every criterion estimate), callgrind.csv (instructions per
@@ -26,13 +27,12 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out"
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
+source scripts/lib.sh
+# --wait-idle LOAD: wait_quiet with MAX_LOAD=LOAD (and its 15-minute limit) before each
+# benchmark; without it, measure at once.
 wait_idle() {
   [ -n "$wait_load" ] || return 0
-  while ! python3 -c "import sys; sys.exit(0 if $(load1) < $wait_load else 1)"; do
-    echo "load $(load1) >= $wait_load: waiting" >&2
-    sleep 20
-  done
+  MAX_LOAD=$wait_load wait_quiet >/dev/null
 }
 note() { echo "$*" | tee -a "$out/machine.txt" >&2; }
 
