@@ -13,16 +13,15 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use persephone::net::dpdk::{self, ClientConfig, DpdkClient};
 use persephone::proto::{self, Header, Kind, Status, HEADER_LEN};
+use test_support::{counter, kill, lines_of, read, wait_timeout, Cleanup};
 
 const ROLE: &str = "PSP_DPDK_MEMIF_ROLE";
 const SOCKET: &str = "PSP_DPDK_MEMIF_SOCKET";
@@ -291,70 +290,18 @@ stats: {{ interval_ms: 200 }}
     );
 }
 
-fn counter(out: &str, name: &str) -> u64 {
-    out.lines()
-        .find_map(|l| {
-            let mut it = l.split_whitespace();
-            (it.next() == Some(name)).then(|| it.next().unwrap().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no counter {name} in:\n{out}"))
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// The lines of `r`, read on a thread so that waiting for them can time out.
-fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Directories removed when the test ends, pass or fail.
-struct Cleanup(Vec<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 /// Child processes, killed if still running when the test ends.
 struct Procs(Vec<Child>);
 
 impl Procs {
     /// Waits up to `timeout` for child `i`; `None` if it is still running.
     fn wait(&mut self, i: usize, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(s)) = self.0[i].try_wait() {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_timeout(&mut self.0[i], timeout)
     }
 }
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for c in &mut self.0 {
-            if let Ok(None) = c.try_wait() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        self.0.iter_mut().for_each(kill);
     }
 }

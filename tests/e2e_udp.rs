@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use persephone::proto::{self, Header, Kind, Status, HEADER_LEN};
+use test_support::counter;
 
 /// A `psp-app` child process and the address it serves on.
 struct Daemon {
@@ -137,15 +138,6 @@ fn drive(addr: SocketAddr, n: u64, window: u64) -> HashMap<u64, Header> {
         }
     }
     replies
-}
-
-fn counter(out: &str, name: &str) -> u64 {
-    out.lines()
-        .find_map(|l| {
-            let mut it = l.split_whitespace();
-            (it.next() == Some(name)).then(|| it.next().unwrap().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no counter {name} in:\n{out}"))
 }
 
 fn serves_10k_requests_of_two_types(policy: &str) {

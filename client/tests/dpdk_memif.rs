@@ -18,7 +18,7 @@
 //! Each EAL has its own `--file-prefix`; every wait is bounded.
 #![cfg(feature = "dpdk")]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use persephone::config::Config;
 use persephone::net::dpdk;
 use persephone::App;
+use test_support::{kill, lines_of, read, wait_timeout, Cleanup};
 
 const ROLE: &str = "PSP_CLIENT_MEMIF_ROLE";
 const SERVER_CFG: &str = "PSP_CLIENT_MEMIF_SERVER_CFG";
@@ -139,7 +140,7 @@ impl Daemon {
             rest.push_str(&l);
             rest.push('\n');
         }
-        let status = wait(&mut self.child, STEP);
+        let status = wait_timeout(&mut self.child, STEP);
         assert!(
             status.is_some_and(|s| s.success()),
             "server exited with {status:?}:\n{fin}\n{rest}\n{}",
@@ -154,10 +155,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill(&mut self.child);
     }
 }
 
@@ -343,46 +341,4 @@ dpdk:
         .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
         .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).unwrap());
     c
-}
-
-fn wait(c: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(s)) = c.try_wait() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// The lines of `r`, read on a thread so that waiting for them can time out.
-fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Directories removed when the test ends, pass or fail.
-struct Cleanup(Vec<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
 }
