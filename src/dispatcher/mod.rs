@@ -407,7 +407,9 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         let mut got = 0;
         if policy.worker_capacity() == 1 {
             // c-FCFS, DARC (known when the loop is compiled for them): a worker holds
-            // at most one job, so one look at its ring, and none at an idle one's.
+            // at most one job, so one look at its ring, and none at an idle one's. (A
+            // policy that broke its own capacity would still be served, one completion
+            // per worker and turn: the count is decremented, not cleared.)
             for (w, link) in self.links.iter_mut().enumerate() {
                 if link.outstanding == 0 {
                     continue;
@@ -415,7 +417,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                 let Some(c) = link.done.pop() else {
                     continue;
                 };
-                link.outstanding = 0;
+                link.outstanding -= 1;
                 got += 1;
                 Self::complete(policy, &mut self.counts, &mut self.rx, w, c, now);
             }
@@ -734,6 +736,110 @@ mod tests {
         for m in &cases {
             assert_eq!(request_type(m), parsed(m), "{m:?}");
         }
+    }
+
+    use crate::policy::Dispatch;
+
+    /// A policy that declares one job per worker (the default capacity) but gives
+    /// every waiting request to worker 0, busy or not: the dispatcher must still take
+    /// every completion and balance its counters (it serves such a policy one
+    /// completion per worker and turn).
+    #[derive(Debug)]
+    struct Overfill;
+
+    impl Policy for Overfill {
+        fn name(&self) -> &'static str {
+            "overfill"
+        }
+
+        fn on_completion(&mut self, _: WorkerIdx, _: TypeIdx, _: Cycles, _: Cycles) {}
+
+        fn next(&mut self, q: &crate::policy::QueueState, _: Cycles) -> Option<Dispatch> {
+            q.oldest().map(|ty| Dispatch { ty, worker: 0 })
+        }
+    }
+
+    #[test]
+    fn a_policy_that_overfills_a_worker_loses_no_completion() {
+        use crate::net::mem::{Cycle, Mem};
+        use crate::net::{Split, Transport};
+
+        const N: u64 = 60;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut mem = Mem::new(Cycle::new(&[1, 2]), 8).limit(N, stop.clone());
+        let counters = mem.counters(1);
+        let Split { rx, tx, workers } = mem.split(1).unwrap();
+        let mut worker_tx = workers.into_iter().next().unwrap();
+        let (jobs_p, mut jobs_c) = crate::ring::channel(8);
+        let (mut done_p, done_c) = crate::ring::channel(8);
+        let types = [1, 2]
+            .map(|id| {
+                let name = format!("T{id}");
+                (
+                    id,
+                    TypeInfo {
+                        name,
+                        mean_ns: None,
+                        ratio: None,
+                    },
+                )
+            })
+            .to_vec();
+        let mut d = Dispatcher::new(Parts {
+            rx,
+            tx,
+            policy: Box::new(Overfill),
+            types,
+            queue_capacity: 64,
+            classifier: None,
+            workers: vec![WorkerLink {
+                jobs: jobs_p,
+                done: done_c,
+                sleeper: Arc::new(OnceLock::new()),
+            }],
+            settings: Settings {
+                rx_batch: 32,
+                idle: Idler::new(crate::config::IdleStrategy::Spin, Duration::from_millis(1)),
+                wake_workers: false,
+                stats_interval: None,
+                drain_timeout: Duration::from_secs(1),
+                clock: Clock::tsc(),
+            },
+            doorbell: Arc::new(Doorbell::disabled()),
+            stop,
+            stop_workers: Arc::new(AtomicBool::new(false)),
+            published: Arc::new(Mutex::new(Stats::default())),
+        });
+        let mut most_held = 0;
+        for now in 0..10_000 {
+            d.poll(now);
+            let mut held = 0;
+            for Job { mut pkt, ty } in jobs_c.drain() {
+                held += 1;
+                let len = proto::make_reply(pkt.buf_mut(), Status::Ok, 0);
+                pkt.set_len(len);
+                let pkt = worker_tx.send(pkt);
+                let c = Completion {
+                    ty,
+                    status: Status::Ok,
+                    service: 0,
+                    pkt,
+                };
+                assert!(done_p.push(c).is_ok(), "completion ring full");
+            }
+            most_held = most_held.max(held);
+            let s = d.stats();
+            if counters.ok() == N && s.in_flight == 0 {
+                break;
+            }
+        }
+        assert!(most_held > 1, "the policy never overfilled the worker");
+        let s = d.stats();
+        assert_eq!(counters.ok(), N);
+        assert_eq!(s.replies_with(Status::Ok), N, "{s:?}");
+        assert_eq!(s.types.iter().map(|t| t.completed).sum::<u64>(), N);
+        assert_eq!(s.in_flight, 0, "{s:?}");
+        assert!(s.balanced(), "{s:?}");
     }
 
     #[test]
