@@ -106,8 +106,9 @@ impl QueueState {
 /// capacity) in one array shared by all types, with its head position here and its
 /// length in the [`QueueState`]: a push or a pop is a few loads and stores, inline,
 /// with no growth check and no bounds check. Every per-type array has [`MAX_TYPES`]
-/// entries and is indexed with `ty % MAX_TYPES`; a type that does not exist has
-/// capacity 0, so a push to it is refused and its length stays 0. Hence the invariant
+/// entries; a type index at or above that is refused (push gives the item back, pop
+/// finds nothing), and a type below it that does not exist has capacity 0, so a push
+/// to it is refused too and its length stays 0. Hence the invariant
 /// the unchecked slot accesses rely on: **`len[t] > 0` only for a type `t` below
 /// `n_types`, and then the `len[t]` slots from its head hold initialised items.**
 pub struct TypedQueues<T> {
@@ -138,7 +139,10 @@ impl<T> TypedQueues<T> {
     /// `n_types` queues of `capacity` requests each, allocated up front.
     pub fn new(n_types: usize, capacity: usize) -> TypedQueues<T> {
         let capacity = u32::try_from(capacity).expect("queue capacity fits in 32 bits");
-        let ring = capacity.max(1).next_power_of_two();
+        let ring = capacity
+            .max(1)
+            .checked_next_power_of_two()
+            .expect("queue capacity at most 2^31");
         let state = QueueState::new(n_types);
         let total = u32::try_from(n_types)
             .ok()
@@ -175,7 +179,9 @@ impl<T> TypedQueues<T> {
     /// (or `ty` is not a type: its capacity is 0).
     #[inline]
     pub fn push(&mut self, ty: TypeIdx, arrival: Cycles, item: T) -> Result<(), T> {
-        let ty = ty % MAX_TYPES;
+        if ty >= MAX_TYPES {
+            return Err(item);
+        }
         let len = self.state.len[ty];
         if len >= self.cap[ty] {
             return Err(item);
@@ -200,7 +206,9 @@ impl<T> TypedQueues<T> {
     /// Takes the oldest request of type `ty`.
     #[inline(always)]
     pub fn pop(&mut self, ty: TypeIdx) -> Option<(Cycles, T)> {
-        let ty = ty % MAX_TYPES;
+        if ty >= MAX_TYPES {
+            return None;
+        }
         let len = self.state.len[ty];
         if len == 0 {
             return None;
@@ -236,6 +244,9 @@ impl<T> TypedQueues<T> {
 }
 
 impl<T> Drop for TypedQueues<T> {
+    /// Drops the queued items, oldest first per type. Should an item's own drop panic,
+    /// the items after it are leaked (never dropped twice: each is popped, and the
+    /// state updated, before it is dropped).
     fn drop(&mut self) {
         for ty in 0..self.state.n_types {
             while self.pop(ty).is_some() {}
@@ -301,13 +312,19 @@ mod tests {
     #[test]
     fn a_type_that_does_not_exist_takes_nothing() {
         let mut q = TypedQueues::new(2, 4);
-        for ty in [2, 3, MAX_TYPES - 1] {
+        for ty in [2, 3, MAX_TYPES - 1, MAX_TYPES, MAX_TYPES + 1, usize::MAX] {
             assert_eq!(q.push(ty, 1, 'z'), Err('z'));
             assert_eq!(q.pop(ty), None);
         }
         q.push(1, 1, 'a').unwrap();
         assert_eq!(q.state().nonempty(), 0b10);
         assert_eq!(q.pop(1), Some((1, 'a')));
+    }
+
+    #[test]
+    #[should_panic(expected = "queue capacity at most 2^31")]
+    fn a_capacity_past_2_pow_31_is_refused_not_wrapped() {
+        TypedQueues::<u8>::new(1, (1 << 31) + 1);
     }
 
     #[test]
