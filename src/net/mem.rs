@@ -29,7 +29,8 @@ pub struct MemPkt(Box<Buf>);
 
 /// The length first, in C order and line-aligned, so that it shares a cache line with
 /// the message header: a request handed between cores moves one line of its buffer,
-/// not two (by default Rust puts the byte array first and the length 1 KiB away).
+/// not two (Rust's default layout, which is not specified, put the length 1 KiB after
+/// the bytes here).
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Buf {
