@@ -65,8 +65,10 @@ count() { # name, args...
   rx=$(python3 -c "print(f'{(${rxs[1]:-0} - ${rxs[0]:-0}) / ($R2 - $R1):.1f}')")
   local turns
   turns=$(sed -n 's/.* in \([0-9]*\) turns (\([0-9.]*\) per turn).*/\2/p' "$tmp/$name.$R2.log")
-  printf '%-24s %7s instr/request, of which %5s in the in-memory rx_burst  (%s requests/turn)\n' \
-    "$name" "$per" "$rx" "$turns"
+  local own
+  own=$(python3 -c "print(f'{$per - $rx:.1f}')")
+  printf '%-24s %7s instr/request: %5s the dispatcher'"'"'s own, %5s the in-memory rx_burst  (%s requests/turn)\n' \
+    "$name" "$per" "$own" "$rx" "$turns"
   echo "$name,$*,$per,$rx,$turns" >>"$tmp/table.csv"
   if [ "$annotate" = 1 ]; then
     mkdir -p results/bench/callgrind
