@@ -321,6 +321,89 @@ mod tests {
         assert_eq!(q.pop(1), Some((1, 'a')));
     }
 
+    /// What the queues must behave like: one `VecDeque` per type, bounded.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize, Cycles),
+        Pop(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Types past the real ones (up to 8, and far past MAX_TYPES) must be refused.
+        let ty = prop_oneof![0..8usize, Just(MAX_TYPES), Just(usize::MAX)];
+        prop_oneof![
+            (ty.clone(), 0..1_000u64).prop_map(|(t, a)| Op::Push(t, a)),
+            ty.prop_map(Op::Pop),
+        ]
+    }
+
+    proptest::proptest! {
+        // Few cases under Miri (which also runs this: it checks the unchecked slot
+        // accesses on every path the model drives them through).
+        #![proptest_config(proptest::test_runner::Config {
+            cases: if cfg!(miri) { 6 } else { 256 },
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn behave_like_one_bounded_deque_per_type(
+            n_types in 1..6usize,
+            capacity in 0..6usize,
+            ops in proptest::collection::vec(op(), 0..120),
+        ) {
+            use std::collections::VecDeque;
+            use std::rc::Rc;
+            use proptest::prop_assert_eq;
+
+            let live = Rc::new(());
+            let mut q = TypedQueues::new(n_types, capacity);
+            let mut model: Vec<VecDeque<(Cycles, u64)>> = vec![VecDeque::new(); n_types];
+            for (i, op) in ops.iter().enumerate() {
+                let i = i as u64;
+                match *op {
+                    Op::Push(ty, at) => {
+                        let fits = ty < n_types && model[ty].len() < capacity;
+                        let got = q.push(ty, at, (i, live.clone()));
+                        prop_assert_eq!(got.is_ok(), fits);
+                        if fits {
+                            model[ty].push_back((at, i));
+                        }
+                    }
+                    Op::Pop(ty) => {
+                        let got = q.pop(ty).map(|(at, (id, _))| (at, id));
+                        let want = model.get_mut(ty).and_then(|m| m.pop_front());
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                let st = q.state();
+                let mut nonempty = 0u64;
+                for (t, m) in model.iter().enumerate() {
+                    prop_assert_eq!(st.len(t), m.len());
+                    prop_assert_eq!(st.head_arrival(t), m.front().map(|&(at, _)| at));
+                    if !m.is_empty() {
+                        nonempty |= 1 << t;
+                    }
+                }
+                prop_assert_eq!(st.nonempty(), nonempty);
+                let oldest = model
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(t, m)| m.front().map(|&(at, _)| (at, t)))
+                    .min()
+                    .map(|(_, t)| t);
+                prop_assert_eq!(st.oldest(), oldest);
+                let queued: usize = model.iter().map(VecDeque::len).sum();
+                prop_assert_eq!(q.total_len(), queued);
+                // Exactly the queued items are alive (none leaked, none dropped early).
+                prop_assert_eq!(Rc::strong_count(&live), 1 + queued);
+            }
+            drop(q);
+            prop_assert_eq!(Rc::strong_count(&live), 1);
+        }
+    }
+
     #[test]
     #[should_panic(expected = "queue capacity at most 2^31")]
     fn a_capacity_past_2_pow_31_is_refused_not_wrapped() {
