@@ -60,34 +60,9 @@ pub fn realtime_permitted() -> bool {
 /// maxima (`net.core.rmem_max`, `wmem_max`) where permitted (SO_RCVBUFFORCE needs
 /// CAP_NET_ADMIN, e.g. root), else capped at them. Best effort.
 pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let v = bytes.min(i32::MAX as usize) as libc::c_int;
-        let set = |opt| {
-            // SAFETY: the fd is a live socket borrowed for the call; the option value
-            // points to a c_int that outlives it, with its exact size passed.
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&v as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                ) == 0
-            }
-        };
-        for (forced, capped) in [
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-        ] {
-            if !set(forced) {
-                set(capped);
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (sock, bytes);
+    use persephone::net::udp::{set_rcvbuf, set_sndbuf};
+    let _ = set_rcvbuf(sock, bytes);
+    let _ = set_sndbuf(sock, bytes);
 }
 
 /// Up to [`BATCH`] outgoing datagrams, sent with one `sendmmsg` on a connected socket.

@@ -337,9 +337,25 @@ unsafe fn sockaddr_to_std(
     }
 }
 
-/// Sets the receive buffer to `bytes`: past `net.core.rmem_max` where permitted
-/// (SO_RCVBUFFORCE, CAP_NET_ADMIN), else capped at it by the kernel.
-fn set_rcvbuf(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+/// Sets the socket's receive buffer to `bytes`: past `net.core.rmem_max` where
+/// permitted (SO_RCVBUFFORCE, CAP_NET_ADMIN), else capped at it by the kernel.
+pub fn set_rcvbuf(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    set_buffer(socket, bytes, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
+}
+
+/// Sets the socket's send buffer to `bytes`, as [`set_rcvbuf`] does the receive
+/// buffer (SO_SNDBUFFORCE past `net.core.wmem_max`, else capped at it).
+pub fn set_sndbuf(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    set_buffer(socket, bytes, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
+}
+
+/// Sets a buffer size with the `forced` option, or else the `capped` one.
+fn set_buffer(
+    socket: &UdpSocket,
+    bytes: usize,
+    forced: libc::c_int,
+    capped: libc::c_int,
+) -> io::Result<()> {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
     let set = |opt| {
         // SAFETY: a valid fd, and a pointer to a c_int with its exact size.
@@ -353,7 +369,7 @@ fn set_rcvbuf(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
             )
         }
     };
-    if set(libc::SO_RCVBUFFORCE) < 0 && set(libc::SO_RCVBUF) < 0 {
+    if set(forced) < 0 && set(capped) < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
