@@ -39,11 +39,10 @@ fn pipeline(s: Setup, n: u64) -> Duration {
     let s = s.limit(n);
     let p = support::parts(&s);
     let mut txs = p.workers;
-    let (jobs, done, tx) = txs.pop().expect("one worker");
+    let (jobs, tx) = txs.pop().expect("one worker");
     let worker = Worker {
         idx: 0,
         jobs,
-        done,
         tx,
         handler: Box::new(|_req: &mut Request<'_>| -> Result<(), HandlerError> { Ok(()) }),
         types: p.types.clone(),
@@ -85,7 +84,7 @@ fn saturation(policy: PolicyKind, workers: usize, n: u64) -> Duration {
     let mut sims: Vec<SimWorker> = p
         .workers
         .into_iter()
-        .map(|(jobs, done, tx)| SimWorker { jobs, done, tx })
+        .map(|(jobs, tx)| SimWorker { jobs, tx })
         .collect();
     let stop_workers = p.stop_workers.clone();
     let w = std::thread::spawn(move || {

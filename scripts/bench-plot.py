@@ -117,28 +117,27 @@ def main():
     # Rings.
     rt = [
         ("mailbox (2 lines)", get(rows, "ring-roundtrip", "mailbox")),
-        ("persephone::ring, cap 8", get(rows, "ring-roundtrip", "ring", "8")),
+        ("persephone::duplex, 1 slot", get(rows, "ring-roundtrip", "duplex", "1")),
         ("rtrb, cap 8", get(rows, "ring-roundtrip", "rtrb", "8")),
         ("rtrb, cap 1", get(rows, "ring-roundtrip", "rtrb", "1")),
         ("crossbeam ArrayQueue, cap 8", get(rows, "ring-roundtrip", "crossbeam", "8")),
         ("crossbeam ArrayQueue, cap 1", get(rows, "ring-roundtrip", "crossbeam", "1")),
     ]
     ow = [
-        ("mailbox (1 slot)", get(rows, "ring-oneway", "mailbox")),
-        ("persephone::ring, drain", get(rows, "ring-oneway", "ring-drain")),
-        ("persephone::ring, pop", get(rows, "ring-oneway", "ring-pop")),
+        ("mailbox (1 slot: one line there and back)", get(rows, "ring-oneway", "mailbox")),
+        ("persephone::duplex, 64 out (job + completion)", get(rows, "ring-oneway", "duplex-64")),
         ("rtrb, read_chunk", get(rows, "ring-oneway", "rtrb-chunk")),
         ("rtrb, pop", get(rows, "ring-oneway", "rtrb-pop")),
         ("crossbeam ArrayQueue, pop", get(rows, "ring-oneway", "crossbeam-pop")),
     ]
-    md.append("### Ring handoff between core 0 and core 1\n")
+    md.append("### Channel handoff between core 0 and core 1\n")
     md.append("Times are medians over criterion's samples (mean and its 95 % CI in brackets).\n")
-    md.append("| ring | round trip, ns |")
+    md.append("| channel | round trip, ns |")
     md.append("|---|---|")
     for l, r in rt:
         md.append(f"| {l} | {fmt_ns(r)} |")
     md.append("")
-    md.append("| ring | one way (capacity 64), ns per item | M items/s |")
+    md.append("| channel | one way (capacity 64), ns per item | M items/s |")
     md.append("|---|---|---|")
     for l, r in ow:
         md.append(f"| {l} | {fmt_ns(r)} | {mrps(r):.1f} |" if r else f"| {l} | n/a | |")

@@ -14,9 +14,8 @@ use crate::dispatcher::{self, Classifier, Dispatcher, Doorbell, Stats, WorkerLin
 use crate::idle::Idler;
 use crate::net::{udp::Udp, Transport};
 use crate::policy::{self, TypeInfo, WorkerIdx};
-use crate::ring;
 use crate::time::Clock;
-use crate::workers::{handler, Handler, Worker, WorkerReport};
+use crate::workers::{self, handler, Handler, Worker, WorkerReport};
 
 /// Makes one handler per worker (called once per worker at start-up).
 pub type HandlerFactory = Arc<dyn Fn(WorkerIdx) -> Box<dyn Handler> + Send + Sync>;
@@ -415,18 +414,15 @@ where
     let mut links = Vec::with_capacity(n);
     let mut worker_threads = Vec::with_capacity(n);
     for (i, tx) in txs.into_iter().enumerate() {
-        let (jobs_p, jobs_c) = ring::channel(capacity);
-        let (done_p, done_c) = ring::channel(capacity);
+        let (jobs_out, jobs_in) = workers::channel(capacity);
         let sleeper = Arc::new(OnceLock::new());
         links.push(WorkerLink {
-            jobs: jobs_p,
-            done: done_c,
+            jobs: jobs_out,
             sleeper: sleeper.clone(),
         });
         let worker = Worker {
             idx: i,
-            jobs: jobs_c,
-            done: done_p,
+            jobs: jobs_in,
             tx,
             handler: factory(i),
             types: types.clone(),

@@ -12,12 +12,13 @@
 //!   receive side (kernel UDP by default, DPDK with the `dpdk` feature).
 //! - [`proto`]: the wire format, parsed and validated once at the edge.
 //! - [`dispatcher`]: the dispatcher loop — classify, queue per type, ask the policy,
-//!   push to worker rings; take completions back.
+//!   send jobs to workers; take completions back.
 //! - [`policy`]: scheduling policies as pure state machines (no threads, clock or
 //!   I/O), driven with TSC time here and with virtual time by the simulator.
 //! - [`workers`]: the worker loop and the [`Handler`] API: the
 //!   request buffer becomes the reply in place and leaves on the worker's own queue.
-//! - [`ring`]: the single-producer single-consumer rings between them.
+//! - [`duplex`]: the channel between the dispatcher and each worker: a job goes out
+//!   and its completion comes back in the same slot (one cache line per round trip).
 //! - [`app`]: assembling all of it from a [`config::Config`] ([`App`], [`Server`]).
 //! - [`apps`]: services built on the [`Handler`] API, ready to run or to copy: the
 //!   [`apps::kv`] store (GET / SET / DEL / SCAN) and its classifier.
@@ -35,15 +36,16 @@ pub mod apps;
 pub mod config;
 #[allow(unsafe_code)]
 pub mod dispatcher;
+#[allow(unsafe_code)]
+pub mod duplex;
 pub mod idle;
 #[allow(unsafe_code)]
 pub mod net;
 pub mod policy;
 pub mod proto;
 pub mod report;
-#[allow(unsafe_code)]
-pub mod ring;
 pub mod sim;
+mod sync;
 #[allow(unsafe_code)]
 pub mod time;
 pub mod workers;

@@ -158,11 +158,10 @@ fn dispatcher_and_worker_threads_allocate_nothing_per_request() {
     s.idle = IdleStrategy::Yield;
     let p = support::parts(&s);
     let mut workers = p.workers;
-    let (jobs, done, tx) = workers.pop().expect("one worker");
+    let (jobs, tx) = workers.pop().expect("one worker");
     let worker = Worker {
         idx: 0,
         jobs,
-        done,
         tx,
         handler: Box::new(|req: &mut Request<'_>| -> Result<(), HandlerError> {
             req.echo();

@@ -4,7 +4,7 @@
 //! A simulated worker does what `workers::Worker::serve` does to a request minus the
 //! handler: turns it into an `ok` reply in place, sends it on its own transmit side and
 //! reports a completion (with the buffer, for the pool). It can be stepped (one call
-//! serves everything in its ring), so a whole dispatcher plus workers can run on one
+//! serves every job waiting in its channel), so a whole dispatcher plus workers can run on one
 //! thread, deterministically.
 
 #![allow(dead_code)]
@@ -23,9 +23,8 @@ use persephone::net::mem::{Counters, Cycle, Mem, MemPkt, MemRx, MemTx};
 use persephone::net::{Packet, Split, Transport, TxQueue};
 use persephone::policy::{self, TypeInfo};
 use persephone::proto::{self, Status};
-use persephone::ring::{self, Consumer, Producer};
 use persephone::time::{Clock, Cycles};
-use persephone::workers::{Completion, Job};
+use persephone::workers::{self, Completion, Job, JobReceiver};
 
 /// The dispatcher type every bench here drives.
 pub type MemDispatcher = Dispatcher<MemRx<Cycle>, MemTx>;
@@ -146,31 +145,25 @@ pub fn build_policy(s: &Setup) -> Box<dyn policy::Policy> {
 /// A worker without a thread or a handler (see the module docs).
 #[derive(Debug)]
 pub struct SimWorker {
-    pub jobs: Consumer<Job<MemPkt>>,
-    pub done: Producer<Completion<MemPkt>>,
+    pub jobs: JobReceiver<MemPkt>,
     pub tx: MemTx,
 }
 
 impl SimWorker {
-    /// Serves every job in the ring; returns how many.
+    /// Serves every job waiting in the channel; returns how many.
     #[inline]
     pub fn serve(&mut self) -> usize {
         let mut n = 0;
-        for Job { mut pkt, ty } in self.jobs.drain() {
+        while let Some(Job { mut pkt, ty }) = self.jobs.take() {
             let len = proto::make_reply(pkt.buf_mut(), Status::Ok, 0);
             pkt.set_len(len);
             let pkt = self.tx.send(pkt);
-            let mut c = Completion {
+            self.jobs.complete(Completion {
                 ty,
                 status: Status::Ok,
                 service: 0,
                 pkt,
-            };
-            // The completion ring holds at least as many as the job ring.
-            while let Err(back) = self.done.push(c) {
-                c = back;
-                std::hint::spin_loop();
-            }
+            });
             n += 1;
         }
         n
@@ -186,13 +179,13 @@ pub struct Rig {
     pub stop: Arc<AtomicBool>,
 }
 
-/// A worker's ends of its rings, and its transmit side.
-pub type WorkerEnds = (Consumer<Job<MemPkt>>, Producer<Completion<MemPkt>>, MemTx);
+/// A worker's end of its channel, and its transmit side.
+pub type WorkerEnds = (JobReceiver<MemPkt>, MemTx);
 
 /// Parts for a dispatcher whose workers are built by the caller.
 pub struct Parts {
     pub dispatcher: MemDispatcher,
-    /// Per worker: its job consumer, completion producer and transmit side.
+    /// Per worker: its end of the channel and its transmit side.
     pub workers: Vec<WorkerEnds>,
     pub counters: Arc<Counters>,
     pub stop: Arc<AtomicBool>,
@@ -221,14 +214,12 @@ pub fn parts(s: &Setup) -> Parts {
     let mut links = Vec::new();
     let mut workers = Vec::new();
     for tx in txs {
-        let (jobs_p, jobs_c) = ring::channel(capacity);
-        let (done_p, done_c) = ring::channel(capacity);
+        let (jobs_out, jobs_in) = workers::channel(capacity);
         links.push(WorkerLink {
-            jobs: jobs_p,
-            done: done_c,
+            jobs: jobs_out,
             sleeper: Arc::new(OnceLock::new()),
         });
-        workers.push((jobs_c, done_p, tx));
+        workers.push((jobs_in, tx));
     }
     let stop_workers = Arc::new(AtomicBool::new(false));
     let doorbell = Arc::new(Doorbell::disabled());
@@ -274,7 +265,7 @@ pub fn rig(s: &Setup) -> Rig {
         workers: p
             .workers
             .into_iter()
-            .map(|(jobs, done, tx)| SimWorker { jobs, done, tx })
+            .map(|(jobs, tx)| SimWorker { jobs, tx })
             .collect(),
         counters: p.counters,
         stop: p.stop,

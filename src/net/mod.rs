@@ -85,7 +85,7 @@ pub trait TxQueue: Send {
     /// first send (DPDK registers the thread with EAL here).
     fn thread_init(&mut self) {}
 
-    /// Pushes out anything buffered. Workers call it whenever their ring runs dry
+    /// Pushes out anything buffered. Workers call it whenever their channel runs dry
     /// after sending, so a transport may batch the replies of a burst in `send`.
     fn flush(&mut self) {}
 

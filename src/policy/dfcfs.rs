@@ -2,7 +2,7 @@
 //!
 //! Each request is assigned to a worker as soon as it reaches the head of the
 //! dispatcher's queue (round-robin, random, or join-shortest-queue) and waits in that
-//! worker's ring, which acts as the worker's own queue of depth `depth`. If the chosen
+//! worker's channel, which acts as the worker's own queue of depth `depth`. If the chosen
 //! worker's queue is full the request waits at the dispatcher (no other worker takes
 //! it: that is what makes d-FCFS decentralized).
 

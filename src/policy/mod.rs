@@ -62,8 +62,9 @@ pub trait Policy: Send + std::fmt::Debug + IntoDyn {
     /// Short name (`cfcfs`, `dfcfs`, `darc`).
     fn name(&self) -> &'static str;
 
-    /// Most requests a worker may hold at once (its ring's capacity). Drivers size the
-    /// dispatcher→worker rings with it; the policy never exceeds it.
+    /// Most requests a worker may hold at once. Drivers size the dispatcher→worker
+    /// channels with it (rounded up to a power of two); the policy never exceeds it,
+    /// and the dispatcher panics, naming the policy, if it does.
     fn worker_capacity(&self) -> usize {
         1
     }

@@ -1,5 +1,6 @@
-//! workers - the worker loop: take a request from the ring, run the handler, reply in
-//! place on the worker's own transmit queue, report the completion.
+//! workers - the worker loop: take a request from the dispatcher's channel, run the
+//! handler, reply in place on the worker's own transmit queue, report the completion in
+//! the request's own slot of the channel.
 
 pub mod handler;
 
@@ -12,11 +13,11 @@ use crossbeam_utils::CachePadded;
 
 pub use handler::{Handler, HandlerError, ReplyTooLarge, Request};
 
+use crate::duplex;
 use crate::idle::Idler;
 use crate::net::{Packet, TxQueue};
 use crate::policy::{TypeIdx, TypeInfo, WorkerIdx};
 use crate::proto::{self, Status};
-use crate::ring::{Consumer, Producer};
 use crate::time::{rdtsc, Cycles};
 
 /// A request handed to a worker.
@@ -35,6 +36,17 @@ pub struct Completion<P> {
     pub service: Cycles,
     /// The buffer, if the transport wants it back (kernel UDP).
     pub pkt: Option<P>,
+}
+
+/// The dispatcher's end of its channel to a worker.
+pub type JobSender<P> = duplex::DispatchEnd<Job<P>, Completion<P>>;
+/// A worker's end of its channel from the dispatcher.
+pub type JobReceiver<P> = duplex::WorkerEnd<Job<P>, Completion<P>>;
+
+/// The channel between the dispatcher and one worker, holding `capacity` jobs (the
+/// policy's [`worker_capacity`](crate::policy::Policy::worker_capacity)).
+pub fn channel<P>(capacity: usize) -> (JobSender<P>, JobReceiver<P>) {
+    duplex::channel(capacity)
 }
 
 /// A thread's "I am asleep, wake me" flag, shared with whoever feeds it work.
@@ -82,13 +94,13 @@ impl Sleeper {
 /// Everything one worker thread needs.
 pub struct Worker<T: TxQueue> {
     pub idx: WorkerIdx,
-    pub jobs: Consumer<Job<T::Pkt>>,
-    pub done: Producer<Completion<T::Pkt>>,
+    /// Jobs in, completions back (in the job's own slot).
+    pub jobs: JobReceiver<T::Pkt>,
     pub tx: T,
     pub handler: Box<dyn Handler>,
     pub types: Arc<[TypeInfo]>,
     pub idle: Idler,
-    /// Set by the dispatcher when the worker should answer what is left in its ring
+    /// Set by the dispatcher when the worker should answer the jobs left in its channel
     /// with `shutdown` and exit.
     pub stop: Arc<AtomicBool>,
     /// Set by the worker itself once running, for the dispatcher to wake it.
@@ -122,17 +134,17 @@ pub struct WorkerReport {
 }
 
 impl<T: TxQueue> Worker<T> {
-    /// The worker loop; returns when told to stop and its ring is empty.
+    /// The worker loop; returns when told to stop and no job is waiting.
     pub fn run(mut self) -> WorkerReport {
         self.tx.thread_init();
         let sleeper = Sleeper::current();
         let _ = self.sleeper.set(sleeper.clone());
         let mut report = WorkerReport::default();
-        // Replies sent since the last flush: a transport may batch them, and the ring
-        // running dry is when they must leave.
+        // Replies sent since the last flush: a transport may batch them, and the
+        // channel running dry is when they must leave.
         let mut unflushed = false;
         loop {
-            if let Some(job) = self.jobs.pop() {
+            if let Some(job) = self.jobs.take() {
                 self.idle.work();
                 let stopping = self.stop.load(Ordering::Relaxed);
                 self.serve(job, stopping, &mut report);
@@ -189,18 +201,13 @@ impl<T: TxQueue> Worker<T> {
         pkt.set_len(len);
         let pkt = self.tx.send(pkt);
         report.served += 1;
-        let mut c = Completion {
+        // Written over the job's slot: the dispatcher collects it from there.
+        self.jobs.complete(Completion {
             ty,
             status,
             service,
             pkt,
-        };
-        // The ring holds as many completions as the worker may hold jobs, so this only
-        // loops if the dispatcher broke that rule.
-        while let Err(back) = self.done.push(c) {
-            c = back;
-            std::thread::yield_now();
-        }
+        });
         self.doorbell.ring();
     }
 }

@@ -1,0 +1,586 @@
+//! duplex - the channel between the dispatcher and one worker: each job goes out and its
+//! completion comes back **in the same slot**.
+//!
+//! A request's round trip is the cost that bounds c-FCFS and DARC (a worker holds one
+//! request at a time, so the next waits for the completion). Two one-way rings move two
+//! lines per round trip: the job's slot to the worker, the completion's slot back, each
+//! written where the other side last read it. Here the worker writes the completion
+//! over the job it took, so one line goes to the worker and the same line comes back.
+//! On the 2-vCPU VM `results/` was measured on, that round trip costs what the
+//! one-line mailbox costs and a half to two thirds of what two lines cost
+//! (`benches/ring.rs`: `duplex/1` against the two `mailbox`es; `results/README.md`).
+//!
+//! # Protocol
+//! Slots are used in order of position (slot = position & mask). Every slot carries a
+//! **stamp** saying what it holds for which position `p`:
+//!
+//! - `2p + 1`: the dispatcher wrote the job for `p` (release); the worker may take it;
+//! - `2p + 2`: the worker wrote the completion for `p` over it (release); the dispatcher
+//!   may take it, after which the slot is free for position `p + capacity`.
+//!
+//! Neither side ever reads the other's position: the dispatcher knows how many jobs
+//! are out (`sent - collected`), so a push needs no shared read at all, and a look for
+//! a completion costs nothing when no job is out; the worker learns of a job from the
+//! slot it must read anyway. No read-modify-write anywhere.
+//!
+//! The worker completes jobs in the order it took them, and never more than it took
+//! ([`WorkerEnd::complete`] panics otherwise: it would write a slot the dispatcher
+//! owns). Completions therefore come back in job order.
+//!
+//! # Capacity
+//! `channel(n)` holds `n` jobs rounded up to a power of two (at least 1). A worker that
+//! holds one job at a time (c-FCFS, DARC) gets a single slot: one line, reused by every
+//! request. Slots are aligned to 64 bytes and hold the job and the completion in one
+//! union, so that a slot is one line when both fit in 56 bytes (they do for every
+//! transport here).
+//!
+//! # Safety
+//! `unsafe` here is confined to the slot array. A slot's payload is written by the
+//! dispatcher only while the slot is free (it took the previous occupant's completion,
+//! whose release store it saw with acquire), read and then overwritten by the worker only
+//! after the job stamp (acquire pairs with the dispatcher's release), and read by the
+//! dispatcher only after the completion stamp. `tests/duplex_loom.rs` checks the
+//! orderings with loom (`RUSTFLAGS="--cfg loom" cargo test --release --test
+//! duplex_loom`), and the unit tests run under Miri in CI.
+
+use std::alloc::{self, Layout};
+use std::fmt;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::ptr::NonNull;
+
+use crate::sync::{Arc, AtomicUsize, Ordering, UnsafeCell};
+
+/// Creates a channel holding up to `capacity` jobs (rounded up to a power of two, at
+/// least 1): the dispatcher's end and the worker's.
+pub fn channel<J, C>(capacity: usize) -> (DispatchEnd<J, C>, WorkerEnd<J, C>) {
+    let len = capacity
+        .max(1)
+        .checked_next_power_of_two()
+        .expect("duplex capacity overflows usize");
+    let shared = Arc::new(Shared {
+        slots: Slots::new(len),
+        sent: AtomicUsize::new(0),
+        collected: AtomicUsize::new(0),
+        taken: AtomicUsize::new(0),
+    });
+    let (slots, mask) = (shared.slots.ptr, len - 1);
+    (
+        DispatchEnd {
+            shared: shared.clone(),
+            slots,
+            mask,
+            sent: 0,
+            collected: 0,
+        },
+        WorkerEnd {
+            shared,
+            slots,
+            mask,
+            taken: 0,
+            completed: 0,
+        },
+    )
+}
+
+#[inline(always)]
+fn job_stamp(pos: usize) -> usize {
+    pos.wrapping_mul(2).wrapping_add(1)
+}
+
+#[inline(always)]
+fn done_stamp(pos: usize) -> usize {
+    pos.wrapping_mul(2).wrapping_add(2)
+}
+
+/// A job, or the completion written over it (`repr(C)`: both at offset 0).
+#[repr(C)]
+union Payload<J, C> {
+    job: ManuallyDrop<J>,
+    done: ManuallyDrop<C>,
+}
+
+/// A slot: its stamp and its payload, on one line when they fit.
+#[repr(C, align(64))]
+struct Slot<J, C> {
+    stamp: AtomicUsize,
+    payload: UnsafeCell<MaybeUninit<Payload<J, C>>>,
+}
+
+impl<J, C> Slot<J, C> {
+    /// # Safety
+    /// The caller must own the payload (see the protocol) and it must not hold a live
+    /// value (it would be leaked, not dropped: harmless, but a bug).
+    #[inline(always)]
+    unsafe fn write_job(&self, job: J) {
+        // SAFETY: the caller owns the payload; `ManuallyDrop<J>` is `J` in memory, and
+        // the union field is at offset 0.
+        self.payload
+            .with_mut(|p| unsafe { p.cast::<J>().write(job) });
+    }
+
+    /// # Safety
+    /// The caller must own the payload and it must hold a job not yet read.
+    #[inline(always)]
+    unsafe fn read_job(&self) -> J {
+        // SAFETY: as above; the job was written and is read (moved out) once.
+        self.payload.with(|p| unsafe { p.cast::<J>().read() })
+    }
+
+    /// # Safety
+    /// As [`Slot::write_job`].
+    #[inline(always)]
+    unsafe fn write_done(&self, done: C) {
+        // SAFETY: as in `write_job`.
+        self.payload
+            .with_mut(|p| unsafe { p.cast::<C>().write(done) });
+    }
+
+    /// # Safety
+    /// The caller must own the payload and it must hold a completion not yet read.
+    #[inline(always)]
+    unsafe fn read_done(&self) -> C {
+        // SAFETY: as in `read_job`.
+        self.payload.with(|p| unsafe { p.cast::<C>().read() })
+    }
+}
+
+/// The slot array, in its own lines (64-byte slots, 128-byte-aligned allocation: the
+/// adjacent-line prefetcher moves lines in pairs, so no other data shares a pair).
+struct Slots<J, C> {
+    ptr: NonNull<Slot<J, C>>,
+    len: usize,
+}
+
+impl<J, C> Slots<J, C> {
+    fn layout(len: usize) -> Layout {
+        Layout::array::<Slot<J, C>>(len)
+            .and_then(|l| l.align_to(128))
+            .expect("duplex too large")
+            .pad_to_align()
+    }
+
+    fn new(len: usize) -> Self {
+        assert!(len > 0);
+        let layout = Self::layout(len);
+        // SAFETY: `layout` has a non-zero size (`len > 0` slots of at least 64 bytes).
+        let raw = unsafe { alloc::alloc(layout) }.cast::<Slot<J, C>>();
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        for i in 0..len {
+            // SAFETY: `i < len` and the allocation holds `len` slots, suitably aligned.
+            unsafe {
+                ptr.as_ptr().add(i).write(Slot {
+                    stamp: AtomicUsize::new(0),
+                    payload: UnsafeCell::new(MaybeUninit::uninit()),
+                })
+            };
+        }
+        Slots { ptr, len }
+    }
+
+    #[inline(always)]
+    fn get(&self, pos: usize) -> &Slot<J, C> {
+        // SAFETY: `pos & (len - 1)` is below `len` (a power of two); the slots were
+        // initialised in `new` and live until `drop`.
+        unsafe { &*self.ptr.as_ptr().add(pos & (self.len - 1)) }
+    }
+}
+
+impl<J, C> Drop for Slots<J, C> {
+    fn drop(&mut self) {
+        // SAFETY: the `len` slots were initialised in `new` and are dropped once, here
+        // (their payloads are `MaybeUninit`: `Shared::drop` dropped the live ones); the
+        // memory is freed with the layout it was allocated with.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.len,
+            ));
+            alloc::dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len));
+        }
+    }
+}
+
+/// What both ends share: the slots, and the positions each end publishes when it drops
+/// (for the last one to drop what is left).
+struct Shared<J, C> {
+    slots: Slots<J, C>,
+    sent: AtomicUsize,
+    collected: AtomicUsize,
+    taken: AtomicUsize,
+}
+
+// SAFETY: `Shared` hands jobs from one thread to another and completions back, so it is
+// `Send` and `Sync` exactly when both are `Send`. Each payload is accessed by one
+// thread at a time, as argued at each access (the stamp protocol).
+unsafe impl<J: Send, C: Send> Send for Shared<J, C> {}
+// SAFETY: as above.
+unsafe impl<J: Send, C: Send> Sync for Shared<J, C> {}
+
+impl<J, C> Drop for Shared<J, C> {
+    fn drop(&mut self) {
+        // Both ends are gone (this is the last `Arc`; its drop synchronises with theirs)
+        // and each published its positions. Between the dispatcher's `collected` and
+        // `sent`, a slot holds a completion not collected (done stamp), a job not taken
+        // (job stamp, at or past the worker's `taken`), or nothing (a job taken and never
+        // completed: the worker moved it out).
+        let sent = self.sent.load(Ordering::Acquire);
+        let taken = self.taken.load(Ordering::Acquire);
+        let mut pos = self.collected.load(Ordering::Acquire);
+        while pos != sent {
+            let slot = self.slots.get(pos);
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == done_stamp(pos) {
+                // SAFETY: a completion for `pos` the dispatcher did not collect; no other
+                // handle exists, so it is dropped exactly once, here.
+                drop(unsafe { slot.read_done() });
+            } else if stamp == job_stamp(pos) && (pos.wrapping_sub(taken) as isize) >= 0 {
+                // SAFETY: a job for `pos` the worker did not take; as above.
+                drop(unsafe { slot.read_job() });
+            }
+            pos = pos.wrapping_add(1);
+        }
+    }
+}
+
+/// The dispatcher's end: sends jobs, collects their completions.
+pub struct DispatchEnd<J, C> {
+    shared: Arc<Shared<J, C>>,
+    /// `shared.slots`' base and mask, copied here so that a push or a look for a
+    /// completion reads only this handle and the slot.
+    slots: NonNull<Slot<J, C>>,
+    mask: usize,
+    /// Next position to send a job to.
+    sent: usize,
+    /// Next position to collect a completion from.
+    collected: usize,
+}
+
+/// The worker's end: takes jobs, completes them in the same slots.
+pub struct WorkerEnd<J, C> {
+    shared: Arc<Shared<J, C>>,
+    slots: NonNull<Slot<J, C>>,
+    mask: usize,
+    /// Next position to take a job from.
+    taken: usize,
+    /// Next position to complete.
+    completed: usize,
+}
+
+/// The slot for `pos` in the array at `slots` with `mask`.
+///
+/// # Safety
+/// `slots` and `mask` must be a live [`Shared`]'s (a handle's copies, while the handle
+/// holds its `Arc`).
+#[inline(always)]
+unsafe fn slot_at<'a, J, C>(slots: NonNull<Slot<J, C>>, mask: usize, pos: usize) -> &'a Slot<J, C> {
+    // SAFETY: `pos & mask` is below the array's length; the caller guarantees the array
+    // is alive, and it was initialised in `Slots::new`.
+    unsafe { &*slots.as_ptr().add(pos & mask) }
+}
+
+impl<J, C> DispatchEnd<J, C> {
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &Slot<J, C> {
+        // SAFETY: our copies of the array's base and mask; our `Arc` keeps it alive.
+        unsafe { slot_at(self.slots, self.mask, pos) }
+    }
+
+    /// Sends `job`, or hands it back if the worker already holds `capacity` jobs whose
+    /// completions were not collected. Reads nothing the worker writes.
+    #[inline]
+    pub fn push(&mut self, job: J) -> Result<(), J> {
+        if self.sent.wrapping_sub(self.collected) > self.mask {
+            return Err(job);
+        }
+        let slot = self.slot(self.sent);
+        // SAFETY: the slot is free: fewer than `capacity` jobs are out, so we collected
+        // the completion of its previous occupant (`sent - capacity`), after seeing the
+        // worker's release of it with acquire; the worker will not touch it again until
+        // the stamp below says there is a job.
+        unsafe { slot.write_job(job) };
+        slot.stamp.store(job_stamp(self.sent), Ordering::Release);
+        self.sent = self.sent.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Collects the oldest completion, if it is there. Costs no memory access at all
+    /// when no job is out.
+    #[inline]
+    pub fn pop(&mut self) -> Option<C> {
+        if self.collected == self.sent {
+            return None;
+        }
+        let slot = self.slot(self.collected);
+        if slot.stamp.load(Ordering::Acquire) != done_stamp(self.collected) {
+            return None;
+        }
+        // SAFETY: the done stamp for `collected`, seen with acquire, says the worker
+        // wrote the completion and is done with the slot; it is read once (our position
+        // moves on), and the slot is ours until we send a job into it.
+        let c = unsafe { slot.read_done() };
+        self.collected = self.collected.wrapping_add(1);
+        Some(c)
+    }
+
+    /// Whether a completion is waiting (one load of a stamp, none when no job is out).
+    #[inline]
+    pub fn has_completion(&self) -> bool {
+        self.collected != self.sent
+            && self.slot(self.collected).stamp.load(Ordering::Acquire) == done_stamp(self.collected)
+    }
+
+    /// Jobs sent whose completions were not collected yet.
+    #[inline]
+    pub fn outstanding(&self) -> usize {
+        self.sent.wrapping_sub(self.collected)
+    }
+
+    /// The most jobs out at once.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+}
+
+impl<J, C> WorkerEnd<J, C> {
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &Slot<J, C> {
+        // SAFETY: our copies of the array's base and mask; our `Arc` keeps it alive.
+        unsafe { slot_at(self.slots, self.mask, pos) }
+    }
+
+    /// Takes the next job, if the dispatcher sent it.
+    #[inline]
+    pub fn take(&mut self) -> Option<J> {
+        let slot = self.slot(self.taken);
+        if slot.stamp.load(Ordering::Acquire) != job_stamp(self.taken) {
+            return None;
+        }
+        // SAFETY: the job stamp for `taken`, seen with acquire, says the dispatcher wrote
+        // the job; it will not touch the slot until our done stamp. Moved out once: our
+        // position moves on.
+        let j = unsafe { slot.read_job() };
+        self.taken = self.taken.wrapping_add(1);
+        Some(j)
+    }
+
+    /// Completes the oldest job taken and not completed, in its slot.
+    ///
+    /// # Panics
+    /// If every job taken is already completed: there is no slot to write to.
+    #[inline]
+    pub fn complete(&mut self, done: C) {
+        assert!(
+            self.completed != self.taken,
+            "duplex: complete() without a job taken"
+        );
+        let slot = self.slot(self.completed);
+        // SAFETY: `completed < taken`: we took this slot's job (moved it out), and the
+        // dispatcher does not touch the slot until the done stamp below.
+        unsafe { slot.write_done(done) };
+        slot.stamp
+            .store(done_stamp(self.completed), Ordering::Release);
+        self.completed = self.completed.wrapping_add(1);
+    }
+
+    /// Whether no job is waiting to be taken (one load of a stamp).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slot(self.taken).stamp.load(Ordering::Acquire) != job_stamp(self.taken)
+    }
+
+    /// Jobs taken and not completed yet.
+    pub fn held(&self) -> usize {
+        self.taken.wrapping_sub(self.completed)
+    }
+
+    /// The most jobs out at once.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+}
+
+impl<J, C> Drop for DispatchEnd<J, C> {
+    fn drop(&mut self) {
+        self.shared.sent.store(self.sent, Ordering::Relaxed);
+        self.shared
+            .collected
+            .store(self.collected, Ordering::Relaxed);
+    }
+}
+
+impl<J, C> Drop for WorkerEnd<J, C> {
+    fn drop(&mut self) {
+        self.shared.taken.store(self.taken, Ordering::Relaxed);
+    }
+}
+
+impl<J, C> fmt::Debug for DispatchEnd<J, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatchEnd")
+            .field("capacity", &self.capacity())
+            .field("outstanding", &self.outstanding())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<J, C> fmt::Debug for WorkerEnd<J, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerEnd")
+            .field("capacity", &self.capacity())
+            .field("held", &self.held())
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: a `DispatchEnd` is the only writer of jobs and job stamps and the only reader
+// of completions; moving it to another thread moves that role (both `J` and `C` cross).
+unsafe impl<J: Send, C: Send> Send for DispatchEnd<J, C> {}
+// SAFETY: a `WorkerEnd` is the only reader of jobs and writer of completions and done
+// stamps; moving it to another thread moves that role.
+unsafe impl<J: Send, C: Send> Send for WorkerEnd<J, C> {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_go_out_and_completions_come_back_in_order() {
+        let (mut d, mut w) = channel::<u32, String>(4);
+        assert_eq!(d.capacity(), 4);
+        assert_eq!(d.pop(), None);
+        assert!(w.is_empty());
+        for i in 0..4 {
+            d.push(i).unwrap();
+        }
+        // Full: the worker holds as many jobs as the channel does.
+        assert_eq!(d.push(9), Err(9));
+        assert_eq!(d.outstanding(), 4);
+        assert_eq!(w.take(), Some(0));
+        assert_eq!(w.take(), Some(1));
+        assert_eq!(w.held(), 2);
+        // Taken is not completed: nothing to collect, and no room yet.
+        assert_eq!(d.pop(), None);
+        assert!(!d.has_completion());
+        assert_eq!(d.push(9), Err(9));
+        w.complete("0".into());
+        assert!(d.has_completion());
+        assert_eq!(d.pop().as_deref(), Some("0"));
+        d.push(4).unwrap();
+        w.complete("1".into());
+        for i in 2..5 {
+            assert_eq!(w.take(), Some(i));
+            w.complete(i.to_string());
+        }
+        assert_eq!(w.take(), None);
+        let back: Vec<String> = std::iter::from_fn(|| d.pop()).collect();
+        assert_eq!(back, ["1", "2", "3", "4"]);
+        assert_eq!(d.outstanding(), 0);
+    }
+
+    #[test]
+    fn one_slot_round_trips_across_many_laps() {
+        let (mut d, mut w) = channel::<u64, u64>(1);
+        assert_eq!(d.capacity(), 1);
+        for i in 0..1000 {
+            d.push(i).unwrap();
+            assert_eq!(d.push(i), Err(i));
+            let j = w.take().unwrap();
+            assert_eq!(w.take(), None);
+            w.complete(j * 2);
+            assert_eq!(d.pop(), Some(i * 2));
+            assert_eq!(d.pop(), None);
+        }
+    }
+
+    #[test]
+    fn capacity_rounds_up_to_a_power_of_two() {
+        assert_eq!(channel::<u8, u8>(0).0.capacity(), 1);
+        assert_eq!(channel::<u8, u8>(3).1.capacity(), 4);
+        assert_eq!(channel::<u8, u8>(64).0.capacity(), 64);
+    }
+
+    #[test]
+    fn slots_are_one_line_for_small_payloads() {
+        assert_eq!(std::mem::size_of::<Slot<[u64; 2], [u64; 4]>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<[u64; 2], [u64; 7]>>(), 64);
+        assert_eq!(std::mem::size_of::<Slot<[u64; 2], [u64; 8]>>(), 128);
+    }
+
+    #[test]
+    #[should_panic(expected = "without a job taken")]
+    fn completing_more_than_was_taken_panics() {
+        let (mut d, mut w) = channel::<u8, u8>(2);
+        d.push(1).unwrap();
+        w.take().unwrap();
+        w.complete(1);
+        w.complete(2);
+    }
+
+    #[test]
+    fn what_is_left_is_dropped_once() {
+        use std::rc::Rc;
+        let marker = Rc::new(());
+        for worker_first in [false, true] {
+            {
+                // Not Send, but used on this thread only. Jobs 0..8 sent; 0 and 1
+                // collected; 2 and 3 completed, not collected; 4 taken and held
+                // (dropped by the worker); 5..8 waiting.
+                let (mut d, mut w) = channel::<Rc<()>, Rc<()>>(8);
+                for _ in 0..8 {
+                    d.push(marker.clone()).unwrap();
+                }
+                for _ in 0..4 {
+                    let j = w.take().unwrap();
+                    w.complete(j);
+                }
+                drop(d.pop());
+                drop(d.pop());
+                drop(w.take());
+                assert_eq!(Rc::strong_count(&marker), 1 + 2 + 3);
+                if worker_first {
+                    drop(w);
+                    drop(d);
+                } else {
+                    drop(d);
+                    drop(w);
+                }
+            }
+            assert_eq!(Rc::strong_count(&marker), 1);
+        }
+    }
+
+    #[test]
+    fn crosses_threads_in_order() {
+        const N: u64 = 100_000;
+        let (mut d, mut w) = channel::<u64, u64>(8);
+        let t = std::thread::spawn(move || {
+            let mut next = 0;
+            while next < N {
+                match w.take() {
+                    Some(j) => {
+                        assert_eq!(j, next);
+                        w.complete(j + 1);
+                        next += 1;
+                    }
+                    None => std::thread::yield_now(),
+                }
+            }
+        });
+        let (mut sent, mut got) = (0, 0);
+        while got < N {
+            while sent < N && d.push(sent).is_ok() {
+                sent += 1;
+            }
+            match d.pop() {
+                Some(c) => {
+                    got += 1;
+                    assert_eq!(c, got);
+                }
+                None => std::thread::yield_now(),
+            }
+        }
+        t.join().unwrap();
+    }
+}
