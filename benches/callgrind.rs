@@ -2,7 +2,7 @@
 //!
 //! Steps a dispatcher over the in-memory transport with simulated zero-work workers on
 //! one thread: each step is one dispatcher turn (`turn`: completions, receive a burst,
-//! dispatch) followed by every worker serving its ring. Nothing depends on timing, so
+//! dispatch) followed by every worker serving its channel. Nothing depends on timing, so
 //! `valgrind --tool=callgrind --toggle-collect='*callgrind*turn*'` counts the same
 //! instructions every time; `scripts/callgrind.sh` runs it at two request counts and
 //! divides the difference by the difference of requests (start-up and warm-up cancel

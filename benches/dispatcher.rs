@@ -3,7 +3,7 @@
 //! - `pipeline`: the dispatcher (`Dispatcher::run`, core 0) and one real worker
 //!   (`workers::Worker::run`, core 1) with a zero-work handler. The dispatcher receives
 //!   each request from the in-memory transport (256 buffers: a closed loop), parses,
-//!   classifies, queues it, asks the policy, pushes it to the worker's ring, and takes the
+//!   classifies, queues it, asks the policy, sends it down the worker's channel, takes the
 //!   completion back; the worker replies in place on its own transmit side. 4 request
 //!   types. Requests per second; ns per request is ns of the dispatcher core per request.
 //!   c-FCFS and DARC give a worker one request at a time, so with one worker each

@@ -28,11 +28,12 @@
 //! owns). Completions therefore come back in job order.
 //!
 //! # Capacity
-//! `channel(n)` holds `n` jobs rounded up to a power of two (at least 1). A worker that
-//! holds one job at a time (c-FCFS, DARC) gets a single slot: one line, reused by every
-//! request. Slots are aligned to 64 bytes and hold the job and the completion in one
-//! union, so that a slot is one line when both fit in 56 bytes (they do for every
-//! transport here).
+//! `channel(n)` lets exactly `n` jobs (at least 1) be out at once, in `n` slots rounded
+//! up to a power of two. A worker that holds one job at a time (c-FCFS, DARC) gets a
+//! single slot: one line, reused by every request. Slots are aligned to 64 bytes and
+//! hold the job and the completion in one union, so that a slot is one line when the
+//! stamp and the larger of the two fit in 64 bytes (they do for every transport here:
+//! `workers`' tests check it).
 //!
 //! # Safety
 //! `unsafe` here is confined to the slot array. A slot's payload is written by the
@@ -50,18 +51,30 @@ use std::ptr::NonNull;
 
 use crate::sync::{Arc, AtomicUsize, Ordering, UnsafeCell};
 
-/// Creates a channel holding up to `capacity` jobs (rounded up to a power of two, at
-/// least 1): the dispatcher's end and the worker's.
+/// Creates a channel letting `capacity` jobs (at least 1) be out at once: the
+/// dispatcher's end and the worker's.
 pub fn channel<J, C>(capacity: usize) -> (DispatchEnd<J, C>, WorkerEnd<J, C>) {
-    let len = capacity
-        .max(1)
+    channel_at(capacity, 0)
+}
+
+/// [`channel`] with both ends' positions starting at `start` (tests: wrap-around of
+/// positions and stamps without 2^64 round trips).
+#[cfg(any(test, loom))]
+#[doc(hidden)]
+pub fn channel_from<J, C>(capacity: usize, start: usize) -> (DispatchEnd<J, C>, WorkerEnd<J, C>) {
+    channel_at(capacity, start)
+}
+
+fn channel_at<J, C>(capacity: usize, start: usize) -> (DispatchEnd<J, C>, WorkerEnd<J, C>) {
+    let limit = capacity.max(1);
+    let len = limit
         .checked_next_power_of_two()
         .expect("duplex capacity overflows usize");
     let shared = Arc::new(Shared {
         slots: Slots::new(len),
-        sent: AtomicUsize::new(0),
-        collected: AtomicUsize::new(0),
-        taken: AtomicUsize::new(0),
+        sent: AtomicUsize::new(start),
+        collected: AtomicUsize::new(start),
+        taken: AtomicUsize::new(start),
     });
     let (slots, mask) = (shared.slots.ptr, len - 1);
     (
@@ -69,15 +82,17 @@ pub fn channel<J, C>(capacity: usize) -> (DispatchEnd<J, C>, WorkerEnd<J, C>) {
             shared: shared.clone(),
             slots,
             mask,
-            sent: 0,
-            collected: 0,
+            limit,
+            sent: start,
+            collected: start,
         },
         WorkerEnd {
             shared,
             slots,
             mask,
-            taken: 0,
-            completed: 0,
+            limit,
+            taken: start,
+            completed: start,
         },
     )
 }
@@ -251,6 +266,8 @@ pub struct DispatchEnd<J, C> {
     /// completion reads only this handle and the slot.
     slots: NonNull<Slot<J, C>>,
     mask: usize,
+    /// The most jobs out at once (at most `mask + 1`).
+    limit: usize,
     /// Next position to send a job to.
     sent: usize,
     /// Next position to collect a completion from.
@@ -262,6 +279,7 @@ pub struct WorkerEnd<J, C> {
     shared: Arc<Shared<J, C>>,
     slots: NonNull<Slot<J, C>>,
     mask: usize,
+    limit: usize,
     /// Next position to take a job from.
     taken: usize,
     /// Next position to complete.
@@ -287,16 +305,17 @@ impl<J, C> DispatchEnd<J, C> {
         unsafe { slot_at(self.slots, self.mask, pos) }
     }
 
-    /// Sends `job`, or hands it back if the worker already holds `capacity` jobs whose
-    /// completions were not collected. Reads nothing the worker writes.
+    /// Sends `job`, or hands it back if `capacity` jobs are out (their completions not
+    /// collected). Reads nothing the worker writes.
     #[inline]
     pub fn push(&mut self, job: J) -> Result<(), J> {
-        if self.sent.wrapping_sub(self.collected) > self.mask {
+        if self.sent.wrapping_sub(self.collected) >= self.limit {
             return Err(job);
         }
         let slot = self.slot(self.sent);
-        // SAFETY: the slot is free: fewer than `capacity` jobs are out, so we collected
-        // the completion of its previous occupant (`sent - capacity`), after seeing the
+        // SAFETY: the slot is free: fewer than `limit <= slots` jobs are out, so either
+        // it was never used (first lap: no job stamp for any position maps to it yet) or
+        // we collected the completion of its previous occupant, after seeing the
         // worker's release of it with acquire; the worker will not touch it again until
         // the stamp below says there is a job.
         unsafe { slot.write_job(job) };
@@ -339,7 +358,7 @@ impl<J, C> DispatchEnd<J, C> {
 
     /// The most jobs out at once.
     pub fn capacity(&self) -> usize {
-        self.mask + 1
+        self.limit
     }
 }
 
@@ -397,8 +416,14 @@ impl<J, C> WorkerEnd<J, C> {
 
     /// The most jobs out at once.
     pub fn capacity(&self) -> usize {
-        self.mask + 1
+        self.limit
     }
+}
+
+/// The bytes one slot of a channel for `J` and `C` takes (64 when the stamp and the
+/// larger of the two fit in one line).
+pub fn slot_size<J, C>() -> usize {
+    std::mem::size_of::<Slot<J, C>>()
 }
 
 impl<J, C> Drop for DispatchEnd<J, C> {
@@ -495,17 +520,71 @@ mod tests {
     }
 
     #[test]
-    fn capacity_rounds_up_to_a_power_of_two() {
+    fn capacity_is_exact_and_at_least_one() {
         assert_eq!(channel::<u8, u8>(0).0.capacity(), 1);
-        assert_eq!(channel::<u8, u8>(3).1.capacity(), 4);
-        assert_eq!(channel::<u8, u8>(64).0.capacity(), 64);
+        assert_eq!(channel::<u8, u8>(64).1.capacity(), 64);
+        // Three slots' worth out of four: the fourth push is refused.
+        let (mut d, mut w) = channel::<u8, u8>(3);
+        assert_eq!(d.capacity(), 3);
+        for i in 0..3 {
+            d.push(i).unwrap();
+        }
+        assert_eq!(d.push(3), Err(3));
+        let j = w.take().unwrap();
+        w.complete(j);
+        d.pop().unwrap();
+        d.push(3).unwrap();
+        assert_eq!(d.push(4), Err(4));
     }
 
     #[test]
     fn slots_are_one_line_for_small_payloads() {
-        assert_eq!(std::mem::size_of::<Slot<[u64; 2], [u64; 4]>>(), 64);
-        assert_eq!(std::mem::size_of::<Slot<[u64; 2], [u64; 7]>>(), 64);
-        assert_eq!(std::mem::size_of::<Slot<[u64; 2], [u64; 8]>>(), 128);
+        assert_eq!(slot_size::<[u64; 2], [u64; 4]>(), 64);
+        assert_eq!(slot_size::<[u64; 2], [u64; 7]>(), 64);
+        assert_eq!(slot_size::<[u64; 2], [u64; 8]>(), 128);
+    }
+
+    #[test]
+    fn positions_and_stamps_wrap_around() {
+        // Positions cross usize::MAX (and stamps 2p + 1, 2p + 2 wrap twice as early,
+        // at p = 2^63) over a few laps of a 4-slot channel, with jobs out across it.
+        for start in [usize::MAX - 5, usize::MAX / 2 - 3] {
+            let (mut d, mut w) = channel_from::<u64, u64>(4, start);
+            let mut next_job = 0u64;
+            let mut next_done = 0u64;
+            for _ in 0..6 {
+                while d.push(next_job).is_ok() {
+                    next_job += 1;
+                }
+                for _ in 0..3 {
+                    let j = w.take().unwrap();
+                    w.complete(j + 1000);
+                }
+                while let Some(c) = d.pop() {
+                    assert_eq!(c, next_done + 1000);
+                    next_done += 1;
+                }
+                assert_eq!(d.outstanding(), 1);
+            }
+            assert_eq!(next_job, 4 + 5 * 3);
+        }
+    }
+
+    #[test]
+    fn leftovers_across_the_wrap_are_dropped_once() {
+        use std::rc::Rc;
+        let marker = Rc::new(());
+        {
+            let (mut d, mut w) = channel_from::<Rc<()>, Rc<()>>(4, usize::MAX - 1);
+            for _ in 0..4 {
+                d.push(marker.clone()).unwrap();
+            }
+            let j = w.take().unwrap();
+            w.complete(j);
+            drop(w.take()); // taken, never completed
+            assert_eq!(Rc::strong_count(&marker), 1 + 3);
+        }
+        assert_eq!(Rc::strong_count(&marker), 1);
     }
 
     #[test]

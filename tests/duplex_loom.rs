@@ -15,14 +15,15 @@ use loom::thread;
 use persephone::duplex;
 
 /// One slot used for several round trips: every job reaches the worker once and in
-/// order, and every completion comes back once, carrying what the worker wrote.
+/// order, and every completion comes back once, carrying what the worker wrote. The
+/// positions start just below `usize::MAX`, so they (and the stamps) wrap around.
 #[test]
 fn one_slot_carries_round_trips_across_laps() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
         const N: usize = 3;
-        let (mut d, mut w) = duplex::channel::<Arc<usize>, Arc<usize>>(1);
+        let (mut d, mut w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
         let t = thread::spawn(move || {
             let mut next = 0;
             while next < N {
@@ -114,6 +115,27 @@ fn what_is_left_is_dropped_by_the_last_end() {
         if let Some(c) = d.pop() {
             assert_eq!(*c, 0);
         }
+        drop(d);
+        t.join().unwrap();
+    });
+}
+
+/// A job the worker took and dropped without completing (a worker that died with it):
+/// dropped once, by the worker; the job it never took and the channel are dropped by
+/// the last end, across threads.
+#[test]
+fn a_job_taken_and_never_completed_is_not_dropped_again() {
+    loom::model(|| {
+        let (mut d, mut w) = duplex::channel::<Arc<usize>, Arc<usize>>(2);
+        d.push(Arc::new(0)).unwrap();
+        d.push(Arc::new(1)).unwrap();
+        let t = thread::spawn(move || {
+            if let Some(j) = w.take() {
+                assert_eq!(*j, 0);
+                drop(j);
+            }
+        });
+        assert!(d.pop().is_none(), "nothing was completed");
         drop(d);
         t.join().unwrap();
     });

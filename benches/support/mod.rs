@@ -273,7 +273,7 @@ pub fn rig(s: &Setup) -> Rig {
 }
 
 impl Rig {
-    /// One dispatcher turn at `now`, then every worker serves its ring. Returns the
+    /// One dispatcher turn at `now`, then every worker serves its channel. Returns the
     /// requests served.
     #[inline]
     pub fn step(&mut self, now: Cycles) -> usize {
@@ -281,7 +281,7 @@ impl Rig {
         self.serve_all()
     }
 
-    /// Every worker serves its ring; returns the requests served.
+    /// Every worker serves its channel; returns the requests served.
     #[inline]
     pub fn serve_all(&mut self) -> usize {
         self.workers.iter_mut().map(SimWorker::serve).sum()

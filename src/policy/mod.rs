@@ -63,8 +63,8 @@ pub trait Policy: Send + std::fmt::Debug + IntoDyn {
     fn name(&self) -> &'static str;
 
     /// Most requests a worker may hold at once. Drivers size the dispatcher→worker
-    /// channels with it (rounded up to a power of two); the policy never exceeds it,
-    /// and the dispatcher panics, naming the policy, if it does.
+    /// channels with it; the policy never exceeds it, and the dispatcher panics, naming
+    /// the policy, the first time it does.
     fn worker_capacity(&self) -> usize {
         1
     }

@@ -5,7 +5,7 @@
 //! order, at each instant that something happens:
 //!
 //! 1. deliver the completions due now (`Policy::on_completion`), and let each worker
-//!    start the next request it holds (a d-FCFS worker serves its ring FIFO);
+//!    start the next request it holds (a d-FCFS worker serves its own queue FIFO);
 //! 2. queue the arrivals due now into [`TypedQueues`] (a full queue rejects, counted),
 //!    telling the policy (`Policy::on_arrival`);
 //! 3. `while let Some(d) = policy.next(queues.state(), now)`: pop the head of `d.ty` and

@@ -211,3 +211,21 @@ impl<T: TxQueue> Worker<T> {
         self.doorbell.ring();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job and its completion share one slot of the worker's channel; for every
+    /// transport that slot is one cache line, so a round trip moves one line.
+    #[test]
+    fn a_channel_slot_is_one_line_for_every_transport() {
+        fn slot<P>() -> usize {
+            duplex::slot_size::<Job<P>, Completion<P>>()
+        }
+        assert_eq!(slot::<crate::net::udp::UdpPkt>(), 64);
+        assert_eq!(slot::<crate::net::mem::MemPkt>(), 64);
+        #[cfg(feature = "dpdk")]
+        assert_eq!(slot::<crate::net::dpdk::DpdkPkt>(), 64);
+    }
+}
