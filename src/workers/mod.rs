@@ -216,16 +216,81 @@ impl<T: TxQueue> Worker<T> {
 mod tests {
     use super::*;
 
-    /// A job and its completion share one slot of the worker's channel; for every
-    /// transport that slot is one cache line, so a round trip moves one line.
+    /// Told to stop, a worker answers every job still waiting in its channel with
+    /// `shutdown` (without running the handler), completes each in its slot, and exits
+    /// once none is left.
     #[test]
-    fn a_channel_slot_is_one_line_for_every_transport() {
+    fn a_stopping_worker_answers_waiting_jobs_with_shutdown() {
+        use crate::net::mem::{Cycle, Mem};
+        use crate::net::{RxQueue, Split, Transport};
+        use std::sync::atomic::AtomicU64;
+
+        let mut mem = Mem::new(Cycle::new(&[7]), 8);
+        let counters = mem.counters(1);
+        let Split {
+            mut rx, workers, ..
+        } = mem.split(1).unwrap();
+        let tx = workers.into_iter().next().unwrap();
+        let (mut jobs, jobs_in) = channel(4);
+        let mut pkts = Vec::new();
+        rx.rx_burst(&mut pkts, 3).unwrap();
+        assert_eq!(pkts.len(), 3);
+        for pkt in pkts {
+            jobs.push(Job { pkt, ty: 0 }).unwrap();
+        }
+        let ran = Arc::new(AtomicU64::new(0));
+        let ran2 = ran.clone();
+        let worker = Worker {
+            idx: 0,
+            jobs: jobs_in,
+            tx,
+            handler: Box::new(move |_req: &mut Request<'_>| -> Result<(), HandlerError> {
+                ran2.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }),
+            types: vec![TypeInfo {
+                name: "T".into(),
+                mean_ns: None,
+                ratio: None,
+            }]
+            .into(),
+            idle: Idler::new(
+                crate::config::IdleStrategy::Yield,
+                std::time::Duration::from_millis(1),
+            ),
+            stop: Arc::new(AtomicBool::new(true)),
+            sleeper: Arc::new(std::sync::OnceLock::new()),
+            doorbell: Arc::new(crate::dispatcher::Doorbell::disabled()),
+            budget: None,
+            max_amplification: 0.0,
+        };
+        let report = std::thread::spawn(move || worker.run()).join().unwrap();
+        assert_eq!(report.served, 3);
+        assert_eq!(
+            ran.load(Ordering::Relaxed),
+            0,
+            "the handler ran while stopping"
+        );
+        let statuses: Vec<Status> = std::iter::from_fn(|| jobs.pop())
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(statuses, [Status::Shutdown; 3]);
+        assert_eq!(jobs.outstanding(), 0);
+        assert_eq!(counters.tx(1).sent.load(Ordering::Relaxed), 3);
+    }
+
+    /// A job and its completion share one slot of the worker's channel; for every
+    /// transport the slot fits in a cache line, so a one-job worker's round trip (c-FCFS,
+    /// DARC: a single slot at the start of the channel's 128-byte-aligned array) moves
+    /// one line.
+    #[test]
+    fn a_channel_slot_fits_in_one_line_for_every_transport() {
         fn slot<P>() -> usize {
             duplex::slot_size::<Job<P>, Completion<P>>()
         }
-        assert_eq!(slot::<crate::net::udp::UdpPkt>(), 64);
-        assert_eq!(slot::<crate::net::mem::MemPkt>(), 64);
+        assert!(slot::<crate::net::udp::UdpPkt>() <= 64);
+        assert!(slot::<crate::net::mem::MemPkt>() <= 64);
         #[cfg(feature = "dpdk")]
-        assert_eq!(slot::<crate::net::dpdk::DpdkPkt>(), 64);
+        assert!(slot::<crate::net::dpdk::DpdkPkt>() <= 64);
     }
 }
