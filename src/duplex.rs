@@ -30,12 +30,13 @@
 //! # Capacity
 //! `channel(n)` lets exactly `n` jobs (at least 1) be out at once, in `n` slots rounded
 //! up to a power of two. A worker that holds one job at a time (c-FCFS, DARC) gets a
-//! single slot at the start of a 128-byte-aligned array: one line, reused by every
-//! request, when the stamp and the larger of job and completion (one union) fit in 64
-//! bytes (they do for every transport here: `workers`' tests check it). Deeper
-//! channels (d-FCFS) pack their slots, as a ring does: a burst of jobs, and of their
-//! completions, shares lines. (Padding every slot to a line measured the same within
-//! the noise of `results/bench/side-by-side/duplex/`, and takes more memory.)
+//! single slot: one line, reused by every request. Slots are aligned to 64 bytes and
+//! hold the job and the completion in one union, so that a slot is one line when the
+//! stamp and the larger of the two fit in 64 bytes (they do for every transport here:
+//! `workers`' tests check it). Packing the slots of deeper channels (d-FCFS) as a ring
+//! does was tried (`results/bench/side-by-side/duplex/`): no faster in the VM's fast
+//! mode, 10-25 % slower for d-FCFS in its slow mode, where adjacent slots share lines
+//! that both sides write.
 //!
 //! # Safety
 //! `unsafe` here is confined to the slot array. A slot's payload is written by the
@@ -116,8 +117,8 @@ union Payload<J, C> {
     done: ManuallyDrop<C>,
 }
 
-/// A slot: its stamp and its payload.
-#[repr(C)]
+/// A slot: its stamp and its payload, on one line when they fit.
+#[repr(C, align(64))]
 struct Slot<J, C> {
     stamp: AtomicUsize,
     payload: UnsafeCell<MaybeUninit<Payload<J, C>>>,
@@ -161,8 +162,8 @@ impl<J, C> Slot<J, C> {
     }
 }
 
-/// The slot array, in its own lines (a 128-byte-aligned allocation: the adjacent-line
-/// prefetcher moves lines in pairs, so no other data shares a pair).
+/// The slot array, in its own lines (64-byte slots, 128-byte-aligned allocation: the
+/// adjacent-line prefetcher moves lines in pairs, so no other data shares a pair).
 struct Slots<J, C> {
     ptr: NonNull<Slot<J, C>>,
     len: usize,
@@ -179,7 +180,7 @@ impl<J, C> Slots<J, C> {
     fn new(len: usize) -> Self {
         assert!(len > 0);
         let layout = Self::layout(len);
-        // SAFETY: `layout` has a non-zero size (`len > 0` slots of at least 8 bytes).
+        // SAFETY: `layout` has a non-zero size (`len > 0` slots of at least 64 bytes).
         let raw = unsafe { alloc::alloc(layout) }.cast::<Slot<J, C>>();
         let Some(ptr) = NonNull::new(raw) else {
             alloc::handle_alloc_error(layout)
@@ -422,8 +423,8 @@ impl<J, C> WorkerEnd<J, C> {
     }
 }
 
-/// The bytes one slot of a channel for `J` and `C` takes: the stamp and the larger of
-/// the two, aligned.
+/// The bytes one slot of a channel for `J` and `C` takes (64 when the stamp and the
+/// larger of the two fit in one line).
 pub fn slot_size<J, C>() -> usize {
     std::mem::size_of::<Slot<J, C>>()
 }
@@ -540,10 +541,10 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_the_stamp_and_the_larger_payload() {
-        assert_eq!(slot_size::<[u64; 2], [u64; 4]>(), 40);
+    fn slots_are_one_line_for_small_payloads() {
+        assert_eq!(slot_size::<[u64; 2], [u64; 4]>(), 64);
         assert_eq!(slot_size::<[u64; 7], [u64; 2]>(), 64);
-        assert_eq!(slot_size::<u8, u8>(), 16);
+        assert_eq!(slot_size::<[u64; 2], [u64; 8]>(), 128);
     }
 
     #[test]
