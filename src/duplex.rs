@@ -125,40 +125,29 @@ struct Slot<J, C> {
 }
 
 impl<J, C> Slot<J, C> {
+    /// Writes `value`, a `J` (a job) or a `C` (its completion), into the payload.
+    ///
     /// # Safety
-    /// The caller must own the payload (see the protocol) and it must not hold a live
-    /// value (it would be leaked, not dropped: harmless, but a bug).
+    /// `T` must be `J` or `C`. The caller must own the payload (see the protocol), and it
+    /// must not hold a value not yet read (that one would be leaked).
     #[inline(always)]
-    unsafe fn write_job(&self, job: J) {
-        // SAFETY: the caller owns the payload; `ManuallyDrop<J>` is `J` in memory, and
-        // the union field is at offset 0.
+    unsafe fn write<T>(&self, value: T) {
+        // SAFETY: the caller owns the payload; `T` is one of the union's fields, each
+        // `ManuallyDrop<T>` (which is `T` in memory) at offset 0 (`repr(C)`), so the
+        // payload is large and aligned enough for it.
         self.payload
-            .with_mut(|p| unsafe { p.cast::<J>().write(job) });
+            .with_mut(|p| unsafe { p.cast::<T>().write(value) });
     }
 
+    /// Moves the payload out as a `T`.
+    ///
     /// # Safety
-    /// The caller must own the payload and it must hold a job not yet read.
+    /// The caller must own the payload, and it must hold a `T` written by
+    /// [`Slot::write`] and not yet read.
     #[inline(always)]
-    unsafe fn read_job(&self) -> J {
-        // SAFETY: as above; the job was written and is read (moved out) once.
-        self.payload.with(|p| unsafe { p.cast::<J>().read() })
-    }
-
-    /// # Safety
-    /// As [`Slot::write_job`].
-    #[inline(always)]
-    unsafe fn write_done(&self, done: C) {
-        // SAFETY: as in `write_job`.
-        self.payload
-            .with_mut(|p| unsafe { p.cast::<C>().write(done) });
-    }
-
-    /// # Safety
-    /// The caller must own the payload and it must hold a completion not yet read.
-    #[inline(always)]
-    unsafe fn read_done(&self) -> C {
-        // SAFETY: as in `read_job`.
-        self.payload.with(|p| unsafe { p.cast::<C>().read() })
+    unsafe fn read<T>(&self) -> T {
+        // SAFETY: as in `write`; the value was written as a `T` and is moved out once.
+        self.payload.with(|p| unsafe { p.cast::<T>().read() })
     }
 }
 
@@ -252,10 +241,10 @@ impl<J, C> Drop for Shared<J, C> {
             if stamp == done_stamp(pos) {
                 // SAFETY: a completion for `pos` the dispatcher did not collect; no other
                 // handle exists, so it is dropped exactly once, here.
-                drop(unsafe { slot.read_done() });
+                drop(unsafe { slot.read::<C>() });
             } else if stamp == job_stamp(pos) && (pos.wrapping_sub(taken) as isize) >= 0 {
                 // SAFETY: a job for `pos` the worker did not take; as above.
-                drop(unsafe { slot.read_job() });
+                drop(unsafe { slot.read::<J>() });
             }
             pos = pos.wrapping_add(1);
         }
@@ -321,7 +310,7 @@ impl<J, C> DispatchEnd<J, C> {
         // we collected the completion of its previous occupant, after seeing the
         // worker's release of it with acquire; the worker will not touch it again until
         // the stamp below says there is a job.
-        unsafe { slot.write_job(job) };
+        unsafe { slot.write(job) };
         slot.stamp.store(job_stamp(self.sent), Ordering::Release);
         self.sent = self.sent.wrapping_add(1);
         Ok(())
@@ -341,7 +330,7 @@ impl<J, C> DispatchEnd<J, C> {
         // SAFETY: the done stamp for `collected`, seen with acquire, says the worker
         // wrote the completion and is done with the slot; it is read once (our position
         // moves on), and the slot is ours until we send a job into it.
-        let c = unsafe { slot.read_done() };
+        let c = unsafe { slot.read::<C>() };
         self.collected = self.collected.wrapping_add(1);
         Some(c)
     }
@@ -382,7 +371,7 @@ impl<J, C> WorkerEnd<J, C> {
         // SAFETY: the job stamp for `taken`, seen with acquire, says the dispatcher wrote
         // the job; it will not touch the slot until our done stamp. Moved out once: our
         // position moves on.
-        let j = unsafe { slot.read_job() };
+        let j = unsafe { slot.read::<J>() };
         self.taken = self.taken.wrapping_add(1);
         Some(j)
     }
@@ -400,7 +389,7 @@ impl<J, C> WorkerEnd<J, C> {
         let slot = self.slot(self.completed);
         // SAFETY: `completed < taken`: we took this slot's job (moved it out), and the
         // dispatcher does not touch the slot until the done stamp below.
-        unsafe { slot.write_done(done) };
+        unsafe { slot.write(done) };
         slot.stamp
             .store(done_stamp(self.completed), Ordering::Release);
         self.completed = self.completed.wrapping_add(1);
