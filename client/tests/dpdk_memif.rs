@@ -197,7 +197,7 @@ net:
 requests:
   - {{ id: 1, name: SHORT, mean_ns: 1000 }}
   - {{ id: 2, name: LONG, mean_ns: 5000 }}
-stats: {{ interval_ms: 1000 }}
+stats: {{ interval_ms: 20 }}
 "
         ),
     )
@@ -253,12 +253,24 @@ stats: {{ interval_ms: 1000 }}
         first.kill().unwrap();
         first.wait().unwrap();
         // What reached the daemon from the killed client (its replies go nowhere).
+        // Nothing answers "the dead client's ring is empty": requests it queued before
+        // dying keep arriving until the daemon has read them all, so one sample with
+        // nothing in flight can come between two of them (CI saw 19 arrive after such
+        // a sample). Wait until `received` holds still, with nothing in flight, for ten
+        // samples in a row: 200 ms, ten of the daemon's stats intervals (`stats`
+        // reads its last published snapshot), where it reads a ring in microseconds.
         let deadline = Instant::now() + STEP;
+        let mut still = 0;
         loop {
             let (received, _, in_flight) = d.stats();
-            if in_flight == 0 {
+            if in_flight == 0 && received == killed_sent {
+                still += 1;
+                if still == 10 {
+                    break;
+                }
+            } else {
+                still = 0;
                 killed_sent = received;
-                break;
             }
             assert!(Instant::now() < deadline, "the daemon did not drain");
             std::thread::sleep(Duration::from_millis(20));
