@@ -34,9 +34,9 @@
 //! hold the job and the completion in one union, so that a slot is one line when the
 //! stamp and the larger of the two fit in 64 bytes (they do for every transport here:
 //! `workers`' tests check it). Packing the slots of deeper channels (d-FCFS) as a ring
-//! does was tried (`results/bench/side-by-side/duplex/`): no faster in the VM's fast
-//! mode, 10-25 % slower for d-FCFS in its slow mode, where adjacent slots share lines
-//! that both sides write.
+//! does was tried (`results/bench/side-by-side/duplex/`): slower for d-FCFS in the VM's
+//! slow mode (adjacent slots share lines that both sides write), mixed in its fast
+//! mode on few samples; padding was kept.
 //!
 //! # Safety
 //! `unsafe` here is confined to the slot array. A slot's payload is written by the
