@@ -621,37 +621,4 @@ mod tests {
             assert_eq!(Rc::strong_count(&marker), 1);
         }
     }
-
-    #[test]
-    fn crosses_threads_in_order() {
-        const N: u64 = 100_000;
-        let (mut d, mut w) = channel::<u64, u64>(8);
-        let t = std::thread::spawn(move || {
-            let mut next = 0;
-            while next < N {
-                match w.take() {
-                    Some(j) => {
-                        assert_eq!(j, next);
-                        w.complete(j + 1);
-                        next += 1;
-                    }
-                    None => std::thread::yield_now(),
-                }
-            }
-        });
-        let (mut sent, mut got) = (0, 0);
-        while got < N {
-            while sent < N && d.push(sent).is_ok() {
-                sent += 1;
-            }
-            match d.pop() {
-                Some(c) => {
-                    got += 1;
-                    assert_eq!(c, got);
-                }
-                None => std::thread::yield_now(),
-            }
-        }
-        t.join().unwrap();
-    }
 }
