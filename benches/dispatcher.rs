@@ -74,10 +74,10 @@ fn pipeline(s: Setup, n: u64) -> Duration {
 }
 
 /// One saturation run of `n` requests over `workers` simulated workers; returns the
-/// dispatcher's time.
-fn saturation(policy: PolicyKind, workers: usize, n: u64) -> Duration {
+/// dispatcher's time, and of it the time in turns that found work (its load).
+fn saturation(policy: PolicyKind, workers: usize, n: u64) -> (Duration, Duration) {
     if n == 0 {
-        return Duration::ZERO;
+        return (Duration::ZERO, Duration::ZERO);
     }
     let s = Setup::new(policy, 4, workers).limit(n);
     let p = support::parts(&s);
@@ -93,18 +93,18 @@ fn saturation(policy: PolicyKind, workers: usize, n: u64) -> Duration {
     });
     let d = p.dispatcher;
     let counters = p.counters;
-    let elapsed = std::thread::spawn(move || {
+    let (elapsed, stats) = std::thread::spawn(move || {
         support::pin(0);
         let t = Instant::now();
-        let _stats = d.run();
-        t.elapsed()
+        let stats = d.run();
+        (t.elapsed(), stats)
     })
     .join()
     .expect("dispatcher thread");
     let served = w.join().expect("worker thread");
     assert_eq!(served, n);
     assert_eq!(counters.ok(), n);
-    elapsed
+    (elapsed, Duration::from_nanos(stats.busy_ns))
 }
 
 fn bench_dispatcher(c: &mut Criterion) {
@@ -133,11 +133,46 @@ fn bench_dispatcher(c: &mut Criterion) {
     let mut g = c.benchmark_group("saturation");
     g.throughput(Throughput::Elements(1));
     for policy in [PolicyKind::Darc, PolicyKind::Cfcfs, PolicyKind::Dfcfs] {
+        // Criterion reports the wall time per request, which is the slower of the
+        // dispatcher and the thread serving the workers. Beside it, per sample, the
+        // dispatcher's busy time per request: what the dispatcher itself spends, apart
+        // from waiting for completions.
+        let mut busy = Vec::new();
         g.bench_function(BenchmarkId::new(policy.name(), "14 workers"), |b| {
-            b.iter_custom(|n| saturation(policy, 14, n))
+            b.iter_custom(|n| {
+                let (elapsed, b) = saturation(policy, 14, n);
+                if n > 0 {
+                    busy.push((
+                        b.as_nanos() as f64 / n as f64,
+                        b.as_secs_f64() / elapsed.as_secs_f64(),
+                    ));
+                }
+                elapsed
+            })
         });
+        report_busy(&format!("saturation/{}/14 workers", policy.name()), &busy);
     }
     g.finish();
+}
+
+/// Prints the median busy time per request and busy share of the samples since the
+/// last call (criterion's warm-up included: it runs the same code).
+fn report_busy(name: &str, samples: &[(f64, f64)]) {
+    if samples.is_empty() {
+        return;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut per_req: Vec<f64> = samples.iter().map(|s| s.0).collect();
+    let mut share: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    println!(
+        "{name}: dispatcher busy {:.1} ns/request, {:.0} % of its time (medians of {} runs)",
+        median(&mut per_req),
+        100.0 * median(&mut share),
+        samples.len()
+    );
 }
 
 criterion_group! {

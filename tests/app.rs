@@ -134,6 +134,22 @@ fn custom_handler_replies_in_place() {
 }
 
 #[test]
+fn the_dispatchers_load_is_measured_within_its_run_time() {
+    let server = App::new(config(2, 64, "")).start().unwrap();
+    let c = Client::new(&server);
+    for id in 0..200 {
+        c.send(1, id, b"x");
+        assert_eq!(c.recv().0.id, id);
+    }
+    let stats = server.shutdown();
+    // 200 requests, each in turns that found work: some busy time, never more than
+    // the loop ran.
+    assert!(stats.busy_ns > 0, "{stats}");
+    assert!(stats.busy_ns <= stats.run_ns, "{stats}");
+    assert!(stats.to_string().contains("dispatcher busy"), "{stats}");
+}
+
+#[test]
 fn a_panicking_handler_answers_handler_error_and_keeps_serving() {
     let server = App::new(config(1, 64, ""))
         .handler(|_| {

@@ -54,6 +54,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // Tests and scripts wait for this line to know the port.
     println!("listening on {}", server.local_addr());
     let mut last = Instant::now();
+    let mut previous = server.stats();
     while !term.load(Ordering::Relaxed) {
         if server.is_finished() {
             anyhow::bail!("the dispatcher stopped unexpectedly");
@@ -61,7 +62,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
         if !interval.is_zero() && last.elapsed() >= interval {
             last = Instant::now();
-            tracing::info!("{}", server.stats().line());
+            let stats = server.stats();
+            match stats.busy_fraction_since(&previous) {
+                Some(b) => tracing::info!("{} | dispatcher busy {:.0}%", stats.line(), 100.0 * b),
+                None => tracing::info!("{}", stats.line()),
+            }
+            previous = stats;
         }
     }
     tracing::info!("signal received, shutting down");

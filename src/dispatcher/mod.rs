@@ -188,6 +188,16 @@ struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     outstanding: u64,
     /// The receive burst, reused: no allocation per burst.
     burst: Vec<R::Pkt>,
+    load: Load,
+}
+
+/// How the dispatcher's time went, in cycles: from the start of [`Dispatcher::run`]'s
+/// loop, and in turns that found work (a turn's time runs to the next turn's clock
+/// read, so it includes the loop's own bookkeeping but never an idle wait).
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    started: Option<Cycles>,
+    busy: Cycles,
 }
 
 impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> std::fmt::Debug for Dispatcher<R, T> {
@@ -281,6 +291,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                     queue_full: [0; MAX_TYPES],
                 },
                 outstanding: 0,
+                load: Load::default(),
             },
         }
     }
@@ -318,15 +329,22 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         let mut next_stats = rdtsc().wrapping_add(stats_every.unwrap_or(0));
         let mut drain_deadline: Option<Cycles> = None;
         let mut give_up: Option<Cycles> = None;
+        // The clock at the start of the last turn, if it found work.
+        let mut working: Option<Cycles> = None;
+        self.load.started = Some(rdtsc());
         loop {
             // One clock read per turn: every request of the turn is stamped with it.
             let now = rdtsc();
+            if let Some(t) = working.take() {
+                self.load.busy += now.wrapping_sub(t);
+            }
             let work = if drain_deadline.is_none() {
                 self.turn(policy, now)
             } else {
                 let w = self.completions(policy, now);
                 self.dispatch(policy, now) | w
             };
+            working = work.then_some(now);
 
             if drain_deadline.is_none() && self.stop.load(Ordering::Relaxed) {
                 let t = clock.duration_to_cycles(self.settings.drain_timeout);
@@ -378,6 +396,9 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             } else {
                 self.idle();
             }
+        }
+        if let Some(t) = working {
+            self.load.busy += rdtsc().wrapping_sub(t);
         }
         self.stop_workers.store(true, Ordering::Release);
         self.wake_all_workers();
@@ -619,6 +640,11 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         s.rx_drops = self.rx.drops();
         s.tx_errors = self.tx.errors();
         s.policy = policy.summary();
+        let clock = &self.settings.clock;
+        if let Some(start) = self.load.started {
+            s.run_ns = clock.cycles_to_ns(rdtsc().wrapping_sub(start)) as u64;
+            s.busy_ns = (clock.cycles_to_ns(self.load.busy) as u64).min(s.run_ns);
+        }
         s
     }
 

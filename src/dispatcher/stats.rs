@@ -80,6 +80,12 @@ pub struct Stats {
     pub types: Vec<TypeStats>,
     /// The policy's one-line state (e.g. DARC's reservation).
     pub policy: String,
+    /// Time since the dispatcher's loop started.
+    pub run_ns: u64,
+    /// Of `run_ns`, the time spent in turns that found work (completions, requests or
+    /// dispatches), each from its clock read to the next turn's: the dispatcher core's
+    /// load. Near 100 % means it is the bottleneck.
+    pub busy_ns: u64,
 }
 
 impl Stats {
@@ -97,6 +103,19 @@ impl Stats {
     /// received = answered + malformed + in flight + abandoned.
     pub fn balanced(&self) -> bool {
         self.received == self.answered() + self.malformed.total() + self.in_flight + self.abandoned
+    }
+
+    /// The share of `run_ns` the dispatcher was busy (0 before it ran).
+    pub fn busy_fraction(&self) -> f64 {
+        self.busy_ns as f64 / self.run_ns.max(1) as f64
+    }
+
+    /// The share of the time between `earlier` and this snapshot of the same run that
+    /// the dispatcher was busy (`None` if no time passed between them).
+    pub fn busy_fraction_since(&self, earlier: &Stats) -> Option<f64> {
+        let run = self.run_ns.checked_sub(earlier.run_ns).filter(|&t| t > 0)?;
+        let busy = self.busy_ns.saturating_sub(earlier.busy_ns);
+        Some((busy as f64 / run as f64).min(1.0))
     }
 
     /// The periodic stats line.
@@ -197,6 +216,38 @@ impl fmt::Display for Stats {
         if !self.policy.is_empty() {
             writeln!(f, "policy          {}", self.policy)?;
         }
+        writeln!(
+            f,
+            "dispatcher busy {:.1} % of {:.3} s",
+            100.0 * self.busy_fraction(),
+            self.run_ns as f64 / 1e9
+        )?;
         write!(f, "balanced        {}", self.balanced())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(run_ns: u64, busy_ns: u64) -> Stats {
+        Stats {
+            run_ns,
+            busy_ns,
+            ..Stats::default()
+        }
+    }
+
+    #[test]
+    fn busy_fraction_over_the_run_and_between_snapshots() {
+        let (a, b) = (load(1_000, 100), load(3_000, 1_600));
+        assert_eq!(b.busy_fraction(), 1_600.0 / 3_000.0);
+        // Between the two: 1500 busy of 2000.
+        assert_eq!(b.busy_fraction_since(&a), Some(0.75));
+        // No time between them (the same published snapshot twice), or out of order.
+        assert_eq!(a.busy_fraction_since(&a), None);
+        assert_eq!(a.busy_fraction_since(&b), None);
+        // Before the loop ran.
+        assert_eq!(Stats::default().busy_fraction(), 0.0);
     }
 }
