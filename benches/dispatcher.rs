@@ -74,10 +74,11 @@ fn pipeline(s: Setup, n: u64) -> Duration {
 }
 
 /// One saturation run of `n` requests over `workers` simulated workers; returns the
-/// dispatcher's time, and of it the time in turns that found work (its load).
-fn saturation(policy: PolicyKind, workers: usize, n: u64) -> (Duration, Duration) {
+/// dispatcher's time, and of it the time in turns that found work (its load), and the
+/// number of those turns.
+fn saturation(policy: PolicyKind, workers: usize, n: u64) -> (Duration, Duration, u64) {
     if n == 0 {
-        return (Duration::ZERO, Duration::ZERO);
+        return (Duration::ZERO, Duration::ZERO, 0);
     }
     let s = Setup::new(policy, 4, workers).limit(n);
     let p = support::parts(&s);
@@ -104,7 +105,11 @@ fn saturation(policy: PolicyKind, workers: usize, n: u64) -> (Duration, Duration
     let served = w.join().expect("worker thread");
     assert_eq!(served, n);
     assert_eq!(counters.ok(), n);
-    (elapsed, Duration::from_nanos(stats.busy_ns))
+    (
+        elapsed,
+        Duration::from_nanos(stats.busy_ns),
+        stats.busy_turns,
+    )
 }
 
 fn bench_dispatcher(c: &mut Criterion) {
@@ -140,12 +145,13 @@ fn bench_dispatcher(c: &mut Criterion) {
         let mut busy = Vec::new();
         g.bench_function(BenchmarkId::new(policy.name(), "14 workers"), |b| {
             b.iter_custom(|n| {
-                let (elapsed, b) = saturation(policy, 14, n);
+                let (elapsed, b, turns) = saturation(policy, 14, n);
                 if n > 0 {
-                    busy.push((
+                    busy.push([
                         b.as_nanos() as f64 / n as f64,
                         b.as_secs_f64() / elapsed.as_secs_f64(),
-                    ));
+                        n as f64 / turns.max(1) as f64,
+                    ]);
                 }
                 elapsed
             })
@@ -155,22 +161,24 @@ fn bench_dispatcher(c: &mut Criterion) {
     g.finish();
 }
 
-/// Prints the median busy time per request and busy share of the samples since the
-/// last call (criterion's warm-up included: it runs the same code).
-fn report_busy(name: &str, samples: &[(f64, f64)]) {
+/// Prints, over the runs of one benchmark (criterion's warm-up included: the same
+/// code), the medians of the dispatcher's busy time per request, its busy share, and
+/// requests per busy turn.
+fn report_busy(name: &str, samples: &[[f64; 3]]) {
     if samples.is_empty() {
         return;
     }
-    let median = |v: &mut Vec<f64>| {
+    let median = |i: usize| {
+        let mut v: Vec<f64> = samples.iter().map(|s| s[i]).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let mut per_req: Vec<f64> = samples.iter().map(|s| s.0).collect();
-    let mut share: Vec<f64> = samples.iter().map(|s| s.1).collect();
     println!(
-        "{name}: dispatcher busy {:.1} ns/request, {:.0} % of its time (medians of {} runs)",
-        median(&mut per_req),
-        100.0 * median(&mut share),
+        "{name}: dispatcher busy {:.1} ns/request, {:.0} % of its time, {:.1} requests \
+         per busy turn (medians of {} runs)",
+        median(0),
+        100.0 * median(1),
+        median(2),
         samples.len()
     );
 }

@@ -198,6 +198,7 @@ struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
 struct Load {
     started: Option<Cycles>,
     busy: Cycles,
+    busy_turns: u64,
 }
 
 impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> std::fmt::Debug for Dispatcher<R, T> {
@@ -337,6 +338,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             let now = rdtsc();
             if let Some(t) = working.take() {
                 self.load.busy += now.wrapping_sub(t);
+                self.load.busy_turns += 1;
             }
             let work = if drain_deadline.is_none() {
                 self.turn(policy, now)
@@ -399,6 +401,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         }
         if let Some(t) = working {
             self.load.busy += rdtsc().wrapping_sub(t);
+            self.load.busy_turns += 1;
         }
         self.stop_workers.store(true, Ordering::Release);
         self.wake_all_workers();
@@ -644,6 +647,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         if let Some(start) = self.load.started {
             s.run_ns = clock.cycles_to_ns(rdtsc().wrapping_sub(start)) as u64;
             s.busy_ns = (clock.cycles_to_ns(self.load.busy) as u64).min(s.run_ns);
+            s.busy_turns = self.load.busy_turns;
         }
         s
     }

@@ -86,6 +86,9 @@ pub struct Stats {
     /// dispatches), each from its clock read to the next turn's: the dispatcher core's
     /// load. Near 100 % means it is the bottleneck.
     pub busy_ns: u64,
+    /// The turns counted in `busy_ns`. Requests per busy turn is how well the
+    /// dispatcher batches: about one means it runs in step with single completions.
+    pub busy_turns: u64,
 }
 
 impl Stats {
@@ -218,9 +221,10 @@ impl fmt::Display for Stats {
         }
         writeln!(
             f,
-            "dispatcher busy {:.1} % of {:.3} s",
+            "dispatcher busy {:.1} % of {:.3} s, in {} turns",
             100.0 * self.busy_fraction(),
-            self.run_ns as f64 / 1e9
+            self.run_ns as f64 / 1e9,
+            self.busy_turns
         )?;
         write!(f, "balanced        {}", self.balanced())
     }
