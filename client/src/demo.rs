@@ -141,6 +141,13 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         stats.malformed.total(),
         stats.rx_drops.no_buffer + stats.rx_drops.overflow + stats.rx_drops.oversized,
     )?;
+    writeln!(
+        out,
+        "daemon load: dispatcher busy {:.1} % of {:.1} s (near 100 %: the dispatcher \
+         is the bottleneck)",
+        100.0 * stats.busy_fraction(),
+        stats.run_ns as f64 / 1e9,
+    )?;
     let lost: u64 = reports.iter().map(|r| r.overall().lost).sum();
     if lost > 0 {
         writeln!(out, "note: {lost} requests got no reply within 1 s")?;

@@ -166,6 +166,7 @@ fn the_demo_runs_and_prints_the_table() {
         "LONG",
         "ALL",
         "daemon counters",
+        "daemon load: dispatcher busy",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
