@@ -139,48 +139,58 @@ fn bench_dispatcher(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for policy in [PolicyKind::Darc, PolicyKind::Cfcfs, PolicyKind::Dfcfs] {
         // Criterion reports the wall time per request, which is the slower of the
-        // dispatcher and the thread serving the workers. Beside it, per sample, the
-        // dispatcher's busy time per request: what the dispatcher itself spends, apart
-        // from waiting for completions.
-        let mut busy = Vec::new();
+        // dispatcher and the thread serving the workers. Beside it, summed over the
+        // runs: the dispatcher's busy time per request (what it spends apart from
+        // waiting idle for completions), its busy share, and requests per busy turn.
+        let mut load = Load::default();
         g.bench_function(BenchmarkId::new(policy.name(), "14 workers"), |b| {
             b.iter_custom(|n| {
-                let (elapsed, b, turns) = saturation(policy, 14, n);
-                if n > 0 {
-                    busy.push([
-                        b.as_nanos() as f64 / n as f64,
-                        b.as_secs_f64() / elapsed.as_secs_f64(),
-                        n as f64 / turns.max(1) as f64,
-                    ]);
-                }
+                let (elapsed, busy, turns) = saturation(policy, 14, n);
+                load.add(n, elapsed, busy, turns);
                 elapsed
             })
         });
-        report_busy(&format!("saturation/{}/14 workers", policy.name()), &busy);
+        load.report(&format!("saturation/{}/14 workers", policy.name()));
     }
     g.finish();
 }
 
-/// Prints, over the runs of one benchmark (criterion's warm-up included: the same
-/// code), the medians of the dispatcher's busy time per request, its busy share, and
-/// requests per busy turn.
-fn report_busy(name: &str, samples: &[[f64; 3]]) {
-    if samples.is_empty() {
-        return;
+/// The dispatcher's load summed over the runs of one benchmark. Sums, not per-run
+/// medians: criterion's warm-up runs (n = 1, 2, 4, ...) are dominated by start and
+/// drain, and weighing each run by its requests leaves them a negligible share.
+#[derive(Default)]
+struct Load {
+    runs: u64,
+    requests: u64,
+    elapsed: Duration,
+    busy: Duration,
+    turns: u64,
+}
+
+impl Load {
+    fn add(&mut self, n: u64, elapsed: Duration, busy: Duration, turns: u64) {
+        self.runs += 1;
+        self.requests += n;
+        self.elapsed += elapsed;
+        self.busy += busy;
+        self.turns += turns;
     }
-    let median = |i: usize| {
-        let mut v: Vec<f64> = samples.iter().map(|s| s[i]).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    println!(
-        "{name}: dispatcher busy {:.1} ns/request, {:.0} % of its time, {:.1} requests \
-         per busy turn (medians of {} runs)",
-        median(0),
-        100.0 * median(1),
-        median(2),
-        samples.len()
-    );
+
+    fn report(&self, name: &str) {
+        if self.requests == 0 {
+            return;
+        }
+        println!(
+            "{name}: dispatcher busy {:.1} ns/request of {:.1} elapsed, {:.1} % of its \
+             time, {:.1} requests per busy turn ({} requests in {} runs)",
+            self.busy.as_nanos() as f64 / self.requests as f64,
+            self.elapsed.as_nanos() as f64 / self.requests as f64,
+            100.0 * self.busy.as_secs_f64() / self.elapsed.as_secs_f64(),
+            self.requests as f64 / self.turns.max(1) as f64,
+            self.requests,
+            self.runs
+        );
+    }
 }
 
 criterion_group! {

@@ -143,12 +143,22 @@ fn the_dispatchers_load_is_measured_within_its_run_time() {
     }
     let stats = server.shutdown();
     // 200 requests, each in turns that found work: some busy time, never more than
-    // the loop ran.
+    // the loop ran (neither is clamped to the other).
     assert!(stats.busy_ns > 0, "{stats}");
     assert!(stats.busy_ns <= stats.run_ns, "{stats}");
-    // Sent one at a time: at least a turn to dispatch each, none with nothing to do.
+    // Each is sent after the previous reply, which a worker sends only after the turn
+    // that dispatched the previous request: every request arrives in a later turn.
     assert!(stats.busy_turns >= 200, "{stats}");
     assert!(stats.to_string().contains("dispatcher busy"), "{stats}");
+}
+
+#[test]
+fn an_idle_dispatcher_is_not_busy() {
+    let server = App::new(config(2, 64, "")).start().unwrap();
+    let stats = server.shutdown();
+    // No request, no completion, no dispatch: no turn found work, however many ran.
+    assert!(stats.run_ns > 0, "{stats}");
+    assert_eq!((stats.busy_turns, stats.busy_ns), (0, 0), "{stats}");
 }
 
 #[test]

@@ -63,9 +63,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         if !interval.is_zero() && last.elapsed() >= interval {
             last = Instant::now();
             let stats = server.stats();
+            // The dispatcher publishes every interval; a read that finds no new
+            // snapshot since the last says so rather than repeating a share.
             match stats.busy_fraction_since(&previous) {
                 Some(b) => tracing::info!("{} | dispatcher busy {:.0}%", stats.line(), 100.0 * b),
-                None => tracing::info!("{}", stats.line()),
+                None => tracing::info!("{} | dispatcher busy n/a (no new snapshot)", stats.line()),
             }
             previous = stats;
         }

@@ -201,6 +201,19 @@ struct Load {
     busy_turns: u64,
 }
 
+impl Load {
+    /// A turn that found work, from its clock read `from` to `to`. A clock that went
+    /// backwards (an unpinned dispatcher moved to a core whose TSC is behind) counts
+    /// the turn but no time.
+    #[inline]
+    fn add_turn(&mut self, from: Cycles, to: Cycles) {
+        self.busy_turns += 1;
+        if deadline_passed(to, from) {
+            self.busy = self.busy.saturating_add(to.wrapping_sub(from));
+        }
+    }
+}
+
 impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> std::fmt::Debug for Dispatcher<R, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
@@ -337,8 +350,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             // One clock read per turn: every request of the turn is stamped with it.
             let now = rdtsc();
             if let Some(t) = working.take() {
-                self.load.busy += now.wrapping_sub(t);
-                self.load.busy_turns += 1;
+                self.load.add_turn(t, now);
             }
             let work = if drain_deadline.is_none() {
                 self.turn(policy, now)
@@ -400,8 +412,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             }
         }
         if let Some(t) = working {
-            self.load.busy += rdtsc().wrapping_sub(t);
-            self.load.busy_turns += 1;
+            self.load.add_turn(t, rdtsc());
         }
         self.stop_workers.store(true, Ordering::Release);
         self.wake_all_workers();
@@ -645,8 +656,11 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         s.policy = policy.summary();
         let clock = &self.settings.clock;
         if let Some(start) = self.load.started {
-            s.run_ns = clock.cycles_to_ns(rdtsc().wrapping_sub(start)) as u64;
-            s.busy_ns = (clock.cycles_to_ns(self.load.busy) as u64).min(s.run_ns);
+            let now = rdtsc();
+            if deadline_passed(now, start) {
+                s.run_ns = clock.cycles_to_ns(now.wrapping_sub(start)) as u64;
+            }
+            s.busy_ns = clock.cycles_to_ns(self.load.busy) as u64;
             s.busy_turns = self.load.busy_turns;
         }
         s

@@ -84,7 +84,8 @@ pub struct Stats {
     pub run_ns: u64,
     /// Of `run_ns`, the time spent in turns that found work (completions, requests or
     /// dispatches), each from its clock read to the next turn's: the dispatcher core's
-    /// load. Near 100 % means it is the bottleneck.
+    /// load. Near 100 % means it is the bottleneck. Both stay 0 for a dispatcher driven
+    /// turn by turn (`Dispatcher::poll`) rather than by `run`.
     pub busy_ns: u64,
     /// The turns counted in `busy_ns`. Requests per busy turn is how well the
     /// dispatcher batches: about one means it runs in step with single completions.
@@ -219,13 +220,15 @@ impl fmt::Display for Stats {
         if !self.policy.is_empty() {
             writeln!(f, "policy          {}", self.policy)?;
         }
-        writeln!(
-            f,
-            "dispatcher busy {:.1} % of {:.3} s, in {} turns",
-            100.0 * self.busy_fraction(),
-            self.run_ns as f64 / 1e9,
-            self.busy_turns
-        )?;
+        if self.run_ns > 0 {
+            writeln!(
+                f,
+                "dispatcher busy {:.1} % of {:.3} s, in {} turns",
+                100.0 * self.busy_fraction(),
+                self.run_ns as f64 / 1e9,
+                self.busy_turns
+            )?;
+        }
         write!(f, "balanced        {}", self.balanced())
     }
 }
