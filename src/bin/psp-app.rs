@@ -65,10 +65,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             let stats = server.stats();
             // The dispatcher publishes every interval; a read that finds no new
             // snapshot since the last says so rather than repeating a share.
-            match stats.busy_fraction_since(&previous) {
-                Some(b) => tracing::info!("{} | dispatcher busy {:.0}%", stats.line(), 100.0 * b),
-                None => tracing::info!("{} | dispatcher busy n/a (no new snapshot)", stats.line()),
-            }
+            tracing::info!("{} | {}", stats.line(), stats.load_since(&previous));
             previous = stats;
         }
     }

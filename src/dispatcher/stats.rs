@@ -122,6 +122,26 @@ impl Stats {
         Some((busy as f64 / run as f64).min(1.0))
     }
 
+    /// The dispatcher's load between `earlier` and this snapshot of the same run, for
+    /// the periodic line: its busy share, and requests received per busy turn (how well
+    /// it batches), or `n/a` when no time passed between the two.
+    pub fn load_since(&self, earlier: &Stats) -> String {
+        let Some(busy) = self.busy_fraction_since(earlier) else {
+            return "dispatcher busy n/a (no new snapshot)".into();
+        };
+        let mut s = format!("dispatcher busy {:.0}%", 100.0 * busy);
+        let turns = self.busy_turns.saturating_sub(earlier.busy_turns);
+        if turns > 0 {
+            let received = self.received.saturating_sub(earlier.received);
+            let _ = write!(
+                s,
+                ", {:.1} requests per busy turn",
+                received as f64 / turns as f64
+            );
+        }
+        s
+    }
+
     /// The periodic stats line.
     pub fn line(&self) -> String {
         let mut s = format!(
@@ -256,5 +276,35 @@ mod tests {
         assert_eq!(a.busy_fraction_since(&b), None);
         // Before the loop ran.
         assert_eq!(Stats::default().busy_fraction(), 0.0);
+    }
+
+    #[test]
+    fn the_load_line_between_snapshots() {
+        let a = Stats {
+            received: 100,
+            busy_turns: 10,
+            ..load(1_000, 100)
+        };
+        let b = Stats {
+            received: 1_100,
+            busy_turns: 110,
+            ..load(3_000, 1_600)
+        };
+        assert_eq!(
+            b.load_since(&a),
+            "dispatcher busy 75%, 10.0 requests per busy turn"
+        );
+        // Time passed, nothing happened: no turn to divide by.
+        let idle = load(5_000, 1_600);
+        assert_eq!(
+            Stats {
+                received: 1_100,
+                busy_turns: 110,
+                ..idle
+            }
+            .load_since(&b),
+            "dispatcher busy 0%"
+        );
+        assert_eq!(b.load_since(&b), "dispatcher busy n/a (no new snapshot)");
     }
 }
