@@ -171,6 +171,18 @@ fn serves_10k_requests_of_two_types(policy: &str) {
     assert_eq!(counter(&out, "bad_magic"), 1, "{out}");
     assert_eq!(counter(&out, "in_flight"), 0, "{out}");
     assert!(out.contains("balanced        true"), "{out}");
+    // The binary's report carries the dispatcher's load. A turn receives at most
+    // `rx_batch` (32 by default) requests, so serving n took at least n / 32 busy turns.
+    let load = out
+        .lines()
+        .find_map(|l| l.strip_prefix("dispatcher busy "))
+        .unwrap_or_else(|| panic!("no load line in\n{out}"));
+    let turns: u64 = load
+        .rsplit_once(" in ")
+        .and_then(|(_, t)| t.strip_suffix(" turns"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected load line {load:?}"));
+    assert!(turns >= n / 32, "{load}");
 }
 
 #[test]

@@ -84,8 +84,8 @@ pub struct Stats {
     pub run_ns: u64,
     /// Of `run_ns`, the time spent in turns that found work (completions, requests or
     /// dispatches), each from its clock read to the next turn's: the dispatcher core's
-    /// load. Near 100 % means it is the bottleneck. Both stay 0 for a dispatcher driven
-    /// turn by turn (`Dispatcher::poll`) rather than by `run`.
+    /// load. Near 100 % means it is the bottleneck. This and the two fields around it
+    /// stay 0 for a dispatcher driven turn by turn (`Dispatcher::poll`), not by `run`.
     pub busy_ns: u64,
     /// The turns counted in `busy_ns`. Requests per busy turn is how well the
     /// dispatcher batches: about one means it runs in step with single completions.
