@@ -136,6 +136,8 @@ fn poll_loop(
     // reports what it adds to them.
     let before = client.counters();
     let (mut sent, mut answered) = (0u64, 0u64);
+    let mut settled = engine::Settled::default();
+    let timeout_end = |i: usize| target(i) + timeout_c;
     let mut i = 0;
     // Set once the last request is sent: when to stop waiting for replies.
     let mut deadline: Option<Cycles> = None;
@@ -151,7 +153,8 @@ fn poll_loop(
             if let Some(max) = opts.max_concurrency {
                 // Wait for replies (up to `timeout` past the scheduled time); the wait
                 // shows up as lateness and latency, never as an omitted sample.
-                if sent - answered >= max && now < due + timeout_c {
+                settled.pass(i, now, timeout_end, &slots.status);
+                if (i as u64).saturating_sub(settled.count) >= max && now < due + timeout_c {
                     break;
                 }
             }
@@ -179,7 +182,10 @@ fn poll_loop(
                 &mut slots.status,
                 now,
             ) {
-                Reply::Matched => answered += 1,
+                Reply::Matched(i) => {
+                    answered += 1;
+                    settled.answered(i);
+                }
                 Reply::Malformed => st.malformed += 1,
                 Reply::Unexpected => st.unexpected += 1,
             }

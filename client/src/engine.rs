@@ -137,8 +137,53 @@ pub struct Live {
     pub sent: AtomicU64,
     /// Replies matched so far.
     pub answered: AtomicU64,
+    /// Requests settled so far: answered, or unanswered past their timeout (see
+    /// [`Settled`]); `--max-concurrency` counts the requests tried and not settled.
+    pub settled: AtomicU64,
+    /// Requests the sender has been through, sent or not (a send can fail).
+    pub tried: AtomicU64,
     /// Set when the sender has finished.
     pub sender_done: AtomicBool,
+}
+
+/// Which requests still count against `--max-concurrency`: those tried and not yet
+/// *settled*. A request settles once, by whichever comes first: its reply, or its
+/// timeout passing unanswered. So a request lost in the network frees its place when
+/// its timeout passes, instead of shrinking the cap for the rest of the run.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// Requests below this index are past their timeout, and settled.
+    passed: usize,
+    /// Requests settled so far.
+    pub(crate) count: u64,
+}
+
+impl Settled {
+    /// Request `i`'s reply was just matched (once per request: duplicates are not).
+    #[inline]
+    pub(crate) fn answered(&mut self, i: usize) {
+        // Below `passed` it was settled when its timeout passed.
+        if i >= self.passed {
+            self.count += 1;
+        }
+    }
+
+    /// Settles the requests among the first `tried` whose timeout ends at or before
+    /// `now` (`timeout_end(i)`), counting those with no reply in `status`.
+    pub(crate) fn pass(
+        &mut self,
+        tried: usize,
+        now: Cycles,
+        timeout_end: impl Fn(usize) -> Cycles,
+        status: &[u8],
+    ) {
+        while self.passed < tried && timeout_end(self.passed) <= now {
+            if status[self.passed] == NO_REPLY {
+                self.count += 1;
+            }
+            self.passed += 1;
+        }
+    }
 }
 
 /// Plays `schedule` against `opts.server`. `watch` is called on the calling thread
@@ -215,6 +260,7 @@ pub fn run(
                 &mut status,
                 live,
                 &deadline,
+                |i| start + clock.ns_to_cycles(schedule.at_ns[i] as f64) + timeout_c,
             )
         });
         while !(sender.is_finished() && receiver.is_finished()) {
@@ -279,18 +325,23 @@ fn send_loop(
     let mut i = 0;
     while i < n {
         wait_until(target(i), clock, spin_c);
+        // How many requests this batch may take.
+        let mut room = usize::MAX;
         if let Some(max) = opts.max_concurrency {
+            // Requests 0..i were all tried; the receiver settles them (answered, or
+            // unanswered past their timeout).
             let give_up = target(i) + timeout_c;
-            while sent.saturating_sub(live.answered.load(Ordering::Relaxed)) >= max
-                && rdtsc() < give_up
-            {
+            let outstanding = || (i as u64).saturating_sub(live.settled.load(Ordering::Relaxed));
+            while outstanding() >= max && rdtsc() < give_up {
                 std::thread::yield_now();
             }
+            // Past `give_up` the request goes out regardless, alone.
+            room = max.saturating_sub(outstanding()).max(1) as usize;
         }
-        // Everything due by now goes in one batch.
+        // Everything due by now goes in one batch (within the cap).
         let now = rdtsc();
         let first = i;
-        while i < n && !batch.is_full() && (i == first || target(i) <= now) {
+        while i < n && !batch.is_full() && i - first < room && (i == first || target(i) <= now) {
             let sent_at_field = target(i);
             // 28 + 16 bytes always fit the 64-byte buffer.
             batch.push(|buf| encode_request(schedule, epoch, i, sent_at_field, buf).unwrap_or(0));
@@ -310,6 +361,7 @@ fn send_loop(
             i = first + ok + 1;
         }
         live.sent.store(sent, Ordering::Relaxed);
+        live.tried.store(i as u64, Ordering::Release);
     }
     deadline.store(rdtsc() + timeout_c, Ordering::Release);
     live.sender_done.store(true, Ordering::Release);
@@ -342,6 +394,7 @@ struct RecvStats {
     first_error: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn recv_loop(
     schedule: &Schedule,
     sock: &UdpSocket,
@@ -350,6 +403,7 @@ fn recv_loop(
     status: &mut [u8],
     live: &Live,
     deadline: &AtomicU64,
+    timeout_end: impl Fn(usize) -> Cycles,
 ) -> RecvStats {
     let mut st = RecvStats::default();
     let mut batch = match &schedule.kv {
@@ -357,13 +411,17 @@ fn recv_loop(
         None => RecvBatch::default(),
     };
     let mut answered = 0u64;
+    let mut settled = Settled::default();
     loop {
         match batch.recv(sock) {
             Ok(k) => {
                 let now = rdtsc();
                 for j in 0..k {
                     match record_reply(batch.get(j), schedule, epoch, reply_at, status, now) {
-                        Reply::Matched => answered += 1,
+                        Reply::Matched(i) => {
+                            answered += 1;
+                            settled.answered(i);
+                        }
                         Reply::Malformed => st.malformed += 1,
                         Reply::Unexpected => st.unexpected += 1,
                     }
@@ -388,6 +446,11 @@ fn recv_loop(
                 }
             }
         }
+        // At least every read timeout (5 ms): requests past their timeout free their
+        // places under `--max-concurrency`.
+        let tried = live.tried.load(Ordering::Acquire) as usize;
+        settled.pass(tried, rdtsc(), &timeout_end, status);
+        live.settled.store(settled.count, Ordering::Relaxed);
         if live.sender_done.load(Ordering::Acquire) {
             let sent = live.sent.load(Ordering::Relaxed);
             if answered >= sent || rdtsc() >= deadline.load(Ordering::Acquire) {
@@ -401,8 +464,8 @@ fn recv_loop(
 /// What became of one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// Matched to its request's slot.
-    Matched,
+    /// Matched to request `.0`'s slot.
+    Matched(usize),
     /// Not a reply (no header, or a request).
     Malformed,
     /// A reply to no outstanding request of this run.
@@ -470,5 +533,41 @@ pub(crate) fn record_reply(
             status[idx] |= WRONG;
         }
     }
-    Reply::Matched
+    Reply::Matched(idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request tried settles exactly once, answered or timed out, in whichever
+    /// order the reply and the timeout come.
+    #[test]
+    fn each_request_settles_once() {
+        // Request i's timeout ends at 10 * (i + 1).
+        let end = |i: usize| 10 * (i as Cycles + 1);
+        let mut status = [NO_REPLY; 5];
+        let mut s = Settled::default();
+        // 0 answered in time.
+        status[0] = 1;
+        s.answered(0);
+        assert_eq!(s.count, 1);
+        // At 25: 0 and 1 are past their timeouts; 1 had no reply and settles now.
+        s.pass(5, 25, end, &status);
+        assert_eq!(s.count, 2);
+        // 1's reply comes late: already settled.
+        status[1] = 1;
+        s.answered(1);
+        assert_eq!(s.count, 2);
+        // 2 answered before its timeout: settled once, not again when it passes.
+        status[2] = 1;
+        s.answered(2);
+        s.pass(5, 30, end, &status);
+        assert_eq!(s.count, 3);
+        // Requests not yet tried do not settle, however late it is.
+        s.pass(3, 1_000, end, &status);
+        assert_eq!(s.count, 3);
+        s.pass(5, 1_000, end, &status);
+        assert_eq!(s.count, 5);
+    }
 }

@@ -163,6 +163,74 @@ fn a_server_that_never_answers_loses_everything_and_the_run_ends() {
     assert!(all.latency_us().is_none());
 }
 
+/// Answers every request but the first `drop`.
+fn dropping_server(sock: UdpSocket, stop: &AtomicBool, drop: u64) {
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut seen = 0;
+    while !stop.load(Ordering::Acquire) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        seen += 1;
+        if seen > drop {
+            let len = proto::make_reply(&mut buf[..n], Status::Ok, 0);
+            sock.send_to(&buf[..len], from).unwrap();
+        }
+    }
+}
+
+#[test]
+fn lost_requests_free_their_places_under_max_concurrency() {
+    // The first 3 requests are lost. With at most 3 outstanding, the 4th waits for the
+    // first one's timeout; then the lost ones no longer count, and the rest are
+    // answered. (If lost requests held their places for good, every later send would
+    // wait out its own timeout and be lost: not one `ok`.)
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    let schedule = Schedule::build(
+        &[Phase {
+            workload: Workload::preset("high-bimodal").unwrap(),
+            rate: 500.0,
+            load: None,
+            duration: Duration::from_millis(100),
+        }],
+        Duration::ZERO,
+        Arrival::Uniform,
+        1,
+    )
+    .unwrap();
+    let mut opts = Options::new(addr);
+    opts.timeout = Duration::from_millis(100);
+    opts.max_concurrency = Some(3);
+    let o = std::thread::scope(|s| {
+        s.spawn(|| dropping_server(server, &stop, 3));
+        let o = engine::run(&schedule, &opts, &Live::default(), |_| {});
+        stop.store(true, Ordering::Release);
+        o
+    })
+    .unwrap();
+    let rules = Rules {
+        slack: Duration::from_micros(10),
+        timeout: opts.timeout,
+    };
+    let all = measure::reports(&schedule, &o, &Meta::default(), &rules)[0].overall();
+    assert_eq!(all.sent, 49);
+    assert!(o.sent_at.iter().all(|&t| t != 0), "every request was sent");
+    assert!(all.lost >= 3);
+    // Requests scheduled in the second half (50 ms or more before they could time
+    // out) are sent within ~1 ms of the first timeouts: answered in time.
+    assert!(
+        all.ok >= 20,
+        "{} ok of {} sent, {} lost",
+        all.ok,
+        all.sent,
+        all.lost
+    );
+}
+
 #[test]
 fn max_concurrency_delays_sends_instead_of_dropping_them() {
     // A silent server never answers, so with at most 3 requests outstanding every later
