@@ -62,6 +62,9 @@ pub struct ConfigError {
     pub msg: String,
 }
 
+/// The most `--slack-us` and `--spin-us` take: one second.
+const MAX_US: f64 = 1e6;
+
 fn err<T>(key: impl Into<String>, msg: impl fmt::Display) -> Result<T, ConfigError> {
     Err(ConfigError {
         key: key.into(),
@@ -673,15 +676,31 @@ impl RunArgs {
         if timeout.is_zero() {
             return err(timeout_key, "must be > 0");
         }
+        let longest = Duration::from_nanos(persephone::report::LATENCY_MAX_NS);
+        if timeout > longest {
+            return err(
+                timeout_key,
+                format!(
+                    "at most {} s (the latency histograms' range)",
+                    longest.as_secs()
+                ),
+            );
+        }
         let (slack_us, slack_key) = pick(&self.slack_us, &file.slack_us, "slack-us", "slack_us");
         let slack_us = slack_us.unwrap_or(DEFAULT_SLACK.as_secs_f64() * 1e6);
-        if !(slack_us >= 0.0 && slack_us.is_finite()) {
-            return err(slack_key, format!("must be >= 0, got {slack_us}"));
+        if !(0.0..=MAX_US).contains(&slack_us) {
+            return err(
+                slack_key,
+                format!("must be 0 to {MAX_US} (1 s), got {slack_us}"),
+            );
         }
         let (spin_us, spin_key) = pick(&self.spin_us, &file.spin_us, "spin-us", "spin_us");
         let spin_us = spin_us.unwrap_or(DEFAULT_SPIN.as_secs_f64() * 1e6);
-        if !(spin_us >= 0.0 && spin_us.is_finite()) {
-            return err(spin_key, format!("must be >= 0, got {spin_us}"));
+        if !(0.0..=MAX_US).contains(&spin_us) {
+            return err(
+                spin_key,
+                format!("must be 0 to {MAX_US} (1 s), got {spin_us}"),
+            );
         }
         let (sample, sample_key) = pick(&self.sample, &file.sample, "sample", "sample");
         if let Some(f) = sample {
@@ -1234,6 +1253,11 @@ mod tests {
             (&[], "rate: 10\nrte: 5\n", "unknown field `rte`"),
             (&["--rate=-5"], "", "--rate"),
             (&["--rate", "5"], "timeout: 0s\n", "timeout"),
+            (&["--rate", "5", "--timeout", "61m"], "", "--timeout: at most 3600 s"),
+            (&["--rate", "5", "--spin-us", "1e30"], "", "--spin-us: must be 0 to"),
+            (&["--rate", "5", "--slack-us", "1e30"], "", "--slack-us"),
+            (&["--rate", "5"], "spin_us: 1e30\n", "spin_us"),
+            (&["--rate", "5"], "slack_us: .nan\n", "slack_us"),
             (&["--rate", "5", "--workload", "nope"], "", "--workload"),
             (&["--rate", "5"], "workload: nope\n", "workload"),
             (&["--rate", "5"], "sample: 2\n", "sample"),
