@@ -18,17 +18,17 @@ struct Daemon {
     _dir: tempfile::TempDir,
 }
 
-impl Daemon {
-    fn start(policy: &str) -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("psp-e2e-{policy}-"))
-            .tempdir()
-            .unwrap();
-        let cfg = dir.path().join("cfg.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "pin: false
+/// A config for `policy` in a fresh directory (removed when the `TempDir` drops).
+fn config(policy: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("psp-e2e-{policy}-"))
+        .tempdir()
+        .unwrap();
+    let cfg = dir.path().join("cfg.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "pin: false
 dispatcher: {{ idle: park, drain_timeout_ms: 5000 }}
 workers: {{ number: 2, handler: spin, idle: park }}
 policy: {{ kind: {policy}, window: 500 }}
@@ -38,9 +38,24 @@ requests:
   - {{ id: 2, name: LONG, mean_ns: 10000 }}
 stats: {{ interval_ms: 200 }}
 "
-            ),
-        )
-        .unwrap();
+        ),
+    )
+    .unwrap();
+    (dir, cfg)
+}
+
+/// The address in the daemon's first line, `listening on ADDR`.
+fn listening_on(line: &str) -> SocketAddr {
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap()
+}
+
+impl Daemon {
+    fn start(policy: &str) -> Daemon {
+        let (dir, cfg) = config(policy);
         let mut child = Command::new(env!("CARGO_BIN_EXE_psp-app"))
             .arg("--cfg")
             .arg(&cfg)
@@ -60,12 +75,7 @@ stats: {{ interval_ms: 200 }}
         // it cannot start).
         let mut line = String::new();
         d.stdout.read_line(&mut line).unwrap();
-        d.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
+        d.addr = listening_on(&line);
         d
     }
 
@@ -85,6 +95,45 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whoever reads the daemon's output may go away (`psp-app ... | head -1`): its log
+/// lines and its final report then fail to write, and it must go on serving, drain on
+/// SIGTERM and exit 0 (it used to panic, exit 101, at the first failed write).
+#[test]
+fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
+    let (_dir, cfg) = config("cfcfs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_psp-app"))
+        .arg("--cfg")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn psp-app");
+    // The log's reader is gone before the first log line.
+    drop(child.stderr.take());
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = listening_on(&line);
+    drop(stdout);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&request(1, 7, 1_000), addr).unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("an answer");
+    let h = Header::parse(&buf[..n]).unwrap();
+    assert_eq!((h.id, h.kind), (7, Kind::Reply(Status::Ok)));
+    // SAFETY: kill(2) with a pid we own and a valid signal number.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = test_support::wait_timeout(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        test_support::kill(&mut child);
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "psp-app exited with {status:?}"
+    );
 }
 
 fn request(ty: u32, id: u64, service_ns: u64) -> Vec<u8> {

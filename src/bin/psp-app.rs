@@ -1,5 +1,6 @@
 //! psp-app - the persephone daemon: `psp-app --cfg config.yml`.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,11 +31,14 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr's reader gone) is lost, not a
+        // panic: the daemon goes on serving.
+        .log_internal_errors(false)
         .init();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("psp-app: {e:#}");
+            let _ = writeln!(std::io::stderr(), "psp-app: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -44,15 +48,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = Config::load(&args.cfg)?;
     let interval = Duration::from_millis(cfg.stats.interval_ms);
     let term = Arc::new(AtomicBool::new(false));
+    // Armed a moment after the first signal: a second signal then exits at once. Not
+    // at the first signal itself, so that one signal delivered twice (`timeout`
+    // signals its child and then its process group) is not taken for two.
+    let armed = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while draining exits at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, term.clone())
+        signal_hook::flag::register_conditional_shutdown(sig, 1, armed.clone())
             .context("installing signal handlers")?;
         signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
     }
     let server = App::new(cfg).start()?;
-    // Tests and scripts wait for this line to know the port.
-    println!("listening on {}", server.local_addr());
+    // Tests and scripts wait for this line to know the port. Whoever reads stdout may
+    // be gone (`psp-app ... | head -1`): then the line is lost, not the daemon.
+    say(format_args!("listening on {}", server.local_addr()));
     let mut last = Instant::now();
     let mut previous = server.stats();
     while !term.load(Ordering::Relaxed) {
@@ -69,8 +77,21 @@ fn run(args: &Args) -> anyhow::Result<()> {
             previous = stats;
         }
     }
-    tracing::info!("signal received, shutting down");
+    tracing::info!("signal received, shutting down (a second signal exits at once)");
+    std::thread::spawn(move || {
+        std::thread::sleep(SAME_SIGNAL);
+        armed.store(true, Ordering::Relaxed);
+    });
     let stats = server.shutdown();
-    println!("final counters:\n{stats}");
+    say(format_args!("final counters:\n{stats}"));
     Ok(())
+}
+
+/// How long after the first signal a second one still counts as the same.
+const SAME_SIGNAL: Duration = Duration::from_millis(200);
+
+/// A line on stdout, if anyone still reads it.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
