@@ -136,6 +136,68 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
     );
 }
 
+/// A request that arrives while the daemon drains is answered `shutdown` and counted,
+/// not left unread in the socket when the daemon exits.
+#[test]
+fn requests_arriving_during_the_drain_are_answered_shutdown() {
+    let (_dir, cfg) = config("cfcfs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_psp-app"))
+        .arg("--cfg")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn psp-app");
+    let log = test_support::lines_of(child.stderr.take().unwrap());
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = listening_on(&line);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Both workers busy for 300 ms: the drain lasts at least that long.
+    for id in 0..2 {
+        sock.send_to(&request(2, id, 300_000_000), addr).unwrap();
+    }
+    // SAFETY: kill(2) with a pid we own and a valid signal number.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(l) if l.contains("shutting down: draining") => break,
+            Ok(_) => {}
+            Err(_) => {
+                test_support::kill(&mut child);
+                panic!("no drain started");
+            }
+        }
+    }
+    for id in 10..15 {
+        sock.send_to(&request(1, id, 1_000), addr).unwrap();
+    }
+    let mut status = HashMap::new();
+    let mut buf = [0u8; 256];
+    while status.len() < 7 {
+        let n = sock.recv(&mut buf).expect("every request answered");
+        let h = Header::parse(&buf[..n]).unwrap();
+        status.insert(h.id, h.kind);
+    }
+    for id in 0..2 {
+        assert_eq!(status[&id], Kind::Reply(Status::Ok), "{status:?}");
+    }
+    for id in 10..15 {
+        assert_eq!(status[&id], Kind::Reply(Status::Shutdown), "{status:?}");
+    }
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "psp-app exited with {exit}:\n{out}");
+    assert_eq!(counter(&out, "received"), 7, "{out}");
+    assert!(out.contains("balanced        true"), "{out}");
+}
+
 fn request(ty: u32, id: u64, service_ns: u64) -> Vec<u8> {
     let mut buf = vec![0; HEADER_LEN + 8];
     let n = proto::encode_request(&mut buf, ty, id, 0, &proto::spin_payload(service_ns)).unwrap();

@@ -9,6 +9,10 @@
 //!    and queue each request in its type's bounded FIFO (full: answer `queue_full`);
 //! 3. ask the policy for decisions and send requests down the workers' channels;
 //! 4. when idle: publish stats if due, then spin, yield or sleep.
+//!
+//! Once a stop is requested it drains: completions and dispatch go on until nothing is
+//! queued or at a worker (or `drain_timeout` passes), and what arrives meanwhile is
+//! answered `shutdown`.
 
 mod doorbell;
 pub mod stats;
@@ -355,8 +359,11 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             let work = if drain_deadline.is_none() {
                 self.turn(policy, now)
             } else {
+                // Draining: what is queued still runs; what arrives now is answered
+                // `shutdown` (not left unread in the socket when the daemon exits).
                 let w = self.completions(policy, now);
-                self.dispatch(policy, now) | w
+                let w = self.dispatch(policy, now) | w;
+                self.receive::<P, true>(policy, now) | w
             };
             working = work.then_some(now);
 
@@ -423,7 +430,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
     #[inline]
     fn turn<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
         let mut work = self.completions(policy, now);
-        work |= self.receive(policy, now);
+        work |= self.receive::<P, false>(policy, now);
         work |= self.dispatch(policy, now);
         work
     }
@@ -473,9 +480,14 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         }
     }
 
-    /// Receives a burst and queues each valid request. Returns whether any arrived.
+    /// Receives a burst and queues each valid request, or, `DRAINING`, answers it
+    /// `shutdown`. Returns whether any arrived.
     #[inline]
-    fn receive<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
+    fn receive<P: Policy + ?Sized, const DRAINING: bool>(
+        &mut self,
+        policy: &mut P,
+        now: Cycles,
+    ) -> bool {
         match self.rx.rx_burst(&mut self.burst, self.settings.rx_batch) {
             Ok(0) => return false,
             Ok(n) => self.counts.received += n as u64,
@@ -491,11 +503,11 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         let mut pkts = std::mem::take(&mut self.burst);
         if self.classifier.is_none() {
             for pkt in pkts.drain(..) {
-                self.admit::<P, false>(policy, pkt, now);
+                self.admit::<P, false, DRAINING>(policy, pkt, now);
             }
         } else {
             for pkt in pkts.drain(..) {
-                self.admit::<P, true>(policy, pkt, now);
+                self.admit::<P, true, DRAINING>(policy, pkt, now);
             }
         }
         self.burst = pkts;
@@ -505,7 +517,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
     /// Queues one received datagram, or answers or drops it. `CLASSIFIER`: whether a
     /// classifier is set (decided once per burst).
     #[inline(always)]
-    fn admit<P: Policy + ?Sized, const CLASSIFIER: bool>(
+    fn admit<P: Policy + ?Sized, const CLASSIFIER: bool, const DRAINING: bool>(
         &mut self,
         policy: &mut P,
         pkt: R::Pkt,
@@ -525,6 +537,10 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             self.reply_now(pkt, Status::UnknownType);
             return;
         };
+        if DRAINING {
+            self.reply_now(pkt, Status::Shutdown);
+            return;
+        }
         match self.queues.push(ty, now, pkt) {
             Ok(()) => {
                 self.counts.accepted[ty] += 1;
