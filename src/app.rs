@@ -25,6 +25,10 @@ pub type HandlerFactory = Arc<dyn Fn(WorkerIdx) -> Box<dyn Handler> + Send + Syn
 /// operations classified to the request types named `GET`, `SET`, `DEL`, `SCAN`).
 pub const NAMED_HANDLERS: [&str; 3] = ["spin", "echo", "kv"];
 
+/// The most request buffers `net.buffers: 0` gives (256 MiB at the default
+/// `net.max_msg` of 2 KiB); a config whose queues hold more gets a warning at start.
+const AUTO_BUFFERS_MAX: usize = 1 << 17;
+
 /// Why a daemon did not start.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -36,23 +40,22 @@ pub enum StartError {
         "net.backend is dpdk but this build has no DPDK support: rebuild with `--features dpdk`"
     )]
     DpdkNotBuilt,
-    #[error("cannot bind {addr}: {source}")]
+    // The io::Error is in the message and deliberately not a `source`: a chain
+    // printed with `{:#}` (as psp-app does) would say it twice.
+    #[error("net.bind: cannot bind {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         what: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot pin {thread} to core {core}")]
     Pin { thread: String, core: usize },
-    #[error("cannot start thread {name}: {source}")]
-    Spawn {
-        name: String,
-        source: std::io::Error,
-    },
+    #[error("cannot start thread {name}: {error}")]
+    Spawn { name: String, error: std::io::Error },
 }
 
 /// A daemon under construction: a config plus, optionally, the program's own handler,
@@ -212,15 +215,15 @@ impl App {
             Backend::Udp => {
                 let n = &self.cfg.net;
                 let udp =
-                    Udp::bind(n.bind, n.max_msg, self.buffers(), n.rcvbuf).map_err(|source| {
+                    Udp::bind(n.bind, n.max_msg, self.buffers(), n.rcvbuf).map_err(|error| {
                         StartError::Bind {
                             addr: n.bind,
-                            source,
+                            error,
                         }
                     })?;
-                let addr = udp.local_addr().map_err(|source| StartError::Io {
+                let addr = udp.local_addr().map_err(|error| StartError::Io {
                     what: "local address",
-                    source,
+                    error,
                 })?;
                 start_with(self.cfg, udp, addr, factory, self.classifier, clock)
             }
@@ -277,25 +280,39 @@ impl App {
     /// Request buffers for the pool: enough for full queues plus everything in flight,
     /// unless `net.buffers` says otherwise.
     fn buffers(&self) -> usize {
-        let c = &self.cfg;
-        let queued = c.requests.len() * c.queues.capacity;
-        let in_flight = c.workers.number * (c.policy.depth + 1);
-        let enough = queued + in_flight + 2 * c.dispatcher.rx_batch;
-        if c.net.buffers > 0 {
-            if c.net.buffers < enough {
-                tracing::warn!(
-                    buffers = c.net.buffers,
-                    queues_can_hold = enough,
-                    "net.buffers is less than the queues can hold: when the buffers run out \
-                     the dispatcher stops receiving, the kernel queues and then drops \
-                     datagrams (counted as no_buffer stalls and kernel_overflow) instead of \
-                     answering queue_full"
-                );
-            }
-            return c.net.buffers;
+        let (buffers, short) = buffers_for(&self.cfg);
+        if let Some(why) = short {
+            tracing::warn!("{why}");
         }
-        enough.min(1 << 17)
+        buffers
     }
+}
+
+/// Request buffers for `c`'s pool, and why that is too few, if it is: a pool smaller
+/// than the queues can hold runs out before a queue is full, and then datagrams wait
+/// in the kernel and are dropped there instead of being answered `queue_full`.
+fn buffers_for(c: &Config) -> (usize, Option<String>) {
+    let queued = c.requests.len() * c.queues.capacity;
+    let in_flight = c.workers.number * (c.policy.depth + 1);
+    let enough = queued + in_flight + 2 * c.dispatcher.rx_batch;
+    let (buffers, what) = if c.net.buffers > 0 {
+        (c.net.buffers, "")
+    } else {
+        (
+            enough.min(AUTO_BUFFERS_MAX),
+            " (0: automatic, at most 131072)",
+        )
+    };
+    let short = (buffers < enough).then(|| {
+        format!(
+            "net.buffers{what} gives {buffers} request buffers, fewer than the queues \
+             and workers can hold ({enough}): when the buffers run out the dispatcher stops \
+             receiving, and the kernel queues and then drops datagrams (counted as \
+             no_buffer stalls and kernel_overflow) instead of their being answered \
+             queue_full; lower queues.capacity or set net.buffers"
+        )
+    });
+    (buffers, short)
 }
 
 /// `net.backend: dpdk`: initialises EAL from `net.eal_args`, claims `net.port` and
@@ -311,7 +328,7 @@ fn start_dpdk(
     let dpdk_err = |what: &'static str| {
         move |e: dpdk::Error| StartError::Io {
             what,
-            source: e.into(),
+            error: e.into(),
         }
     };
     let n = &cfg.net;
@@ -395,14 +412,14 @@ where
         rx,
         tx: dtx,
         workers: txs,
-    } = transport.split(n).map_err(|source| StartError::Io {
+    } = transport.split(n).map_err(|error| StartError::Io {
         what: "splitting the transport",
-        source,
+        error,
     })?;
     let doorbell = Arc::new(if cfg.dispatcher.idle == IdleStrategy::Park {
-        Doorbell::new().map_err(|source| StartError::Io {
+        Doorbell::new().map_err(|error| StartError::Io {
             what: "eventfd",
-            source,
+            error,
         })?
     } else {
         Doorbell::disabled()
@@ -450,7 +467,7 @@ where
                 }
                 worker.run()
             })
-            .map_err(|source| StartError::Spawn { name, source })?;
+            .map_err(|error| StartError::Spawn { name, error })?;
         worker_threads.push(h);
     }
 
@@ -490,9 +507,9 @@ where
             }
             d.run()
         })
-        .map_err(|source| StartError::Spawn {
+        .map_err(|error| StartError::Spawn {
             name: "psp-dispatcher".into(),
-            source,
+            error,
         })?;
     tracing::info!(
         addr = %local_addr,
@@ -609,5 +626,45 @@ impl Drop for Server {
             self.stop.store(true, Ordering::Release);
             self.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two types, two workers, queues `capacity` deep, `net.buffers: buffers`.
+    fn config(capacity: usize, buffers: usize) -> Config {
+        Config::parse(&format!(
+            "workers: {{ number: 2 }}
+pin: false
+net: {{ backend: udp, bind: 127.0.0.1:0, buffers: {buffers} }}
+queues: {{ capacity: {capacity} }}
+requests:
+  - {{ id: 1, name: A }}
+  - {{ id: 2, name: B }}
+"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_automatic_pool_holds_full_queues_or_says_why_not() {
+        let (n, short) = buffers_for(&config(1000, 0));
+        assert!(n >= 2000 + 2 && short.is_none(), "{n} {short:?}");
+        // Past the automatic pool's cap: capped, and said.
+        let (n, short) = buffers_for(&config(100_000, 0));
+        assert_eq!(n, AUTO_BUFFERS_MAX);
+        let why = short.expect("a warning");
+        assert!(
+            why.contains("net.buffers (0: automatic, at most 131072) gives 131072"),
+            "{why}"
+        );
+        // An explicit pool too small for the queues is said too.
+        let (n, short) = buffers_for(&config(1000, 64));
+        assert_eq!(n, 64);
+        assert!(short
+            .expect("a warning")
+            .starts_with("net.buffers gives 64"));
     }
 }

@@ -198,6 +198,39 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
     assert!(out.contains("balanced        true"), "{out}");
 }
 
+/// A port already taken is a start-up error naming the key, with the system's reason
+/// said once.
+#[test]
+fn a_taken_port_is_named_once() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (_dir, cfg) = config("cfcfs");
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        &cfg,
+        yaml.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_psp-app"))
+        .arg("--cfg")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("psp-app: "))
+        .unwrap_or_else(|| panic!("no error line:\n{err}"));
+    assert!(
+        line.starts_with(&format!(
+            "psp-app: net.bind: cannot bind 127.0.0.1:{port}: "
+        )),
+        "{line}"
+    );
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+}
+
 fn request(ty: u32, id: u64, service_ns: u64) -> Vec<u8> {
     let mut buf = vec![0; HEADER_LEN + 8];
     let n = proto::encode_request(&mut buf, ty, id, 0, &proto::spin_payload(service_ns)).unwrap();
