@@ -421,6 +421,138 @@ fn default_interval() -> u64 {
 pub const MAX_TYPES: usize = crate::policy::MAX_TYPES;
 /// Most workers a server may run (the policies keep a bit per worker).
 pub const MAX_WORKERS: usize = crate::policy::WorkerSet::CAPACITY;
+/// Largest `queues.capacity` (the typed queues index their slots with 32 bits).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
+
+/// Prefixes a section-relative error key (`delta`) with its section (`policy.delta`).
+fn in_section(section: &str, mut e: ConfigError) -> ConfigError {
+    e.key = if e.key.is_empty() {
+        section.to_string()
+    } else if e.key.starts_with('[') {
+        format!("{section}{}", e.key)
+    } else {
+        format!("{section}.{}", e.key)
+    };
+    e
+}
+
+impl WorkersConfig {
+    /// Checks a worker count (`workers.number`); the error's key is `number`. Shared
+    /// with `psp-sim`, which names its `--workers` instead.
+    pub fn validate_number(number: usize) -> Result<(), ConfigError> {
+        if number == 0 {
+            return Err(ConfigError::new("number", "must be at least 1"));
+        }
+        if number > MAX_WORKERS {
+            return Err(ConfigError::new(
+                "number",
+                format!("is {number} but at most {MAX_WORKERS} workers are supported"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PolicyConfig {
+    /// Checks the policy's settings for a server of `workers` workers. Error keys are
+    /// the field names (`delta`, `window`, `depth`, `n_resas`, `spillway`), which
+    /// [`Config::validate`] reports as `policy.delta` etc. and `psp-sim` as its flags
+    /// (`--delta`): the daemon and the simulator refuse the same settings.
+    pub fn validate(&self, workers: usize) -> Result<(), ConfigError> {
+        let err = |k: &str, m: String| Err(ConfigError::new(k, m));
+        if !(self.delta.is_finite() && self.delta >= 0.0 && self.delta <= 10.0) {
+            return err("delta", format!("must be in [0, 10], got {}", self.delta));
+        }
+        if self.window == 0 {
+            return err("window", "must be at least 1 completion".into());
+        }
+        if self.depth == 0 {
+            return err("depth", "must be at least 1".into());
+        }
+        if let Some(n) = &self.n_resas {
+            let total = n.iter().fold(0usize, |a, &b| a.saturating_add(b));
+            if total > workers {
+                return err(
+                    "n_resas",
+                    format!("reserves {total} workers but there are only {workers}"),
+                );
+            }
+        }
+        if let Some(s) = self.spillway {
+            if s >= workers {
+                return err(
+                    "spillway",
+                    format!(
+                        "worker {s} does not exist (there are {workers} workers, numbered \
+                         from 0)"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the policy reserves workers from the request types' `mean_ns` and
+    /// `ratio` alone (DARC's static profile), so that every type must give them.
+    pub fn needs_type_hints(&self) -> bool {
+        self.kind == PolicyKind::Darc && self.profile == Profile::Static
+    }
+
+    /// Checks that `types` (`mean_ns`, `ratio` of each request type, in order) give
+    /// what the policy needs (see [`PolicyConfig::needs_type_hints`]). Error keys are
+    /// `[i].mean_ns`, `[i].ratio`, or empty for the whole list, which
+    /// [`Config::validate`] reports under `requests`.
+    pub fn validate_types(
+        &self,
+        types: impl IntoIterator<Item = (Option<u64>, Option<f64>)>,
+    ) -> Result<(), ConfigError> {
+        if !self.needs_type_hints() {
+            return Ok(());
+        }
+        let mut total = 0.0;
+        for (i, (mean_ns, ratio)) in types.into_iter().enumerate() {
+            if mean_ns.is_none_or(|m| m == 0) {
+                return Err(ConfigError::new(
+                    format!("[{i}].mean_ns"),
+                    "is required (and > 0) with the static profile",
+                ));
+            }
+            match ratio {
+                None => {
+                    return Err(ConfigError::new(
+                        format!("[{i}].ratio"),
+                        "is required with the static profile",
+                    ))
+                }
+                Some(r) => total += r,
+            }
+        }
+        if total.is_nan() || total <= 0.0 {
+            return Err(ConfigError::new(
+                "",
+                "ratios sum to 0; DARC static mode needs shares",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl QueuesConfig {
+    /// Checks `capacity` (error key `capacity`): at least 1 and at most
+    /// [`MAX_QUEUE_CAPACITY`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::new("capacity", "must be at least 1"));
+        }
+        if self.capacity > MAX_QUEUE_CAPACITY {
+            return Err(ConfigError::new(
+                "capacity",
+                format!("{} is too large (max 2^24)", self.capacity),
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl Config {
     /// Reads, parses and validates a config file.
@@ -474,18 +606,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |k: &str, m: String| Err(ConfigError::new(k, m));
         let w = &self.workers;
-        if w.number == 0 {
-            return err("workers.number", "must be at least 1".into());
-        }
-        if w.number > MAX_WORKERS {
-            return err(
-                "workers.number",
-                format!(
-                    "is {} but at most {MAX_WORKERS} workers are supported",
-                    w.number
-                ),
-            );
-        }
+        WorkersConfig::validate_number(w.number).map_err(|e| in_section("workers", e))?;
         if self.pin {
             if self.cpus.len() != w.number + 1 {
                 return err(
@@ -534,44 +655,10 @@ impl Config {
             return err("dispatcher.max_park_us", "must be at least 1".into());
         }
         let p = &self.policy;
-        if !(p.delta.is_finite() && p.delta >= 0.0 && p.delta <= 10.0) {
-            return err(
-                "policy.delta",
-                format!("must be in [0, 10], got {}", p.delta),
-            );
-        }
-        if p.window == 0 {
-            return err("policy.window", "must be at least 1 completion".into());
-        }
-        if p.depth == 0 {
-            return err("policy.depth", "must be at least 1".into());
-        }
-        if let Some(n) = &p.n_resas {
-            let total: usize = n.iter().sum();
-            if total > w.number {
-                return err(
-                    "policy.n_resas",
-                    format!("reserves {total} cores but workers.number is {}", w.number),
-                );
-            }
-        }
-        if let Some(s) = p.spillway {
-            if s >= w.number {
-                return err(
-                    "policy.spillway",
-                    format!("worker {s} does not exist (workers.number is {})", w.number),
-                );
-            }
-        }
-        if self.queues.capacity == 0 {
-            return err("queues.capacity", "must be at least 1".into());
-        }
-        if self.queues.capacity > 1 << 24 {
-            return err(
-                "queues.capacity",
-                format!("{} is too large (max 2^24)", self.queues.capacity),
-            );
-        }
+        p.validate(w.number).map_err(|e| in_section("policy", e))?;
+        self.queues
+            .validate()
+            .map_err(|e| in_section("queues", e))?;
         let n = &self.net;
         if n.max_msg < crate::proto::HEADER_LEN || n.max_msg > 65_507 {
             return err(
@@ -633,32 +720,11 @@ impl Config {
                     );
                 }
             }
-            if p.kind == PolicyKind::Darc && p.profile == Profile::Static {
-                if r.mean_ns.is_none_or(|m| m == 0) {
-                    return err(
-                        &k("mean_ns"),
-                        "is required (and > 0) with policy.profile: static".into(),
-                    );
-                }
-                if r.ratio.is_none() {
-                    return err(
-                        &k("ratio"),
-                        "is required with policy.profile: static".into(),
-                    );
-                }
-            }
         }
+        p.validate_types(self.requests.iter().map(|r| (r.mean_ns, r.ratio)))
+            .map_err(|e| in_section("requests", e))?;
         if let Some(kv) = &self.kv {
             kv.validate(n.max_msg)?;
-        }
-        if p.kind == PolicyKind::Darc && p.profile == Profile::Static {
-            let total: f64 = self.requests.iter().filter_map(|r| r.ratio).sum();
-            if total <= 0.0 {
-                return err(
-                    "requests",
-                    "ratios sum to 0; DARC static mode needs shares".into(),
-                );
-            }
         }
         Ok(())
     }
@@ -814,6 +880,48 @@ requests:
                 "for {yaml:?}: got {text:?}, want it to mention {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn policy_checks_are_shared_and_keyed_by_field() {
+        // psp-sim calls these very checks and names its flags after the keys.
+        let p = |f: fn(&mut PolicyConfig)| {
+            let mut p = PolicyConfig::default();
+            f(&mut p);
+            p
+        };
+        let key = |p: PolicyConfig, workers| p.validate(workers).unwrap_err().key;
+        assert_eq!(key(p(|p| p.delta = f64::NAN), 4), "delta");
+        assert_eq!(key(p(|p| p.window = 0), 4), "window");
+        assert_eq!(key(p(|p| p.depth = 0), 4), "depth");
+        assert_eq!(
+            key(p(|p| p.n_resas = Some(vec![usize::MAX, 2])), 4),
+            "n_resas"
+        );
+        assert_eq!(key(p(|p| p.spillway = Some(4)), 4), "spillway");
+        PolicyConfig::default().validate(4).unwrap();
+        let stat = p(|p| p.profile = Profile::Static);
+        assert!(stat.needs_type_hints());
+        let e = stat.validate_types([(Some(1000), Some(0.5)), (None, None)]);
+        assert_eq!(e.unwrap_err().key, "[1].mean_ns");
+        let e = stat.validate_types([(Some(1000), Some(0.0))]);
+        assert_eq!(e.unwrap_err().key, "");
+        stat.validate_types([(Some(1000), Some(0.5))]).unwrap();
+        // Other policies need no hints.
+        PolicyConfig::default()
+            .validate_types([(None, None)])
+            .unwrap();
+        let e = QueuesConfig {
+            capacity: MAX_QUEUE_CAPACITY + 1,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.key, "capacity");
+        assert_eq!(WorkersConfig::validate_number(0).unwrap_err().key, "number");
+        let e = Config::parse(&format!(
+            "{BASE}policy: {{ profile: static }}\nqueues: {{ capacity: 0 }}"
+        ));
+        assert_eq!(e.unwrap_err().key, "queues.capacity");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! psp-sim.rs - the simulator's command line (see `persephone::sim::cli`).
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use persephone::sim::cli::{self, Cli, Cmd};
 
@@ -13,7 +13,13 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let args = cli.run;
-    let n = cli::points(&args)?.len() as u64;
+    // Bad flags are usage errors, reported as clap reports its own (exit status 2).
+    let n = match cli::points(&args) {
+        Ok(points) => points.len() as u64,
+        Err(e) => Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}"))
+            .exit(),
+    };
     let bar = ProgressBar::new(n).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} points {msg}")
             .expect("static template")

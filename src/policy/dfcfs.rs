@@ -28,10 +28,15 @@ pub struct Dfcfs {
 
 impl Dfcfs {
     pub fn new(n_workers: usize, depth: usize, assign: Assign, seed: u64) -> Dfcfs {
-        assert!(n_workers > 0 && depth > 0);
+        assert!(
+            n_workers > 0 && depth > 0,
+            "d-FCFS needs at least 1 worker and a depth of at least 1 (got {n_workers} \
+             workers, depth {depth}; see PolicyConfig::validate)"
+        );
         Dfcfs {
             outstanding: vec![0; n_workers],
-            depth: depth as u32,
+            // A depth beyond 2^32 - 1 is no limit either way (no truncation to 0).
+            depth: u32::try_from(depth).unwrap_or(u32::MAX),
             assign,
             cursor: 0,
             chosen: None,
@@ -103,5 +108,21 @@ impl Policy for Dfcfs {
     fn summary(&self) -> String {
         let total: u32 = self.outstanding.iter().sum();
         format!("queued at workers {total}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_depth_beyond_32_bits_is_no_limit_not_zero() {
+        // `depth as u32` made 2^32 a depth of 0: nothing was ever dispatched.
+        let mut d = Dfcfs::new(1, 1 << 32, Assign::RoundRobin, 1);
+        assert_eq!(d.worker_capacity(), u32::MAX as usize);
+        let mut q = crate::policy::TypedQueues::new(1, 4);
+        q.push(0, 0, ()).unwrap();
+        assert!(d.next(q.state(), 0).is_some());
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::sweep::{self, Point};
 use super::{Arrivals, Length, Phase, Rate, SimConfig, SimResult};
-use crate::config::{Assign, PolicyConfig, PolicyKind, Profile};
+use crate::config::{Assign, ConfigError, PolicyConfig, PolicyKind, Profile};
 use crate::report;
 use crate::workload::Workload;
 
@@ -105,10 +105,10 @@ pub struct Args {
     #[arg(long, default_value = "14", value_delimiter = ',')]
     pub workers: Vec<usize>,
     /// Measured requests per point (a `--warmup` fraction more are run first).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: u64,
     /// Measured virtual time per point instead of a request count (`500ms`, `2s`).
-    #[arg(long, value_parser = parse_duration_ns)]
+    #[arg(long, value_parser = parse_positive_duration_ns)]
     pub duration: Option<u64>,
     /// Warm-up, as a fraction of the measured requests or duration.
     #[arg(long, default_value_t = 0.1)]
@@ -126,10 +126,11 @@ pub struct Args {
     /// Arrival process: poisson or uniform.
     #[arg(long, default_value = "poisson", value_parser = parse_arrivals)]
     pub arrivals: Arrivals,
-    /// Capacity of each type's queue at the dispatcher.
+    /// Capacity of each type's queue at the dispatcher (1 to 2^24).
     #[arg(long, default_value_t = 4096)]
     pub queue_capacity: usize,
-    /// DARC: group types whose mean service times are within this relative distance.
+    /// DARC: group types whose mean service times are within this relative distance
+    /// (0 to 10).
     #[arg(long, default_value_t = 0.2)]
     pub delta: f64,
     /// DARC: completions per profiling window.
@@ -159,7 +160,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub preemption_cost_ns: u64,
     /// Record per-type latency over windows of this many microseconds (timeline.csv).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=u64::MAX / 1000))]
     pub timeline_us: Option<u64>,
     /// Do not tell DARC the workload's means and ratios up front (see
     /// `SimConfig::hints`): a dynamic DARC then starts with no reservation.
@@ -260,8 +261,24 @@ pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
         "s" => 1e9,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (ns, us, ms, s)")),
     };
-    Ok((v * scale).round() as u64)
+    let ns = (v * scale).round();
+    // `u64::MAX as f64` rounds up to 2^64, which does not fit: refuse it too.
+    if ns >= u64::MAX as f64 {
+        return Err(format!("{s:?}: too long (at most {} ns)", u64::MAX));
+    }
+    Ok(ns as u64)
 }
+
+/// [`parse_duration_ns`], refusing 0 (`--duration`: a run of no time measures nothing).
+fn parse_positive_duration_ns(s: &str) -> Result<u64, String> {
+    match parse_duration_ns(s)? {
+        0 => Err(format!("{s:?}: must be at least 1 ns")),
+        ns => Ok(ns),
+    }
+}
+
+/// Most values `parse_range` gives (a sweep of more points is a typo).
+const MAX_RANGE_VALUES: usize = 100_000;
 
 /// `start:end:step` (inclusive, tolerant of float rounding) or `a,b,c` to values.
 pub fn parse_range(s: &str, flag: &str) -> Result<Vec<f64>> {
@@ -277,18 +294,30 @@ pub fn parse_range(s: &str, flag: &str) -> Result<Vec<f64>> {
             [a, b, c] => (a, b, c),
             _ => bail!(bad()),
         };
-        if step.is_nan() || step <= 0.0 || end < start {
+        if ![start, end, step].iter().all(|v| v.is_finite()) {
+            bail!("{flag} {s:?}: start, end and step must be finite numbers");
+        }
+        if step <= 0.0 || end < start {
             bail!("{flag} {s:?}: need start <= end and step > 0");
         }
-        let n = ((end - start) / step + 1e-9).floor() as usize;
+        let n = ((end - start) / step + 1e-9).floor();
+        if n >= MAX_RANGE_VALUES as f64 {
+            bail!("{flag} {s:?}: more than {MAX_RANGE_VALUES} values");
+        }
+        let n = n as usize;
         // Round to 9 decimals so 0.1:0.9:0.1 gives 0.3, not 0.30000000000000004.
         Ok((0..=n)
             .map(|i| ((start + i as f64 * step) * 1e9).round() / 1e9)
             .collect())
     } else {
-        s.split(',')
+        let values: Vec<f64> = s
+            .split(',')
             .map(|p| p.trim().parse::<f64>().with_context(bad))
-            .collect()
+            .collect::<Result<_>>()?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            bail!("{flag} {s:?}: {v} is not a finite number");
+        }
+        Ok(values)
     }
 }
 
@@ -347,7 +376,7 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
         warmup_ns: 0,
         dispatch_overhead_ns: args.dispatch_overhead_ns,
         preemption_cost_ns: args.preemption_cost_ns,
-        timeline_ns: args.timeline_us.map(|us| us * 1000),
+        timeline_ns: args.timeline_us.map(|us| us.saturating_mul(1000)),
         hints: !args.no_hints,
     };
     if let Some(path) = &args.phases {
@@ -360,16 +389,28 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
         for (i, p) in file.phases.iter().enumerate() {
             let key = format!("phases[{i}]");
             let rate = match (p.load, p.rps) {
-                (Some(l), None) if l > 0.0 => Rate::Load(l),
-                (None, Some(r)) if r > 0.0 => Rate::Rps(r),
-                _ => bail!("{key}: give one of load or rps, > 0"),
+                (Some(l), None) if l > 0.0 && l.is_finite() => Rate::Load(l),
+                (None, Some(r)) if r > 0.0 && r.is_finite() => Rate::Rps(r),
+                _ => bail!(
+                    "--phases {}: {key}: give one of load or rps, finite and > 0",
+                    path.display()
+                ),
             };
             let length = match (p.duration_ms, p.requests) {
-                (Some(ms), None) if ms > 0.0 => Length::Nanos((ms * 1e6) as u64),
+                (Some(ms), None) if ms * 1e6 >= 1.0 && ms * 1e6 < u64::MAX as f64 => {
+                    Length::Nanos((ms * 1e6) as u64)
+                }
                 (None, Some(n)) if n > 0 => Length::Requests(n),
-                _ => bail!("{key}: give one of duration_ms or requests, > 0"),
+                _ => bail!(
+                    "--phases {}: {key}: give one of duration_ms (at least 1 ns, finite) or \
+                     requests, > 0",
+                    path.display()
+                ),
             };
-            let workload = p.workload.resolve(dir).with_context(|| key.clone())?;
+            let workload = p
+                .workload
+                .resolve(dir)
+                .with_context(|| format!("--phases {}: {key}", path.display()))?;
             phases.push(Phase {
                 workload,
                 rate,
@@ -382,10 +423,12 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
         let label = args.label.clone().unwrap_or(file.name);
         for &w in &args.workers {
             for (name, pol) in &pols {
+                let cfg = base(w, pol, phases.clone());
+                cfg.validate().map_err(|e| flag_error(e, args, &cfg))?;
                 out.push(Point {
                     label: label.clone(),
                     policy: name.clone(),
-                    cfg: base(w, pol, phases.clone()),
+                    cfg,
                 });
             }
         }
@@ -397,6 +440,12 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
     if let Some(l) = loads.iter().find(|&&l| l <= 0.0) {
         bail!("--loads: load {l} must be > 0");
     }
+    if args.duration == Some(0) {
+        bail!("--duration: must be at least 1 ns");
+    }
+    if args.requests == 0 && args.duration.is_none() {
+        bail!("--requests: must be at least 1");
+    }
     for &w in &args.workers {
         for (name, pol) in &pols {
             for &load in &loads {
@@ -404,11 +453,11 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
                 let length = match args.duration {
                     Some(ns) => {
                         cfg.warmup_ns = (ns as f64 * args.warmup) as u64;
-                        Length::Nanos(ns + cfg.warmup_ns)
+                        Length::Nanos(ns.saturating_add(cfg.warmup_ns))
                     }
                     None => {
                         cfg.warmup_requests = (args.requests as f64 * args.warmup) as u64;
-                        Length::Requests(args.requests + cfg.warmup_requests)
+                        Length::Requests(args.requests.saturating_add(cfg.warmup_requests))
                     }
                 };
                 cfg.phases.push(Phase {
@@ -416,6 +465,7 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
                     rate: Rate::Load(load),
                     length,
                 });
+                cfg.validate().map_err(|e| flag_error(e, args, &cfg))?;
                 out.push(Point {
                     label: label.clone(),
                     policy: name.clone(),
@@ -425,6 +475,55 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
         }
     }
     Ok(out)
+}
+
+/// Restates an error of [`SimConfig::validate`] about `cfg` (a point of `args`) in
+/// terms of `psp-sim`'s flags.
+fn flag_error(e: ConfigError, args: &Args, cfg: &SimConfig) -> anyhow::Error {
+    let ConfigError { key, msg } = e;
+    let w = cfg.workers;
+    let phase = key
+        .strip_prefix("phases[")
+        .and_then(|k| k.split_once("]."))
+        .and_then(|(i, field)| Some((i.parse::<usize>().ok()?, field)));
+    let text = match key.as_str() {
+        "workers" => format!("--workers: {msg}"),
+        "policy.delta" => format!("--delta: {msg}"),
+        "policy.window" => format!("--window: {msg}"),
+        "policy.depth" => format!("--depth: {msg}"),
+        "policy.n_resas" => format!(
+            "--n-resas {}: {msg} (--workers {w})",
+            args.n_resas.as_deref().unwrap_or_default()
+        ),
+        "policy.spillway" => format!("--spillway: {msg}"),
+        "policy.profile" => format!("--profile static: {msg}"),
+        "hints" => "--profile static with --no-hints: DARC's static profile reserves from \
+                    the workload's mean service times and ratios alone, which --no-hints \
+                    withholds"
+            .to_string(),
+        "queue_capacity" => format!("--queue-capacity: {msg}"),
+        "timeline_ns" => format!("--timeline-us: {msg}"),
+        _ => match (&args.phases, phase) {
+            (Some(path), Some((i, _))) => {
+                format!("--phases {}: phases[{i}]: {msg}", path.display())
+            }
+            (None, Some((i, "rate"))) => {
+                let load = match cfg.phases.get(i).map(|p| p.rate) {
+                    // Debug: 1e300, not 301 digits.
+                    Some(Rate::Load(l)) => format!("{l:?}"),
+                    _ => "?".into(),
+                };
+                format!("--loads: load {load} on {w} workers {msg}")
+            }
+            (None, Some((_, "length"))) if args.duration.is_some() => {
+                format!("--duration: {msg}")
+            }
+            (None, Some((_, "length"))) => format!("--requests: {msg}"),
+            (None, Some((_, _))) => format!("--workload {}: {msg}", args.workload),
+            _ => format!("{key}: {msg}"),
+        },
+    };
+    anyhow::anyhow!(text)
 }
 
 /// Runs the points and writes the outputs; `progress` is told of each finished point.
@@ -603,5 +702,135 @@ mod tests {
         assert_eq!(pts[3].cfg.policy.n_resas, Some(vec![0]));
         let bad = Cli::parse_from(["psp-sim", "--policies", "fifo"]).run;
         assert!(points(&bad).unwrap_err().to_string().contains("--policies"));
+    }
+
+    /// Parses `psp-sim --workers 4 EXTRA` and builds its points; returns the refusal
+    /// (clap's, or that of `points`) as the user would read it.
+    fn refusal(extra: &[&str]) -> String {
+        let argv = ["psp-sim", "--workers", "4"].iter().chain(extra);
+        match Cli::try_parse_from(argv) {
+            Err(e) => e.to_string(),
+            Ok(cli) => match points(&cli.run) {
+                Ok(pts) => panic!("{extra:?} accepted ({} points)", pts.len()),
+                Err(e) => format!("{e:#}"),
+            },
+        }
+    }
+
+    fn assert_refused(cases: &[(&[&str], &str)]) {
+        for (extra, flag) in cases {
+            let e = refusal(extra);
+            assert!(e.contains(flag), "{extra:?}: {e:?} does not name {flag}");
+            // psp-sim's flags, not the daemon's YAML keys.
+            for key in ["policy.", "queues.", "workers.number", "timeline_ns"] {
+                assert!(!e.contains(key), "{extra:?}: {e:?} names {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn policy_settings_the_daemon_refuses_are_refused_by_flag() {
+        assert_refused(&[
+            (
+                &["--policies", "darc", "--profile", "static", "--no-hints"],
+                "--no-hints",
+            ),
+            (&["--policies", "darc", "--delta", "nan"], "--delta"),
+            (&["--policies", "darc", "--delta=-1"], "--delta"),
+            (&["--policies", "darc", "--delta", "inf"], "--delta"),
+            (&["--policies", "darc", "--window", "0"], "--window"),
+            (&["--policies", "darc", "--n-resas", "9"], "--n-resas"),
+            (&["--policies", "darc", "--n-resas", "0:5"], "--n-resas"),
+            (
+                &["--policies", "cfcfs", "--queue-capacity", "0"],
+                "--queue-capacity",
+            ),
+            (&["--workers", "300"], "--workers"),
+        ]);
+    }
+
+    #[test]
+    fn inputs_that_panicked_the_simulator_are_refused_by_flag() {
+        assert_refused(&[
+            (&["--loads", "nan"], "--loads"),
+            (&["--loads", "inf"], "--loads"),
+            (&["--loads", "0.5,inf"], "--loads"),
+            (&["--loads", "0.1:inf:0.1"], "--loads"),
+            (&["--loads", "0.1:0.2:1e-12"], "--loads"),
+            (&["--loads", "1e300"], "--loads"),
+            (&["--timeline-us", "0"], "--timeline-us"),
+            (&["--timeline-us", "18446744073709551615"], "--timeline-us"),
+            (&["--policies", "dfcfs", "--depth", "0"], "--depth"),
+            (&["--policies", "darc", "--spillway", "9"], "--spillway"),
+            (
+                &["--policies", "cfcfs", "--queue-capacity", "4294967296"],
+                "--queue-capacity",
+            ),
+            (
+                &["--policies", "cfcfs", "--queue-capacity", "16777217"],
+                "--queue-capacity",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_run_of_nothing_is_refused() {
+        assert_refused(&[
+            (&["--requests", "0"], "--requests"),
+            (&["--duration", "0"], "--duration"),
+            (&["--duration", "0ms"], "--duration"),
+            (&["--duration", "99999999999999999999s"], "--duration"),
+        ]);
+    }
+
+    #[test]
+    fn settings_the_daemon_accepts_still_run() {
+        let ok = |extra: &[&str]| {
+            let argv = ["psp-sim", "--workers", "4", "--loads", "0.5"]
+                .iter()
+                .chain(extra);
+            let args = Cli::parse_from(argv).run;
+            points(&args).unwrap_or_else(|e| panic!("{extra:?}: {e:#}"))
+        };
+        // Static DARC with the workload's hints reserves from them.
+        assert_eq!(ok(&["--policies", "darc", "--profile", "static"]).len(), 1);
+        // Every reservation up to the worker count, and the last worker as spillway.
+        let pts = ok(&["--policies", "darc", "--n-resas", "0:4", "--spillway", "3"]);
+        assert_eq!(pts.len(), 5);
+        assert_eq!(pts[4].policy, "darc-r4");
+        ok(&[
+            "--delta",
+            "0",
+            "--window",
+            "1",
+            "--depth",
+            "1",
+            "--queue-capacity",
+            "1",
+        ]);
+        ok(&[
+            "--delta",
+            "10",
+            "--queue-capacity",
+            "16777216",
+            "--timeline-us",
+            "1",
+        ]);
+        ok(&["--duration", "1ns", "--requests", "1"]);
+        ok(&["--no-hints"]);
+    }
+
+    #[test]
+    fn simulated_darc_matches_the_daemons_policy_checks() {
+        // The same PolicyConfig the daemon would refuse, reported under psp-sim's flag.
+        let args = Cli::parse_from(["psp-sim", "--workers", "2", "--spillway", "2"]).run;
+        let e = format!("{:#}", points(&args).unwrap_err());
+        let cfg = PolicyConfig {
+            spillway: Some(2),
+            ..PolicyConfig::default()
+        };
+        let daemon = cfg.validate(2).unwrap_err();
+        assert_eq!(daemon.key, "spillway");
+        assert_eq!(e, format!("--spillway: {}", daemon.msg));
     }
 }

@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Exp1};
 
 use super::stats::Timeline;
-use crate::config::PolicyConfig;
+use crate::config::{ConfigError, PolicyConfig, QueuesConfig, WorkersConfig, MAX_TYPES};
 use crate::policy::{self, Builtin, Event, Policy, Reservation, TypeIdx, TypeInfo, TypedQueues};
 use crate::proto::Status;
 use crate::report::{RunInfo, RunReport, TypeStats};
@@ -128,6 +128,90 @@ impl SimConfig {
             timeline_ns: None,
             hints: true,
         }
+    }
+}
+
+impl SimConfig {
+    /// Checks that [`run`] can run this configuration, refusing what the daemon's
+    /// [`Config::validate`](crate::config::Config::validate) refuses with its very
+    /// checks (worker count, policy settings, queue capacity, and the types' means and
+    /// ratios DARC's static profile needs), and what [`run`] itself needs (phases of
+    /// a positive finite rate and length, a timeline window of at least 1 ns).
+    ///
+    /// The error's key names the field: `workers`, `policy.delta` (and the other
+    /// [`PolicyConfig::validate`] keys under `policy.`), `policy.profile` (static
+    /// profile without usable hints), `hints` (static profile with hints off),
+    /// `queue_capacity`, `timeline_ns`, `phases`, `phases[i].workload`,
+    /// `phases[i].rate` or `phases[i].length`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |k: &str, m: String| Err(ConfigError::new(k, m));
+        WorkersConfig::validate_number(self.workers)
+            .map_err(|e| ConfigError::new("workers", e.msg))?;
+        self.policy
+            .validate(self.workers)
+            .map_err(|e| ConfigError::new(format!("policy.{}", e.key), e.msg))?;
+        QueuesConfig {
+            capacity: self.queue_capacity,
+        }
+        .validate()
+        .map_err(|e| ConfigError::new("queue_capacity", e.msg))?;
+        if self.timeline_ns == Some(0) {
+            return err("timeline_ns", "must be at least 1 ns".into());
+        }
+        if self.phases.is_empty() {
+            return err("phases", "at least one phase is needed".into());
+        }
+        for (i, ph) in self.phases.iter().enumerate() {
+            ph.workload
+                .validate()
+                .map_err(|e| ConfigError::new(format!("phases[{i}].workload"), e.to_string()))?;
+            if matches!(ph.length, Length::Requests(0) | Length::Nanos(0)) {
+                return err(
+                    &format!("phases[{i}].length"),
+                    "must be at least 1 request or 1 ns".into(),
+                );
+            }
+            let rps = phase_rps(ph, self.workers);
+            if !(rps > 0.0 && rps.is_finite()) {
+                return err(
+                    &format!("phases[{i}].rate"),
+                    format!("gives {rps:?} requests/s; need a finite rate > 0"),
+                );
+            }
+        }
+        let types = run_types(self);
+        if types.len() > MAX_TYPES {
+            return err(
+                "phases",
+                format!(
+                    "the phases have {} request types, at most {MAX_TYPES} are supported",
+                    types.len()
+                ),
+            );
+        }
+        if self.policy.needs_type_hints() && !self.hints {
+            return err(
+                "hints",
+                "DARC's static profile reserves from the types' mean service times and \
+                 ratios alone, and hints are off"
+                    .into(),
+            );
+        }
+        let infos = type_infos(self, &types);
+        self.policy
+            .validate_types(infos.iter().map(|t| (t.mean_ns, t.ratio)))
+            .map_err(|e| {
+                // Keys `[i].mean_ns` and `[i].ratio`: name the type instead.
+                let about = e.key.strip_prefix('[').and_then(|k| k.split_once("]."));
+                let msg = match about
+                    .and_then(|(i, f)| Some((types.get(i.parse::<usize>().ok()?)?, f)))
+                {
+                    Some((t, field)) => format!("type {}: {field} {}", t.name, e.msg),
+                    None => e.msg,
+                };
+                ConfigError::new("policy.profile", msg)
+            })?;
+        Ok(())
     }
 }
 
@@ -232,15 +316,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
     assert!(cfg.workers > 0, "at least one worker");
     assert!(!cfg.phases.is_empty(), "at least one phase");
     let (types, gens) = plan(cfg);
-    let infos: Vec<TypeInfo> = types
-        .iter()
-        .zip(first_ratios(cfg, &types))
-        .map(|(t, ratio)| TypeInfo {
-            name: t.name.clone(),
-            mean_ns: cfg.hints.then(|| t.mean_ns.round() as u64),
-            ratio: cfg.hints.then_some(ratio),
-        })
-        .collect();
+    let infos = type_infos(cfg, &types);
     // Held as the dispatcher holds it: built-in policies by value, called directly.
     let mut policy: Builtin = policy::build(&cfg.policy, &infos, cfg.workers, Clock::NANOS).into();
     let mut engine = Engine {
@@ -382,31 +458,64 @@ impl SimResult {
     }
 }
 
-/// The run's types (union over phases, by id) and each phase's arrival stream.
-fn plan(cfg: &SimConfig) -> (Vec<SimType>, Vec<PhaseGen>) {
+/// The run's types: the union over the phases' mixes, by id, in order of appearance.
+fn run_types(cfg: &SimConfig) -> Vec<SimType> {
     let mut types: Vec<SimType> = Vec::new();
+    for t in cfg.phases.iter().flat_map(|ph| &ph.workload.types) {
+        if !types.iter().any(|s| s.id == t.id) {
+            types.push(SimType {
+                id: t.id,
+                name: t.name.clone(),
+                mean_ns: t.service.mean_ns(),
+            });
+        }
+    }
+    types
+}
+
+/// What the policy is told of the run's types: each one's mean service time and
+/// share of arrivals with [`SimConfig::hints`], nothing without.
+fn type_infos(cfg: &SimConfig, types: &[SimType]) -> Vec<TypeInfo> {
+    types
+        .iter()
+        .zip(first_ratios(cfg, types))
+        .map(|(t, ratio)| TypeInfo {
+            name: t.name.clone(),
+            mean_ns: cfg.hints.then(|| t.mean_ns.round() as u64),
+            ratio: cfg.hints.then_some(ratio),
+        })
+        .collect()
+}
+
+/// A phase's arrival rate, requests per second.
+fn phase_rps(ph: &Phase, workers: usize) -> f64 {
+    match ph.rate {
+        Rate::Rps(r) => r,
+        Rate::Load(l) => ph.workload.rate_for_load(l, workers),
+    }
+}
+
+/// The run's types (see [`run_types`]) and each phase's arrival stream.
+fn plan(cfg: &SimConfig) -> (Vec<SimType>, Vec<PhaseGen>) {
+    let types = run_types(cfg);
     let mut gens = Vec::new();
     for ph in &cfg.phases {
-        let mut map = Vec::new();
-        for t in &ph.workload.types {
-            let idx = match types.iter().position(|s| s.id == t.id) {
-                Some(i) => i,
-                None => {
-                    types.push(SimType {
-                        id: t.id,
-                        name: t.name.clone(),
-                        mean_ns: t.service.mean_ns(),
-                    });
-                    types.len() - 1
-                }
-            };
-            map.push(idx);
-        }
-        let rps = match ph.rate {
-            Rate::Rps(r) => r,
-            Rate::Load(l) => ph.workload.rate_for_load(l, cfg.workers),
-        };
-        assert!(rps > 0.0 && rps.is_finite(), "phase rate must be > 0");
+        let map = ph
+            .workload
+            .types
+            .iter()
+            .map(|t| {
+                types
+                    .iter()
+                    .position(|s| s.id == t.id)
+                    .expect("run_types has every phase's types")
+            })
+            .collect();
+        let rps = phase_rps(ph, cfg.workers);
+        assert!(
+            rps > 0.0 && rps.is_finite(),
+            "phase rate must be finite and > 0 (see SimConfig::validate)"
+        );
         gens.push(PhaseGen {
             sampler: ph.workload.sampler(),
             map,
@@ -845,10 +954,59 @@ mod tests {
         // The timeline covers both phases: A early, B late.
         let tl = r.timeline.unwrap();
         // Requests of A wait for nothing but their own 1 µs (2 workers at 50 %: a few
-        // queue), and the histogram keeps 2 significant digits.
+        // queue), and the histogram keeps `report::SIGFIG` significant digits.
         let a = tl.latency_at(0, 0, 0.5).unwrap();
         assert!((990..1100).contains(&a), "{a}");
         assert!(tl.latency_at(tl.windows.len() - 1, 1, 0.5).is_some());
+    }
+
+    #[test]
+    fn validate_refuses_what_run_cannot_run() {
+        let ok = SimConfig::new(Workload::preset("high-bimodal").unwrap(), 4, 0.5, 100);
+        ok.validate().unwrap();
+        let key = |f: &dyn Fn(&mut SimConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c.validate().unwrap_err().key
+        };
+        assert_eq!(key(&|c| c.workers = 0), "workers");
+        assert_eq!(key(&|c| c.policy.delta = f64::NAN), "policy.delta");
+        assert_eq!(key(&|c| c.policy.spillway = Some(4)), "policy.spillway");
+        assert_eq!(key(&|c| c.queue_capacity = 0), "queue_capacity");
+        assert_eq!(key(&|c| c.timeline_ns = Some(0)), "timeline_ns");
+        assert_eq!(key(&|c| c.phases.clear()), "phases");
+        assert_eq!(
+            key(&|c| c.phases[0].rate = Rate::Load(f64::NAN)),
+            "phases[0].rate"
+        );
+        assert_eq!(
+            key(&|c| c.phases[0].rate = Rate::Rps(0.0)),
+            "phases[0].rate"
+        );
+        assert_eq!(
+            key(&|c| c.phases[0].length = Length::Requests(0)),
+            "phases[0].length"
+        );
+        let static_darc = |c: &mut SimConfig| c.policy.profile = crate::config::Profile::Static;
+        assert_eq!(
+            key(&|c| {
+                static_darc(c);
+                c.hints = false;
+            }),
+            "hints"
+        );
+        let mut c = ok.clone();
+        static_darc(&mut c);
+        c.validate().unwrap();
+        // A mean that rounds to 0 ns is no mean to reserve from (the daemon says so too).
+        c.phases[0] = Phase {
+            workload: constant("A", 1, 0),
+            ..c.phases[0].clone()
+        };
+        c.phases[0].rate = Rate::Rps(1e6);
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "policy.profile");
+        assert!(e.msg.contains("type A: mean_ns"), "{e}");
     }
 
     #[test]

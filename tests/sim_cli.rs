@@ -1,0 +1,91 @@
+//! sim_cli.rs - `psp-sim` refuses bad flags as usage errors (exit status 2, the flag
+//! named on stderr) instead of panicking or simulating something else than asked.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn psp_sim(outdir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_psp-sim"))
+        .args(["--workers", "4", "--requests", "200", "--outdir"])
+        .arg(outdir)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run psp-sim")
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (args, flag) in [
+        // Refused by the daemon's validation.
+        (&["--policies", "darc", "--delta", "nan"][..], "--delta"),
+        (&["--policies", "darc", "--n-resas", "9"], "--n-resas"),
+        (
+            &["--policies", "darc", "--profile", "static", "--no-hints"],
+            "--no-hints",
+        ),
+        (
+            &["--policies", "cfcfs", "--queue-capacity", "0"],
+            "--queue-capacity",
+        ),
+        // Panicked (exit 101).
+        (&["--loads", "nan"], "--loads"),
+        (&["--loads", "inf"], "--loads"),
+        (&["--timeline-us", "0"], "--timeline-us"),
+        (&["--policies", "dfcfs", "--depth", "0"], "--depth"),
+        (&["--policies", "darc", "--spillway", "9"], "--spillway"),
+        (
+            &["--policies", "cfcfs", "--queue-capacity", "4294967296"],
+            "--queue-capacity",
+        ),
+        // Simulated one request and exited 0.
+        (&["--duration", "0"], "--duration"),
+        // An error of psp-sim's own checks (was exit status 1).
+        (&["--warmup", "2"], "--warmup"),
+    ] {
+        let o = psp_sim(&out, args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("policy."), "{args:?}: {stderr}");
+        assert!(o.stdout.is_empty(), "{args:?}: nothing is simulated");
+        assert!(!out.exists(), "{args:?}: nothing is written");
+    }
+}
+
+#[test]
+fn requests_0_is_refused_and_a_real_run_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_psp-sim"))
+        .args(["--workers", "2", "--requests", "0", "--outdir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--requests"), "{stderr}");
+    assert!(!out.exists());
+
+    let o = psp_sim(
+        &out,
+        &[
+            "--loads",
+            "0.5",
+            "--policies",
+            "darc",
+            "--profile",
+            "static",
+            "--timeline-us",
+            "100",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let csv = std::fs::read_to_string(out.join("sim.csv")).unwrap();
+    assert!(csv.lines().skip(1).all(|l| l.contains(",darc,")), "{csv}");
+    assert!(out.join("timeline.csv").exists());
+}
