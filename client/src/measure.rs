@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use persephone::proto::Status;
 use persephone::report::{RunInfo, RunReport};
+use persephone::time::Cycles;
 
 use crate::engine::{Outcome, INDEX_BITS};
 use crate::schedule::Schedule;
@@ -87,6 +88,8 @@ pub fn judge(s: &Schedule, o: &Outcome, rules: &Rules, i: usize) -> (Fate, bool,
 /// unexpected replies) go to the last phase's report.
 pub fn reports(s: &Schedule, o: &Outcome, meta: &Meta, rules: &Rules) -> Vec<RunReport> {
     let mut out = Vec::new();
+    // Per report: its window in cycles, and its row of each schedule type.
+    let mut windows: Vec<(Cycles, Cycles, Vec<usize>)> = Vec::new();
     for span in s.spans.iter().filter(|sp| sp.measured()) {
         // Only the types this phase offers.
         let present: Vec<usize> = (0..s.types.len())
@@ -139,6 +142,29 @@ pub fn reports(s: &Schedule, o: &Outcome, meta: &Meta, rules: &Rules) -> Vec<Run
         };
         r.valid = r.adherence >= VALID_ADHERENCE;
         out.push(r);
+        windows.push((o.target(span.start_ns), o.target(span.end_ns), row));
+    }
+    // Throughput: the `ok` replies received during each window, whichever request
+    // they answer (the warm-up's and earlier phases' included).
+    for i in 0..s.len() {
+        if !matches!(
+            judge(s, o, rules, i).0,
+            Fate::Replied {
+                status: Status::Ok,
+                ..
+            }
+        ) {
+            continue;
+        }
+        let at = o.reply_at[i];
+        let w = windows.partition_point(|&(_, end, _)| end < at);
+        if let Some((start, _, row)) = windows.get(w) {
+            if at >= *start {
+                if let Some(t) = out[w].types.get_mut(row[s.ty[i] as usize]) {
+                    t.ok_in_window += 1;
+                }
+            }
+        }
     }
     if let Some(last) = out.last_mut() {
         last.malformed = o.malformed;
@@ -521,6 +547,35 @@ mod tests {
         assert!((lat.max - 30.0).abs() < 0.05, "{lat:?}");
         assert_eq!(r.info.load, Some(0.1));
         assert_eq!(r.info.offered_rps, 1000.0);
+    }
+
+    /// `achieved_rps` is throughput: the replies received during the window. One that
+    /// comes after it is a latency sample but not the window's throughput, so a server
+    /// past saturation, answering its backlog late, does not look as if it kept up.
+    #[test]
+    fn achieved_counts_the_replies_received_during_the_window() {
+        let (s, mut o) = fixture();
+        let t = |i: usize| o.start + s.at_ns[i];
+        // 3 (scheduled at 4 ms): sent on time, answered ok 1.5 ms later, after the
+        // 5 ms window.
+        o.sent_at[3] = t(3);
+        o.reply_at[3] = t(3) + 1_500_000;
+        o.status[3] = 1;
+        let rules = Rules {
+            timeout: Duration::from_millis(3),
+            ..RULES
+        };
+        let r = &reports(&s, &o, &Meta::default(), &rules)[0];
+        assert_eq!(r.info.window_s, 0.005);
+        let all = r.overall();
+        // 0, 2 (at 5 ms, the window's last instant) and 3 are ok; 3 came after it.
+        assert_eq!((all.ok, all.ok_in_window), (3, 2));
+        assert_eq!(all.latency.len(), 3, "all three are latency samples");
+        assert!(
+            (r.achieved_rps() - 400.0).abs() < 1e-6,
+            "{}",
+            r.achieved_rps()
+        );
     }
 
     #[test]
