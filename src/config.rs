@@ -423,6 +423,15 @@ pub const MAX_TYPES: usize = crate::policy::MAX_TYPES;
 pub const MAX_WORKERS: usize = crate::policy::WorkerSet::CAPACITY;
 /// Largest `queues.capacity` (the typed queues index their slots with 32 bits).
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
+/// Most memory the daemon's typed queues may take: `requests` × `queues.capacity`
+/// (rounded up to a power of two) slots of 16 bytes.
+pub const MAX_QUEUE_BYTES: usize = 1 << 30;
+/// Largest `policy.depth` in the daemon: each worker's channel holds that many jobs,
+/// allocated up front (64 bytes each). (The simulator takes more: its worker queues
+/// grow as needed.)
+pub const MAX_DEPTH: usize = 1 << 16;
+/// Longest `dispatcher.drain_timeout_ms` and `stats.interval_ms`: one day.
+pub const MAX_MS: u64 = 86_400_000;
 
 /// Prefixes a section-relative error key (`delta`) with its section (`policy.delta`).
 fn in_section(section: &str, mut e: ConfigError) -> ConfigError {
@@ -654,8 +663,36 @@ impl Config {
         if d.max_park_us == 0 {
             return err("dispatcher.max_park_us", "must be at least 1".into());
         }
+        if d.drain_timeout_ms > MAX_MS {
+            return err(
+                "dispatcher.drain_timeout_ms",
+                format!(
+                    "must be at most {MAX_MS} (a day), got {}",
+                    d.drain_timeout_ms
+                ),
+            );
+        }
+        if self.stats.interval_ms > MAX_MS {
+            return err(
+                "stats.interval_ms",
+                format!(
+                    "must be at most {MAX_MS} (a day; 0 for no stats line), got {}",
+                    self.stats.interval_ms
+                ),
+            );
+        }
         let p = &self.policy;
         p.validate(w.number).map_err(|e| in_section("policy", e))?;
+        if p.depth > MAX_DEPTH {
+            return err(
+                "policy.depth",
+                format!(
+                    "must be at most {MAX_DEPTH} (each worker's channel holds this many \
+                     jobs, allocated at start), got {}",
+                    p.depth
+                ),
+            );
+        }
         self.queues
             .validate()
             .map_err(|e| in_section("queues", e))?;
@@ -693,6 +730,25 @@ impl Config {
                 format!(
                     "lists {} types, at most {MAX_TYPES} are supported",
                     self.requests.len()
+                ),
+            );
+        }
+        let rounded = self.queues.capacity.next_power_of_two();
+        let bytes = self
+            .requests
+            .len()
+            .saturating_mul(rounded)
+            .saturating_mul(16);
+        if bytes > MAX_QUEUE_BYTES {
+            return err(
+                "queues.capacity",
+                format!(
+                    "{} request types × {} (rounded up to {rounded}) queue slots of 16 bytes \
+                     take {} MiB, more than the {} MiB allowed: lower queues.capacity",
+                    self.requests.len(),
+                    self.queues.capacity,
+                    bytes >> 20,
+                    MAX_QUEUE_BYTES >> 20
                 ),
             );
         }
@@ -817,6 +873,22 @@ requests:
             (
                 "pin: false\nworkers: { number: 1 }\npolicy: { delta: -1 }\nrequests: [{id: 1, name: A}]",
                 "policy.delta",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\npolicy: { kind: dfcfs, depth: 100000000 }\nrequests: [{id: 1, name: A}]",
+                "policy.depth: must be at most 65536",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nqueues: { capacity: 16777216 }\nrequests: [{id: 1, name: A}, {id: 2, name: B}, {id: 3, name: C}, {id: 4, name: D}, {id: 5, name: E}]",
+                "queues.capacity: 5 request types × 16777216",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\ndispatcher: { drain_timeout_ms: 18446744073709551615 }\nrequests: [{id: 1, name: A}]",
+                "dispatcher.drain_timeout_ms",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nstats: { interval_ms: 100000000000 }\nrequests: [{id: 1, name: A}]",
+                "stats.interval_ms",
             ),
             (
                 "pin: false\nworkers: { number: 1 }\npolicy: { kind: fifo }\nrequests: [{id: 1, name: A}]",
