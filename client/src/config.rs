@@ -854,16 +854,34 @@ impl RunArgs {
                         format!("load{l}"),
                     )]
                 }
-                (None, None, Some(ls)) => ls
-                    .iter()
-                    .map(|&l| {
-                        Ok(one(
-                            rate_for(l, &default_workload, &k("loads"))?,
-                            Some(l),
-                            format!("load{l}"),
-                        ))
-                    })
-                    .collect::<Result<_, ConfigError>>()?,
+                (None, None, Some(ls)) => {
+                    let points: Vec<Point> = ls
+                        .iter()
+                        .map(|&l| {
+                            Ok(one(
+                                rate_for(l, &default_workload, &k("loads"))?,
+                                Some(l),
+                                format!("load{l}"),
+                            ))
+                        })
+                        .collect::<Result<_, ConfigError>>()?;
+                    // A point's files are named after its load: a repeat would
+                    // overwrite the first one's.
+                    for (i, p) in points.iter().enumerate() {
+                        if let Some(q) = points[..i].iter().find(|q| q.tag == p.tag) {
+                            return err(
+                                k("loads"),
+                                format!(
+                                    "{} is listed twice (each load is one point, its files \
+                                     named after it; run again with another --outdir to \
+                                     repeat it)",
+                                    q.tag.trim_start_matches("load")
+                                ),
+                            );
+                        }
+                    }
+                    points
+                }
                 (None, None, None) => {
                     return err(
                         "--rate",
@@ -1257,6 +1275,7 @@ mod tests {
             (&["--rate", "5", "--spin-us", "1e30"], "", "--spin-us: must be 0 to"),
             (&["--rate", "5", "--slack-us", "1e30"], "", "--slack-us"),
             (&["--rate", "5"], "spin_us: 1e30\n", "spin_us"),
+            (&["--loads", "0.3,0.5,0.3", "--workers", "2"], "", "--loads: 0.3 is listed twice"),
             (&["--rate", "5"], "slack_us: .nan\n", "slack_us"),
             (&["--rate", "5", "--workload", "nope"], "", "--workload"),
             (&["--rate", "5"], "workload: nope\n", "workload"),
