@@ -56,6 +56,10 @@ pub const SLOWDOWN_SCALE: u64 = 1000;
 /// Largest latency (ns) a histogram distinguishes; larger values are clamped to it.
 pub const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
 
+/// Above this share of requests rejected or lost, [`RunReport::table`] says that the
+/// latencies leave them out.
+pub const SHED_WARN: f64 = 0.01;
+
 /// Significant decimal digits kept by every histogram.
 pub const SIGFIG: u8 = 3;
 
@@ -418,6 +422,13 @@ impl RunReport {
         }
     }
 
+    /// The share of requests sent that were rejected or lost (`None` if none were
+    /// sent): requests the latency percentiles, which are of `ok` replies, leave out.
+    pub fn shed_share(&self) -> Option<f64> {
+        let all = self.overall();
+        (all.sent > 0).then(|| (all.rejected_total() + all.lost) as f64 / all.sent as f64)
+    }
+
     /// `ok` replies received during the measured window per second of it, over all
     /// types (see [`TypeStats::ok_in_window`]).
     pub fn achieved_rps(&self) -> f64 {
@@ -459,6 +470,14 @@ impl RunReport {
                 out,
                 "  replies: {} malformed, {} unexpected",
                 self.malformed, self.unexpected
+            );
+        }
+        if let Some(share) = self.shed_share().filter(|&s| s > SHED_WARN) {
+            let _ = writeln!(
+                out,
+                "  the server shed {:.1} % of the requests (rejected or lost): latencies are \
+                 of `ok` replies only, so they understate the tail",
+                share * 100.0
             );
         }
         let name_w = self
@@ -937,6 +956,22 @@ mod tests {
         assert!(lines[footer].contains("StdDeviation"));
         assert!(lines[footer + 1].contains("Total count    =         1000"));
         assert!(lines[footer + 2].contains("SubBuckets     =         2048"));
+    }
+
+    /// Percentiles of `ok` replies leave out what the server rejected or lost; past a
+    /// share of 1 % the table says so.
+    #[test]
+    fn a_server_that_sheds_load_is_said_to() {
+        let mut r = sample_report();
+        assert!(!r.table().contains("shed"), "0.4 % shed");
+        let l = r.type_mut(2).unwrap();
+        for _ in 0..20 {
+            l.record_sent(100_000, false);
+            l.record_lost();
+        }
+        // 3 rejected and 21 lost of 1030 sent.
+        let t = r.table();
+        assert!(t.contains("the server shed 2.3 % of the requests"), "{t}");
     }
 
     #[test]
