@@ -209,6 +209,9 @@ impl App {
     /// Validates, binds, spawns the dispatcher and the workers, and returns at once.
     pub fn start(mut self) -> Result<Server, StartError> {
         self.cfg.validate()?;
+        for why in self.cfg.unused_settings() {
+            tracing::warn!("{why}");
+        }
         let clock = Clock::tsc();
         let factory = self.resolve_handler(clock)?;
         match self.cfg.net.backend {

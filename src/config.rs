@@ -611,6 +611,32 @@ impl Config {
         })
     }
 
+    /// Settings that are valid but have no effect here, each with why (logged at
+    /// start): a section for another handler or policy, most likely a mistake.
+    pub fn unused_settings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.kv.is_some() && self.workers.handler != "kv" {
+            out.push(format!(
+                "kv: is set but workers.handler is {:?}: only the kv handler reads it",
+                self.workers.handler
+            ));
+        }
+        if self.policy.kind != PolicyKind::Darc {
+            for (key, set) in [
+                ("n_resas", self.policy.n_resas.is_some()),
+                ("spillway", self.policy.spillway.is_some()),
+            ] {
+                if set {
+                    out.push(format!(
+                        "policy.{key} is set but policy.kind is {}: only darc reads it",
+                        self.policy.kind.name()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// Checks every constraint the types do not express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |k: &str, m: String| Err(ConfigError::new(k, m));
@@ -952,6 +978,27 @@ requests:
                 "for {yaml:?}: got {text:?}, want it to mention {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn settings_with_no_effect_are_named() {
+        let base = Config::parse(BASE).unwrap();
+        assert!(base.unused_settings().is_empty());
+        let c = Config::parse(&format!(
+            "{BASE}policy: {{ kind: cfcfs, n_resas: [1], spillway: 1 }}\nkv: {{ keys: 10 }}\n"
+        ))
+        .unwrap();
+        let u = c.unused_settings();
+        assert_eq!(u.len(), 3, "{u:?}");
+        assert!(
+            u[0].starts_with("kv: is set but workers.handler is \"spin\""),
+            "{u:?}"
+        );
+        assert!(
+            u[1].starts_with("policy.n_resas is set but policy.kind is cfcfs"),
+            "{u:?}"
+        );
+        assert!(u[2].starts_with("policy.spillway"), "{u:?}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use persephone::App;
 
 /// A microsecond-scale request scheduler (c-FCFS, d-FCFS, DARC).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "psp-app", version)]
 struct Args {
     /// YAML config (see configs/ and README).
     #[arg(long, short = 'c', value_name = "FILE")]

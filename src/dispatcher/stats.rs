@@ -157,7 +157,8 @@ impl Stats {
         }
         let drops = self.drop_reasons();
         if !drops.is_empty() {
-            let _ = write!(s, " | drops");
+            // Rejections (answered with an error status) and datagrams dropped.
+            let _ = write!(s, " | not ok");
             for (k, v) in drops {
                 let _ = write!(s, " {k}={v}");
             }
@@ -263,6 +264,21 @@ mod tests {
             busy_ns,
             ..Stats::default()
         }
+    }
+
+    /// The stats line names what was not answered `ok`, rejections and drops alike,
+    /// and only the non-zero ones.
+    #[test]
+    fn the_stats_line_lists_what_was_not_ok() {
+        let mut s = Stats::default();
+        assert!(!s.line().contains("not ok"), "{}", s.line());
+        s.replies[Status::QueueFull as usize] = 3;
+        s.malformed.short = 2;
+        assert!(
+            s.line().ends_with(" | not ok queue_full=3 short=2"),
+            "{}",
+            s.line()
+        );
     }
 
     #[test]
