@@ -44,6 +44,17 @@ stats: {{ interval_ms: 200 }}
     (dir, cfg)
 }
 
+/// `psp-app --cfg cfg`, its stdout piped, its stderr to `stderr`.
+fn spawn(cfg: &std::path::Path, stderr: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_psp-app"))
+        .arg("--cfg")
+        .arg(cfg)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn psp-app")
+}
+
 /// The address in the daemon's first line, `listening on ADDR`.
 fn listening_on(line: &str) -> SocketAddr {
     line.trim()
@@ -56,13 +67,7 @@ fn listening_on(line: &str) -> SocketAddr {
 impl Daemon {
     fn start(policy: &str) -> Daemon {
         let (dir, cfg) = config(policy);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_psp-app"))
-            .arg("--cfg")
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn psp-app");
+        let mut child = spawn(&cfg, Stdio::null());
         let stdout = BufReader::new(child.stdout.take().unwrap());
         // From here on the guard kills the child if anything fails.
         let mut d = Daemon {
@@ -103,13 +108,7 @@ impl Drop for Daemon {
 #[test]
 fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
     let (_dir, cfg) = config("cfcfs");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_psp-app"))
-        .arg("--cfg")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn psp-app");
+    let mut child = spawn(&cfg, Stdio::piped());
     // The log's reader is gone before the first log line.
     drop(child.stderr.take());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -141,13 +140,7 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
 #[test]
 fn requests_arriving_during_the_drain_are_answered_shutdown() {
     let (_dir, cfg) = config("cfcfs");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_psp-app"))
-        .arg("--cfg")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn psp-app");
+    let mut child = spawn(&cfg, Stdio::piped());
     let log = test_support::lines_of(child.stderr.take().unwrap());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();

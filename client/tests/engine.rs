@@ -12,6 +12,55 @@ use psp_client::engine::{self, Live, Options, INDEX_BITS};
 use psp_client::measure::{self, Meta, Rules};
 use psp_client::schedule::{Arrival, Phase, Schedule};
 
+/// A schedule of one phase of `preset` at `rate` for `ms` ms, after `warmup_ms` of
+/// warm-up.
+fn one_phase(
+    preset: &str,
+    rate: f64,
+    ms: u64,
+    warmup_ms: u64,
+    arrival: Arrival,
+    seed: u64,
+) -> Schedule {
+    Schedule::build(
+        &[Phase {
+            workload: Workload::preset(preset).unwrap(),
+            rate,
+            load: None,
+            duration: Duration::from_millis(ms),
+        }],
+        Duration::from_millis(warmup_ms),
+        arrival,
+        seed,
+    )
+    .unwrap()
+}
+
+/// Plays `schedule` against `serve`, which runs on its own thread until the run is over
+/// (then its flag is set).
+fn run_against(
+    schedule: &Schedule,
+    opts: &Options,
+    serve: impl FnOnce(&AtomicBool) + Send,
+) -> engine::Outcome {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| serve(&stop));
+        let o = engine::run(schedule, opts, &Live::default(), |_| {});
+        stop.store(true, Ordering::Release);
+        o
+    })
+    .unwrap()
+}
+
+/// The measuring rules of a run with `opts`: 10 µs of slack, its timeout.
+fn rules(opts: &Options) -> Rules {
+    Rules {
+        slack: Duration::from_micros(10),
+        timeout: opts.timeout,
+    }
+}
+
 /// What the fake server does with request number `i`.
 fn script(i: u64) -> &'static str {
     match i % 50 {
@@ -67,33 +116,12 @@ fn every_request_is_accounted_for_against_a_scripted_server() {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     psp_client::sys::set_buffers(&server, 4 << 20);
     let addr = server.local_addr().unwrap();
-    let stop = AtomicBool::new(false);
-    let schedule = Schedule::build(
-        &[Phase {
-            workload: Workload::preset("tpcc").unwrap(),
-            rate: 10_000.0,
-            load: None,
-            duration: Duration::from_millis(200),
-        }],
-        Duration::from_millis(20),
-        Arrival::Exponential,
-        5,
-    )
-    .unwrap();
+    let schedule = one_phase("tpcc", 10_000.0, 200, 20, Arrival::Exponential, 5);
     let mut opts = Options::new(addr);
     // Generous: nothing the fake server answers may be counted lost on a busy machine.
     opts.timeout = Duration::from_secs(1);
-    let outcome = std::thread::scope(|s| {
-        s.spawn(|| fake_server(server, &stop));
-        let o = engine::run(&schedule, &opts, &Live::default(), |_| {});
-        stop.store(true, Ordering::Release);
-        o
-    })
-    .unwrap();
-    let rules = Rules {
-        slack: Duration::from_micros(10),
-        timeout: opts.timeout,
-    };
+    let outcome = run_against(&schedule, &opts, |stop| fake_server(server, stop));
+    let rules = rules(&opts);
     let reports = measure::reports(&schedule, &outcome, &Meta::default(), &rules);
     assert_eq!(reports.len(), 1, "warm-up is not reported");
     let all = reports[0].overall();
@@ -136,25 +164,11 @@ fn every_request_is_accounted_for_against_a_scripted_server() {
 fn a_server_that_never_answers_loses_everything_and_the_run_ends() {
     // A bound socket that never reads: every request is lost after the timeout.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let schedule = Schedule::build(
-        &[Phase {
-            workload: Workload::preset("high-bimodal").unwrap(),
-            rate: 2_000.0,
-            load: None,
-            duration: Duration::from_millis(50),
-        }],
-        Duration::ZERO,
-        Arrival::Uniform,
-        1,
-    )
-    .unwrap();
+    let schedule = one_phase("high-bimodal", 2_000.0, 50, 0, Arrival::Uniform, 1);
     let mut opts = Options::new(silent.local_addr().unwrap());
     opts.timeout = Duration::from_millis(50);
     let o = engine::run(&schedule, &opts, &Live::default(), |_| {}).unwrap();
-    let rules = Rules {
-        slack: Duration::from_micros(10),
-        timeout: opts.timeout,
-    };
+    let rules = rules(&opts);
     let r = &measure::reports(&schedule, &o, &Meta::default(), &rules)[0];
     let all = r.overall();
     assert_eq!(all.sent, 99);
@@ -189,34 +203,12 @@ fn lost_requests_free_their_places_under_max_concurrency() {
     // wait out its own timeout and be lost: not one `ok`.)
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr().unwrap();
-    let stop = AtomicBool::new(false);
-    let schedule = Schedule::build(
-        &[Phase {
-            workload: Workload::preset("high-bimodal").unwrap(),
-            rate: 500.0,
-            load: None,
-            duration: Duration::from_millis(100),
-        }],
-        Duration::ZERO,
-        Arrival::Uniform,
-        1,
-    )
-    .unwrap();
+    let schedule = one_phase("high-bimodal", 500.0, 100, 0, Arrival::Uniform, 1);
     let mut opts = Options::new(addr);
     opts.timeout = Duration::from_millis(100);
     opts.max_concurrency = Some(3);
-    let o = std::thread::scope(|s| {
-        s.spawn(|| dropping_server(server, &stop, 3));
-        let o = engine::run(&schedule, &opts, &Live::default(), |_| {});
-        stop.store(true, Ordering::Release);
-        o
-    })
-    .unwrap();
-    let rules = Rules {
-        slack: Duration::from_micros(10),
-        timeout: opts.timeout,
-    };
-    let all = measure::reports(&schedule, &o, &Meta::default(), &rules)[0].overall();
+    let o = run_against(&schedule, &opts, |stop| dropping_server(server, stop, 3));
+    let all = measure::reports(&schedule, &o, &Meta::default(), &rules(&opts))[0].overall();
     assert_eq!(all.sent, 49);
     assert!(o.sent_at.iter().all(|&t| t != 0), "every request was sent");
     assert!(all.lost >= 3);
@@ -237,26 +229,12 @@ fn max_concurrency_delays_sends_instead_of_dropping_them() {
     // send waits for the cap (up to the timeout): all requests still go out, late, and
     // their lateness counts (no request silently skipped).
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let schedule = Schedule::build(
-        &[Phase {
-            workload: Workload::preset("high-bimodal").unwrap(),
-            rate: 2_000.0,
-            load: None,
-            duration: Duration::from_millis(10),
-        }],
-        Duration::ZERO,
-        Arrival::Uniform,
-        1,
-    )
-    .unwrap();
+    let schedule = one_phase("high-bimodal", 2_000.0, 10, 0, Arrival::Uniform, 1);
     let mut opts = Options::new(silent.local_addr().unwrap());
     opts.timeout = Duration::from_millis(20);
     opts.max_concurrency = Some(3);
     let o = engine::run(&schedule, &opts, &Live::default(), |_| {}).unwrap();
-    let rules = Rules {
-        slack: Duration::from_micros(10),
-        timeout: opts.timeout,
-    };
+    let rules = rules(&opts);
     let all = measure::reports(&schedule, &o, &Meta::default(), &rules)[0].overall();
     assert_eq!(all.sent, 19);
     assert!(o.sent_at.iter().all(|&t| t != 0), "every request was sent");
