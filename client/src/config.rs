@@ -730,7 +730,21 @@ impl RunArgs {
         };
         let rate_for = |load: f64, w: &Workload, key: &str| -> Result<f64, ConfigError> {
             match workers {
-                Some(n) => Ok(w.rate_for_load(load, n)),
+                Some(n) => {
+                    let rate = w.rate_for_load(load, n);
+                    if rate.is_finite() {
+                        Ok(rate)
+                    } else {
+                        err(
+                            key,
+                            format!(
+                                "workload {:?} has a mean service time of 0, so a load gives \
+                                 no rate: give a rate instead",
+                                w.name
+                            ),
+                        )
+                    }
+                }
                 None => err(
                     key,
                     "a load needs the server's worker count (--workers or workers:)",
@@ -1102,13 +1116,24 @@ impl RunArgs {
 
     fn server(&self, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
         let resolve = |s: &str, key: &str| -> Result<SocketAddr, ConfigError> {
-            s.to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| ConfigError {
-                    key: key.into(),
-                    msg: format!("{s:?} is not a HOST:PORT address"),
-                })
+            let fail = |msg: String| ConfigError {
+                key: key.into(),
+                msg,
+            };
+            match s.to_socket_addrs() {
+                Ok(mut a) => a
+                    .next()
+                    .ok_or_else(|| fail(format!("{s:?} resolves to no address"))),
+                // Without a port, or with one that is not a number, the parse failed;
+                // otherwise the name did not resolve, and the system says why.
+                Err(_)
+                    if s.rsplit_once(':')
+                        .is_none_or(|(_, p)| p.parse::<u16>().is_err()) =>
+                {
+                    Err(fail(format!("{s:?} is not a HOST:PORT address")))
+                }
+                Err(e) => Err(fail(format!("cannot resolve {s:?}: {e}"))),
+            }
         };
         if let Some(s) = &self.server {
             let mut a = resolve(s, "--server")?;
@@ -1283,6 +1308,13 @@ mod tests {
             (&["--rate", "5"], "timeline: 10 parsecs\n", "timeline"),
             (&["--rate", "5", "--workers", "0"], "", "--workers"),
             (&["--rate", "5", "--server", "nowhere"], "", "--server"),
+            (&["--rate", "5", "--server", "nowhere"], "", "is not a HOST:PORT address"),
+            (
+                &["--load", "0.5", "--workers", "2"],
+                "workload: { name: z, types: [{ id: 1, name: A, ratio: 1, service: { kind: constant, ns: 0 } }] }\n",
+                "--load: workload \"z\" has a mean service time of 0",
+            ),
+            (&["--rate", "5", "--server", "no-such-host.invalid:1"], "", "cannot resolve"),
             (&[], "", "--rate"),
             (&[], "rate: 1\nload: 0.2\nworkers: 1\n", "rate"),
             (&["--rate", "5"], "phases: [{ rate: 1, duration: 1s }]\n", "--rate"),
