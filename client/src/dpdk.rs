@@ -164,6 +164,7 @@ fn poll_loop(
                 sent += 1;
             } else {
                 st.send_errors += 1;
+                settled.unsent(i);
             }
             i += 1;
             burst += 1;

@@ -147,18 +147,29 @@ pub struct Live {
 }
 
 /// Which requests still count against `--max-concurrency`: those tried and not yet
-/// *settled*. A request settles once, by whichever comes first: its reply, or its
-/// timeout passing unanswered. So a request lost in the network frees its place when
-/// its timeout passes, instead of shrinking the cap for the rest of the run.
+/// *settled*. A request settles once, by whichever comes first: its reply, its send
+/// failing, or its timeout passing unanswered. So a request lost in the network frees
+/// its place when its timeout passes, instead of shrinking the cap for the rest of
+/// the run.
 #[derive(Debug, Default)]
 pub(crate) struct Settled {
     /// Requests below this index are past their timeout, and settled.
     passed: usize,
     /// Requests settled so far.
     pub(crate) count: u64,
+    /// Requests at or past `passed` whose send failed (settled then), in order.
+    unsent: std::collections::VecDeque<usize>,
 }
 
 impl Settled {
+    /// Request `i` could not be sent (in order of `i`): it holds no place.
+    pub(crate) fn unsent(&mut self, i: usize) {
+        if i >= self.passed {
+            self.count += 1;
+            self.unsent.push_back(i);
+        }
+    }
+
     /// Request `i`'s reply was just matched (once per request: duplicates are not).
     #[inline]
     pub(crate) fn answered(&mut self, i: usize) {
@@ -178,7 +189,9 @@ impl Settled {
         status: &[u8],
     ) {
         while self.passed < tried && timeout_end(self.passed) <= now {
-            if status[self.passed] == NO_REPLY {
+            if self.unsent.front() == Some(&self.passed) {
+                self.unsent.pop_front();
+            } else if status[self.passed] == NO_REPLY {
                 self.count += 1;
             }
             self.passed += 1;
@@ -209,8 +222,11 @@ pub fn run(
     let sock = UdpSocket::bind(bind)?;
     sock.connect(opts.server)?;
     sys::set_buffers(&sock, opts.socket_buffer);
-    // Short enough to notice the end of the run promptly, long enough not to spin.
-    sock.set_read_timeout(Some(Duration::from_millis(5)))?;
+    // Short enough to notice the end of the run promptly, long enough not to spin;
+    // shorter under `--max-concurrency`, whose places the receiver frees as requests
+    // time out.
+    let poll = if opts.max_concurrency.is_some() { 1 } else { 5 };
+    sock.set_read_timeout(Some(Duration::from_millis(poll)))?;
     let rx_sock = sock.try_clone()?;
 
     let clock = Clock::tsc();
@@ -224,6 +240,9 @@ pub fn run(
     let timeout_c = clock.duration_to_cycles(opts.timeout);
     let start = rdtsc() + clock.duration_to_cycles(opts.lead);
 
+    // Requests whose send failed, from the sender to the receiver (which settles
+    // them, see `Settled`).
+    let (unsent_tx, unsent_rx) = std::sync::mpsc::channel::<usize>();
     let rt_error = std::sync::Mutex::new(None);
     let set_priority = || {
         if opts.realtime {
@@ -248,6 +267,7 @@ pub fn run(
                 live,
                 &deadline,
                 timeout_c,
+                unsent_tx,
             )
         });
         let receiver = s.spawn(|| {
@@ -261,6 +281,7 @@ pub fn run(
                 live,
                 &deadline,
                 |i| start + clock.ns_to_cycles(schedule.at_ns[i] as f64) + timeout_c,
+                unsent_rx,
             )
         });
         while !(sender.is_finished() && receiver.is_finished()) {
@@ -314,6 +335,7 @@ fn send_loop(
     live: &Live,
     deadline: &AtomicU64,
     timeout_c: Cycles,
+    unsent: std::sync::mpsc::Sender<usize>,
 ) -> SendStats {
     sys::set_timer_slack(1_000);
     let mut st = SendStats::default();
@@ -359,6 +381,8 @@ fn send_loop(
             st.errors += 1;
             st.first_error.get_or_insert_with(|| format!("send: {e}"));
             i = first + ok + 1;
+            // It holds no `--max-concurrency` place: the receiver settles it.
+            let _ = unsent.send(first + ok);
         }
         live.sent.store(sent, Ordering::Relaxed);
         live.tried.store(i as u64, Ordering::Release);
@@ -404,6 +428,7 @@ fn recv_loop(
     live: &Live,
     deadline: &AtomicU64,
     timeout_end: impl Fn(usize) -> Cycles,
+    unsent: std::sync::mpsc::Receiver<usize>,
 ) -> RecvStats {
     let mut st = RecvStats::default();
     let mut batch = match &schedule.kv {
@@ -446,8 +471,11 @@ fn recv_loop(
                 }
             }
         }
-        // At least every read timeout (5 ms): requests past their timeout free their
-        // places under `--max-concurrency`.
+        // At least every read timeout: requests whose send failed, or past their
+        // timeout, free their places under `--max-concurrency`.
+        while let Ok(i) = unsent.try_recv() {
+            settled.unsent(i);
+        }
         let tried = live.tried.load(Ordering::Acquire) as usize;
         settled.pass(tried, rdtsc(), &timeout_end, status);
         live.settled.store(settled.count, Ordering::Relaxed);
@@ -564,10 +592,16 @@ mod tests {
         s.answered(2);
         s.pass(5, 30, end, &status);
         assert_eq!(s.count, 3);
+        // 3's send failed: settled at once, not again when its timeout passes.
+        s.unsent(3);
+        assert_eq!(s.count, 4);
         // Requests not yet tried do not settle, however late it is.
         s.pass(3, 1_000, end, &status);
-        assert_eq!(s.count, 3);
+        assert_eq!(s.count, 4);
         s.pass(5, 1_000, end, &status);
+        assert_eq!(s.count, 5, "3 was settled when its send failed, 4 times out");
+        // A failure reported after its timeout passed was settled by the timeout.
+        s.unsent(4);
         assert_eq!(s.count, 5);
     }
 }

@@ -212,10 +212,11 @@ fn lost_requests_free_their_places_under_max_concurrency() {
     assert_eq!(all.sent, 49);
     assert!(o.sent_at.iter().all(|&t| t != 0), "every request was sent");
     assert!(all.lost >= 3);
-    // Requests scheduled in the second half (50 ms or more before they could time
-    // out) are sent within ~1 ms of the first timeouts: answered in time.
+    // Once the first timeouts free their places the backlog goes out (requests in
+    // the second half have 50 ms or more to spare): some are answered in time. The
+    // bound is low so that a loaded machine cannot fail it; without the fix not one is.
     assert!(
-        all.ok >= 20,
+        all.ok >= 5,
         "{} ok of {} sent, {} lost",
         all.ok,
         all.sent,
