@@ -423,8 +423,8 @@ pub const MAX_TYPES: usize = crate::policy::MAX_TYPES;
 pub const MAX_WORKERS: usize = crate::policy::WorkerSet::CAPACITY;
 /// Largest `queues.capacity` (the typed queues index their slots with 32 bits).
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
-/// Most memory the daemon's typed queues may take: `requests` × `queues.capacity`
-/// (rounded up to a power of two) slots of 16 bytes.
+/// Most memory typed queues may take: request types × capacity (rounded up to a
+/// power of two) slots (see [`QueuesConfig::validate_total`]).
 pub const MAX_QUEUE_BYTES: usize = 1 << 30;
 /// Largest `policy.depth` in the daemon: each worker's channel holds that many jobs,
 /// allocated up front (64 bytes each). (The simulator takes more: its worker queues
@@ -547,6 +547,27 @@ impl PolicyConfig {
 }
 
 impl QueuesConfig {
+    /// Checks what `n_types` queues of this capacity take, in slots of `slot_bytes`
+    /// (the capacity rounded up to a power of two per type): at most
+    /// [`MAX_QUEUE_BYTES`]. Error key `capacity`.
+    pub fn validate_total(&self, n_types: usize, slot_bytes: usize) -> Result<(), ConfigError> {
+        let rounded = self.capacity.next_power_of_two();
+        let bytes = n_types.saturating_mul(rounded).saturating_mul(slot_bytes);
+        if bytes > MAX_QUEUE_BYTES {
+            return Err(ConfigError::new(
+                "capacity",
+                format!(
+                    "{n_types} request types × {} (rounded up to {rounded}) queue slots of \
+                     {slot_bytes} bytes take {} MiB, more than the {} MiB allowed: lower it",
+                    self.capacity,
+                    bytes >> 20,
+                    MAX_QUEUE_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks `capacity` (error key `capacity`): at least 1 and at most
     /// [`MAX_QUEUE_CAPACITY`].
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -759,25 +780,11 @@ impl Config {
                 ),
             );
         }
-        let rounded = self.queues.capacity.next_power_of_two();
-        let bytes = self
-            .requests
-            .len()
-            .saturating_mul(rounded)
-            .saturating_mul(16);
-        if bytes > MAX_QUEUE_BYTES {
-            return err(
-                "queues.capacity",
-                format!(
-                    "{} request types × {} (rounded up to {rounded}) queue slots of 16 bytes \
-                     take {} MiB, more than the {} MiB allowed: lower queues.capacity",
-                    self.requests.len(),
-                    self.queues.capacity,
-                    bytes >> 20,
-                    MAX_QUEUE_BYTES >> 20
-                ),
-            );
-        }
+        // A slot is an arrival time and a packet handle: 16 bytes over UDP, 32 over
+        // DPDK; the larger bounds both.
+        self.queues
+            .validate_total(self.requests.len(), 32)
+            .map_err(|e| in_section("queues", e))?;
         let mut ids = HashSet::new();
         let mut names = HashSet::new();
         for (i, r) in self.requests.iter().enumerate() {

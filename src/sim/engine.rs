@@ -189,6 +189,11 @@ impl SimConfig {
                 ),
             );
         }
+        QueuesConfig {
+            capacity: self.queue_capacity,
+        }
+        .validate_total(types.len(), std::mem::size_of::<(Cycles, Queued)>())
+        .map_err(|e| ConfigError::new("queue_capacity", e.msg))?;
         if self.policy.needs_type_hints() && !self.hints {
             return err(
                 "hints",
@@ -1003,6 +1008,14 @@ mod tests {
         assert_eq!(key(&|c| c.policy.delta = f64::NAN), "policy.delta");
         assert_eq!(key(&|c| c.policy.spillway = Some(4)), "policy.spillway");
         assert_eq!(key(&|c| c.queue_capacity = 0), "queue_capacity");
+        // 5 types × 2^24 slots of 24 bytes: 1.9 GiB of queues.
+        assert_eq!(
+            key(&|c| {
+                c.phases[0].workload = Workload::preset("tpcc").unwrap();
+                c.queue_capacity = 1 << 24;
+            }),
+            "queue_capacity"
+        );
         assert_eq!(key(&|c| c.timeline_ns = Some(0)), "timeline_ns");
         assert_eq!(key(&|c| c.phases.clear()), "phases");
         assert_eq!(
