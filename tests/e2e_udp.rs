@@ -55,6 +55,29 @@ fn spawn(cfg: &std::path::Path, stderr: Stdio) -> Child {
         .expect("spawn psp-app")
 }
 
+/// A child process, killed when dropped: a failed assertion leaves no daemon behind.
+struct Killed(Child);
+
+impl std::ops::Deref for Killed {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The address in the daemon's first line, `listening on ADDR`.
 fn listening_on(line: &str) -> SocketAddr {
     line.trim()
@@ -108,7 +131,7 @@ impl Drop for Daemon {
 #[test]
 fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
     let (_dir, cfg) = config("cfcfs");
-    let mut child = spawn(&cfg, Stdio::piped());
+    let mut child = Killed(spawn(&cfg, Stdio::piped()));
     // The log's reader is gone before the first log line.
     drop(child.stderr.take());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -126,9 +149,6 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
     // SAFETY: kill(2) with a pid we own and a valid signal number.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let status = test_support::wait_timeout(&mut child, Duration::from_secs(20));
-    if status.is_none() {
-        test_support::kill(&mut child);
-    }
     assert!(
         status.is_some_and(|s| s.success()),
         "psp-app exited with {status:?}"
@@ -140,7 +160,7 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
 #[test]
 fn requests_arriving_during_the_drain_are_answered_shutdown() {
     let (_dir, cfg) = config("cfcfs");
-    let mut child = spawn(&cfg, Stdio::piped());
+    let mut child = Killed(spawn(&cfg, Stdio::piped()));
     let log = test_support::lines_of(child.stderr.take().unwrap());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -149,9 +169,10 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    // Both workers busy for 300 ms: the drain lasts at least that long.
+    // Both workers busy for 1 s (the spin handler's most): the drain lasts that long,
+    // time enough to see it begin and send more.
     for id in 0..2 {
-        sock.send_to(&request(2, id, 300_000_000), addr).unwrap();
+        sock.send_to(&request(2, id, 1_000_000_000), addr).unwrap();
     }
     // SAFETY: kill(2) with a pid we own and a valid signal number.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -161,10 +182,7 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
         match log.recv_timeout(left) {
             Ok(l) if l.contains("shutting down: draining") => break,
             Ok(_) => {}
-            Err(_) => {
-                test_support::kill(&mut child);
-                panic!("no drain started");
-            }
+            Err(_) => panic!("no drain started"),
         }
     }
     for id in 10..15 {
