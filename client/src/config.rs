@@ -738,9 +738,10 @@ impl RunArgs {
                         err(
                             key,
                             format!(
-                                "workload {:?} has a mean service time of 0, so a load gives \
-                                 no rate: give a rate instead",
-                                w.name
+                                "{load} gives no finite rate with workload {:?} (mean service \
+                                 time {} ns): give a rate instead",
+                                w.name,
+                                w.mean_service_ns()
                             ),
                         )
                     }
@@ -1312,7 +1313,7 @@ mod tests {
             (
                 &["--load", "0.5", "--workers", "2"],
                 "workload: { name: z, types: [{ id: 1, name: A, ratio: 1, service: { kind: constant, ns: 0 } }] }\n",
-                "--load: workload \"z\" has a mean service time of 0",
+                "--load: 0.5 gives no finite rate with workload \"z\" (mean service time 0 ns)",
             ),
             (&["--rate", "5", "--server", "no-such-host.invalid:1"], "", "cannot resolve"),
             (&[], "", "--rate"),
