@@ -599,7 +599,10 @@ mod tests {
         s.pass(3, 1_000, end, &status);
         assert_eq!(s.count, 4);
         s.pass(5, 1_000, end, &status);
-        assert_eq!(s.count, 5, "3 was settled when its send failed, 4 times out");
+        assert_eq!(
+            s.count, 5,
+            "3 was settled when its send failed, 4 times out"
+        );
         // A failure reported after its timeout passed was settled by the timeout.
         s.unsent(4);
         assert_eq!(s.count, 5);
