@@ -34,6 +34,11 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--loads", "nan"], "--loads"),
         (&["--loads", "inf"], "--loads"),
         (&["--timeline-us", "0"], "--timeline-us"),
+        // Wrapped virtual time.
+        (
+            &["--dispatch-overhead-ns", "18446744073709551615"],
+            "--dispatch-overhead-ns",
+        ),
         (&["--policies", "dfcfs", "--depth", "0"], "--depth"),
         (&["--policies", "darc", "--spillway", "9"], "--spillway"),
         (

@@ -503,6 +503,7 @@ fn flag_error(e: ConfigError, args: &Args, cfg: &SimConfig) -> anyhow::Error {
             .to_string(),
         "queue_capacity" => format!("--queue-capacity: {msg}"),
         "timeline_ns" => format!("--timeline-us: {msg}"),
+        "dispatch_overhead_ns" => format!("--dispatch-overhead-ns: {msg}"),
         _ => match (&args.phases, phase) {
             (Some(path), Some((i, _))) => {
                 format!("--phases {}: phases[{i}]: {msg}", path.display())

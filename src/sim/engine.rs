@@ -158,6 +158,15 @@ impl SimConfig {
         if self.timeline_ns == Some(0) {
             return err("timeline_ns", "must be at least 1 ns".into());
         }
+        if self.dispatch_overhead_ns > MAX_DISPATCH_OVERHEAD_NS {
+            return err(
+                "dispatch_overhead_ns",
+                format!(
+                    "must be at most {MAX_DISPATCH_OVERHEAD_NS} (1 s a decision), got {}",
+                    self.dispatch_overhead_ns
+                ),
+            );
+        }
         if self.phases.is_empty() {
             return err("phases", "at least one phase is needed".into());
         }
@@ -289,6 +298,9 @@ struct Queued {
 }
 
 const NOT_MEASURED: u32 = u32::MAX;
+
+/// Most `dispatch_overhead_ns`: past it virtual time would overflow.
+pub const MAX_DISPATCH_OVERHEAD_NS: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Job {
@@ -1017,6 +1029,10 @@ mod tests {
             "queue_capacity"
         );
         assert_eq!(key(&|c| c.timeline_ns = Some(0)), "timeline_ns");
+        assert_eq!(
+            key(&|c| c.dispatch_overhead_ns = u64::MAX),
+            "dispatch_overhead_ns"
+        );
         assert_eq!(key(&|c| c.phases.clear()), "phases");
         assert_eq!(
             key(&|c| c.phases[0].rate = Rate::Load(f64::NAN)),
