@@ -209,6 +209,21 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
     assert!(out.contains("balanced        true"), "{out}");
 }
 
+/// A log filter that does not parse is a usage error naming `--log` (it was ignored
+/// with a note, the daemon logging at its default level).
+#[test]
+fn a_bad_log_filter_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_psp-app"))
+        .args(["--cfg", "configs/quickstart.yml", "--log", "bogus=["])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--log \"bogus=[\""), "{err}");
+    assert!(out.stdout.is_empty(), "nothing started");
+}
+
 /// A port already taken is a start-up error naming the key, with the system's reason
 /// said once.
 #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use persephone::config::Config;
 use persephone::App;
 
@@ -25,8 +25,19 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        // A bad --log is a usage error, named, rather than ignored.
+        Err(_) => match tracing_subscriber::EnvFilter::try_new(&args.log) {
+            Ok(f) => f,
+            Err(e) => Args::command()
+                .error(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("--log {:?}: {e}", args.log),
+                )
+                .exit(),
+        },
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
