@@ -578,6 +578,59 @@ mod tests {
         );
     }
 
+    /// A warm-up request's reply received during the window is the window's
+    /// throughput too (the server did that work then), though not its latency sample.
+    #[test]
+    fn achieved_counts_warm_up_replies_received_during_the_window() {
+        let s = Schedule::build(
+            &[Phase {
+                workload: Workload::preset("high-bimodal").unwrap(),
+                rate: 1000.0,
+                load: None,
+                duration: Duration::from_millis(5),
+            }],
+            Duration::from_millis(3),
+            Arrival::Uniform,
+            1,
+        )
+        .unwrap();
+        let warm = &s.spans[0];
+        let window = &s.spans[1];
+        assert!(!warm.measured() && window.measured() && warm.end > warm.first);
+        let n = s.len();
+        let start = 1_000_000;
+        let mut o = Outcome {
+            clock: Clock::NANOS,
+            start,
+            sent_at: vec![0; n],
+            reply_at: vec![0; n],
+            status: vec![0; n],
+            malformed: 0,
+            unexpected: 0,
+            send_errors: 0,
+            recv_errors: 0,
+            socket_drops: None,
+            first_error: None,
+        };
+        // The last warm-up request, answered ok 1 ms into the measured window.
+        let i = warm.end - 1;
+        o.sent_at[i] = start + s.at_ns[i];
+        o.reply_at[i] = start + window.start_ns + 1_000_000;
+        o.status[i] = 1;
+        let rules = Rules {
+            timeout: Duration::from_secs(1),
+            ..RULES
+        };
+        let r = &reports(&s, &o, &Meta::default(), &rules)[0];
+        let all = r.overall();
+        assert_eq!((all.ok, all.ok_in_window), (0, 1));
+        assert!(
+            (r.achieved_rps() - 200.0).abs() < 1e-6,
+            "{}",
+            r.achieved_rps()
+        );
+    }
+
     #[test]
     fn wrong_answers_are_handler_errors_not_samples() {
         let (s, mut o) = fixture();
