@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -474,7 +474,7 @@ where
         worker_threads.push(h);
     }
 
-    let published = Arc::new(Mutex::new(Stats::default()));
+    let published = Arc::new(dispatcher::Published::default());
     let settings = dispatcher::Settings {
         rx_batch: cfg.dispatcher.rx_batch,
         idle: Idler::new(
@@ -563,7 +563,7 @@ pub struct Server {
     local_addr: SocketAddr,
     stop: Arc<AtomicBool>,
     stop_workers: Arc<AtomicBool>,
-    published: Arc<Mutex<Stats>>,
+    published: Arc<dispatcher::Published>,
     dispatcher: Option<JoinHandle<Stats>>,
     workers: Vec<JoinHandle<WorkerReport>>,
 }
@@ -574,9 +574,17 @@ impl Server {
         self.local_addr
     }
 
-    /// The latest published counters (every `stats.interval_ms`).
+    /// The latest published counters (every `stats.interval_ms`; the default before
+    /// the first).
     pub fn stats(&self) -> Stats {
-        self.published.lock().map(|s| s.clone()).unwrap_or_default()
+        self.published.latest().1
+    }
+
+    /// Waits up to `timeout` for the counters the dispatcher publishes after snapshot
+    /// number `seen` (0: any); returns them with their number, or `None` on timeout.
+    /// Snapshots come every `stats.interval_ms` (never if it is 0).
+    pub fn next_stats(&self, seen: u64, timeout: Duration) -> Option<(u64, Stats)> {
+        self.published.newer_than(seen, timeout)
     }
 
     /// A flag that starts a graceful shutdown when set (e.g. from a signal handler).

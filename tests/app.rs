@@ -97,17 +97,46 @@ fn gated() -> (impl Fn(usize) -> BoxedHandler + Send + Sync, Gate) {
 }
 
 /// Waits (bounded) until the published counters show `n` requests of type index `ty`
-/// accepted. Polls a counter the dispatcher publishes; there is no event to wait on
-/// from outside the process.
+/// accepted: woken by each snapshot the dispatcher publishes (the config sets
+/// `stats.interval_ms`).
 fn wait_accepted(server: &Server, ty: usize, n: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while server.stats().types.get(ty).map_or(0, |t| t.accepted) < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "requests never queued"
-        );
-        std::thread::sleep(Duration::from_millis(2));
+    let mut seen = 0;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (number, stats) = server
+            .next_stats(seen, left)
+            .expect("requests never queued");
+        if stats.types.get(ty).map_or(0, |t| t.accepted) >= n {
+            return;
+        }
+        seen = number;
     }
+}
+
+#[test]
+fn each_published_snapshot_is_newer_than_the_last() {
+    let mut cfg = config(1, 16, "");
+    cfg.stats.interval_ms = 5;
+    let server = App::new(cfg).start().unwrap();
+    assert_eq!(server.stats().received, 0, "the default before the first");
+    let c = Client::new(&server);
+    c.send(1, 7, b"");
+    c.recv();
+    let mut seen = 0;
+    // Snapshots are numbered from 1; each wait returns a newer one, until one shows
+    // the request.
+    loop {
+        let (n, stats) = server
+            .next_stats(seen, Duration::from_secs(20))
+            .expect("no snapshot");
+        assert!(n > seen, "snapshot {n} after {seen}");
+        seen = n;
+        if stats.replies_with(Status::Ok) == 1 {
+            break;
+        }
+    }
+    assert!(server.shutdown().balanced());
 }
 
 #[test]

@@ -209,6 +209,48 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
     assert!(out.contains("balanced        true"), "{out}");
 }
 
+/// The periodic stats line (every `stats.interval_ms`, 200 here) reports the counters
+/// of a snapshot taken after the requests were answered, with the dispatcher's load.
+#[test]
+fn the_periodic_stats_line_reports_the_counters() {
+    let (_dir, cfg) = config("darc");
+    let mut child = Killed(spawn(&cfg, Stdio::piped()));
+    let log = test_support::lines_of(child.stderr.take().unwrap());
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = listening_on(&line);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for id in 0..3 {
+        sock.send_to(&request(1 + id as u32 % 2, id, 1_000), addr)
+            .unwrap();
+    }
+    let mut buf = [0u8; 256];
+    for _ in 0..3 {
+        let n = sock.recv(&mut buf).expect("an answer");
+        assert_eq!(
+            Header::parse(&buf[..n]).unwrap().kind,
+            Kind::Reply(Status::Ok)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stats = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(l) if l.contains("rx 3 ") => break l,
+            Ok(_) => {}
+            Err(_) => panic!("no stats line with the 3 requests"),
+        }
+    };
+    assert!(
+        stats.contains("rx 3 answered 3 ok 3 in_flight 0 | queues SHORT=0 LONG=0"),
+        "{stats}"
+    );
+    assert!(stats.contains("| dispatcher busy "), "{stats}");
+}
+
 /// A log filter that does not parse is a usage error naming `--log` (it was ignored
 /// with a note, the daemon logging at its default level).
 #[test]

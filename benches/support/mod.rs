@@ -11,13 +11,13 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
 use persephone::config::{IdleStrategy, PolicyConfig, PolicyKind, Profile};
-use persephone::dispatcher::{self, Dispatcher, Doorbell, Stats, WorkerLink};
+use persephone::dispatcher::{self, Dispatcher, Doorbell, WorkerLink};
 use persephone::idle::Idler;
 use persephone::net::mem::{Counters, Cycle, Mem, MemPkt, MemRx, MemTx};
 use persephone::net::{Packet, Split, Transport, TxQueue};
@@ -243,7 +243,7 @@ pub fn parts(s: &Setup) -> Parts {
         doorbell: doorbell.clone(),
         stop: stop.clone(),
         stop_workers: stop_workers.clone(),
-        published: Arc::new(Mutex::new(Stats::default())),
+        published: Arc::default(),
     });
     Parts {
         dispatcher,

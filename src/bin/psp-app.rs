@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
@@ -57,7 +57,6 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = Config::load(&args.cfg)?;
-    let interval = Duration::from_millis(cfg.stats.interval_ms);
     let term = Arc::new(AtomicBool::new(false));
     // Armed a moment after the first signal: a second signal then exits at once. Not
     // at the first signal itself, so that one signal delivered twice (`timeout`
@@ -72,20 +71,17 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // Tests and scripts wait for this line to know the port. Whoever reads stdout may
     // be gone (`psp-app ... | head -1`): then the line is lost, not the daemon.
     say(format_args!("listening on {}", server.local_addr()));
-    let mut last = Instant::now();
-    let mut previous = server.stats();
+    // The dispatcher publishes its counters every `stats.interval_ms` (never if 0): a
+    // line per snapshot, each compared with the one before (the first with the start).
+    let (mut seen, mut previous) = (0, server.stats());
     while !term.load(Ordering::Relaxed) {
         if server.is_finished() {
             anyhow::bail!("the dispatcher stopped unexpectedly");
         }
-        std::thread::sleep(Duration::from_millis(20));
-        if !interval.is_zero() && last.elapsed() >= interval {
-            last = Instant::now();
-            let stats = server.stats();
-            // The dispatcher publishes every interval; a read that finds no new
-            // snapshot since the last says so rather than repeating a share.
+        // Wakes for a snapshot, or after a while to look at the signal flag.
+        if let Some((n, stats)) = server.next_stats(seen, Duration::from_millis(20)) {
             tracing::info!("{} | {}", stats.line(), stats.load_since(&previous));
-            previous = stats;
+            (seen, previous) = (n, stats);
         }
     }
     tracing::info!("signal received, shutting down (a second signal exits at once)");

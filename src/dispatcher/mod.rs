@@ -21,11 +21,11 @@ mod doorbell;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use doorbell::Doorbell;
-pub use stats::{Malformed, Stats, TypeStats};
+pub use stats::{Malformed, Published, Stats, TypeStats};
 
 use crate::idle::Idler;
 use crate::net::{Packet, RxQueue, TxQueue};
@@ -188,7 +188,7 @@ struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     doorbell: Arc<Doorbell>,
     stop: Arc<AtomicBool>,
     stop_workers: Arc<AtomicBool>,
-    published: Arc<Mutex<Stats>>,
+    published: Arc<Published>,
     /// The counters not bumped per request (malformed, errors) and the type names.
     stats: Stats,
     counts: Counts,
@@ -247,7 +247,7 @@ pub struct Parts<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     /// Set by the dispatcher when workers should answer their waiting jobs and exit.
     pub stop_workers: Arc<AtomicBool>,
     /// Where snapshots of the counters are published.
-    pub published: Arc<Mutex<Stats>>,
+    pub published: Arc<Published>,
 }
 
 /// Calls `$call` with `$p` bound to the concrete policy `$policy` holds.
@@ -693,9 +693,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
 
     fn publish<P: Policy + ?Sized>(&mut self, policy: &P) {
         let s = self.snapshot(policy);
-        if let Ok(mut p) = self.published.lock() {
-            *p = s;
-        }
+        self.published.put(s);
     }
 }
 
@@ -730,6 +728,7 @@ fn log_event(e: &Event, clock: &Clock) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
     fn type_table_maps_small_and_large_ids() {
@@ -838,7 +837,7 @@ mod tests {
             doorbell: Arc::new(Doorbell::disabled()),
             stop: Arc::new(AtomicBool::new(false)),
             stop_workers: Arc::new(AtomicBool::new(false)),
-            published: Arc::new(Mutex::new(Stats::default())),
+            published: Arc::default(),
         })
     }
 

@@ -2,9 +2,54 @@
 //! under a named reason.
 
 use std::fmt::{self, Write as _};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::net::RxDrops;
 use crate::proto::{ParseError, Status};
+
+/// The dispatcher's latest snapshot of its counters (every `stats.interval_ms`), numbered, with a way to wait for the next one: whoever reports the counters
+/// is woken by each snapshot instead of polling on a clock of its own (which could
+/// read the same snapshot twice, or one from before the first).
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Snapshots published so far, and the latest (the default before the first).
+    latest: Mutex<(u64, Stats)>,
+    fresh: Condvar,
+}
+
+impl Published {
+    /// Replaces the latest snapshot and wakes whoever waits for one.
+    pub fn put(&self, stats: Stats) {
+        let mut l = self.lock();
+        l.0 += 1;
+        l.1 = stats;
+        drop(l);
+        self.fresh.notify_all();
+    }
+
+    /// The latest snapshot and its number (0 and the default before the first).
+    pub fn latest(&self) -> (u64, Stats) {
+        self.lock().clone()
+    }
+
+    /// Waits up to `timeout` for a snapshot numbered above `seen`; returns it with its
+    /// number, or `None` if none came.
+    pub fn newer_than(&self, seen: u64, timeout: Duration) -> Option<(u64, Stats)> {
+        let l = self.lock();
+        let (l, _) = self
+            .fresh
+            .wait_timeout_while(l, timeout, |l| l.0 <= seen)
+            .unwrap_or_else(|e| e.into_inner());
+        (l.0 > seen).then(|| l.clone())
+    }
+
+    /// A reader that panicked cannot leave the counters inconsistent: they are
+    /// replaced whole.
+    fn lock(&self) -> MutexGuard<'_, (u64, Stats)> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Datagrams dropped because they are not valid requests (never answered: a reply
 /// to garbage could be aimed at a spoofed address).
@@ -257,6 +302,26 @@ impl fmt::Display for Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_returns_only_a_newer_snapshot() {
+        let p = std::sync::Arc::new(Published::default());
+        assert_eq!(p.latest().0, 0);
+        assert!(p.newer_than(0, Duration::from_millis(1)).is_none());
+        let p2 = p.clone();
+        let putter = std::thread::spawn(move || {
+            p2.put(Stats {
+                received: 5,
+                ..Stats::default()
+            })
+        });
+        let (n, s) = p.newer_than(0, Duration::from_secs(20)).expect("woken");
+        assert_eq!((n, s.received), (1, 5));
+        putter.join().unwrap();
+        // Nothing newer than 1 yet.
+        assert!(p.newer_than(1, Duration::from_millis(1)).is_none());
+        assert_eq!(p.latest().0, 1);
+    }
 
     fn load(run_ns: u64, busy_ns: u64) -> Stats {
         Stats {
