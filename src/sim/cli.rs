@@ -446,6 +446,9 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
     if args.requests == 0 && args.duration.is_none() {
         bail!("--requests: must be at least 1");
     }
+    if args.jobs == Some(0) {
+        bail!("--jobs: must be at least 1 (leave it out for one per core)");
+    }
     for &w in &args.workers {
         for (name, pol) in &pols {
             for &load in &loads {
@@ -778,6 +781,7 @@ mod tests {
     fn a_run_of_nothing_is_refused() {
         assert_refused(&[
             (&["--requests", "0"], "--requests"),
+            (&["--jobs", "0"], "--jobs"),
             (&["--duration", "0"], "--duration"),
             (&["--duration", "0ms"], "--duration"),
             (&["--duration", "99999999999999999999s"], "--duration"),
