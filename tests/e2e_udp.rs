@@ -125,6 +125,41 @@ impl Drop for Daemon {
     }
 }
 
+/// A daemon whose log (stderr) is read line by line, and a client socket.
+struct Logged {
+    child: Killed,
+    log: std::sync::mpsc::Receiver<String>,
+    /// After the first line.
+    stdout: BufReader<std::process::ChildStdout>,
+    addr: SocketAddr,
+    /// Bound, with a 10 s read timeout.
+    sock: UdpSocket,
+    _dir: tempfile::TempDir,
+}
+
+impl Logged {
+    fn start(policy: &str) -> Logged {
+        let (_dir, cfg) = config(policy);
+        let mut child = Killed(spawn(&cfg, Stdio::piped()));
+        let log = test_support::lines_of(child.stderr.take().unwrap());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = listening_on(&line);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Logged {
+            child,
+            log,
+            stdout,
+            addr,
+            sock,
+            _dir,
+        }
+    }
+}
+
 /// Whoever reads the daemon's output may go away (`psp-app ... | head -1`): its log
 /// lines and its final report then fail to write, and it must go on serving, drain on
 /// SIGTERM and exit 0 (it used to panic, exit 101, at the first failed write).
@@ -159,16 +194,14 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
 /// not left unread in the socket when the daemon exits.
 #[test]
 fn requests_arriving_during_the_drain_are_answered_shutdown() {
-    let (_dir, cfg) = config("cfcfs");
-    let mut child = Killed(spawn(&cfg, Stdio::piped()));
-    let log = test_support::lines_of(child.stderr.take().unwrap());
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = listening_on(&line);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let Logged {
+        mut child,
+        log,
+        mut stdout,
+        addr,
+        sock,
+        _dir,
+    } = Logged::start("cfcfs");
     // Both workers busy for 1 s (the spin handler's most): the drain lasts that long,
     // time enough to see it begin and send more.
     for id in 0..2 {
@@ -213,16 +246,9 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
 /// of a snapshot taken after the requests were answered, with the dispatcher's load.
 #[test]
 fn the_periodic_stats_line_reports_the_counters() {
-    let (_dir, cfg) = config("darc");
-    let mut child = Killed(spawn(&cfg, Stdio::piped()));
-    let log = test_support::lines_of(child.stderr.take().unwrap());
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = listening_on(&line);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    // Kept whole: dropping it kills the daemon.
+    let d = Logged::start("darc");
+    let (log, addr, sock) = (&d.log, d.addr, &d.sock);
     for id in 0..3 {
         sock.send_to(&request(1 + id as u32 % 2, id, 1_000), addr)
             .unwrap();
@@ -441,6 +467,9 @@ fn sigterm_under_load_drains_and_every_answer_arrives() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
+    // The drain answers thousands of requests at once: room for them while this
+    // thread waits for a core (what still overflows is counted below).
+    persephone::net::udp::set_rcvbuf(&sock, 16 << 20).unwrap();
     let tx = sock.try_clone().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -494,8 +523,14 @@ fn sigterm_under_load_drains_and_every_answer_arrives() {
     assert!(status.success(), "psp-app exited with {status}:\n{out}");
     assert!(out.contains("balanced        true"), "{out}");
     assert_eq!(counter(&out, "in_flight"), 0, "{out}");
-    // Every request the daemon accepted was answered, and every answer arrived.
-    assert_eq!(counter(&out, "answered"), answered, "{out}");
+    // Every request the daemon accepted was answered, and every answer arrived, or
+    // was dropped by this socket's full buffer (a loaded machine).
+    let dropped = persephone::net::udp::socket_drops(&sock).unwrap_or(0);
+    assert_eq!(
+        counter(&out, "answered"),
+        answered + dropped,
+        "client socket drops {dropped}:\n{out}"
+    );
     assert!(answered <= sent.load(Ordering::Relaxed));
 }
 
