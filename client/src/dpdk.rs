@@ -223,7 +223,8 @@ pub fn open(cfg: &crate::config::DpdkBackend) -> anyhow::Result<DpdkClient> {
     DpdkClient::connect(c).with_context(|| {
         format!(
             "dpdk: cannot reach {} from port {} (ip {}, udp_port {}, rx_queues {}): is the \
-             server running (over memif: started first)?",
+             server running (over memif: started first, and dpdk.rx_queues at least its \
+             workers + 1: the server answers ARP on the queue after its workers')?",
             c.server, c.port, c.ip, c.udp_port, c.rx_queues
         )
     })

@@ -119,7 +119,23 @@ pub enum Error {
     LinkDown { port: u16, waited: Duration },
     #[error("no ARP reply from {ip} within {waited:?}")]
     ArpTimeout { ip: Ipv4Addr, waited: Duration },
+    #[error(
+        "port {port}: driver {driver} pairs its RX and TX queues, but this needs {rx} RX and \
+         {tx} TX queues: the traffic it spreads to the unpolled RX queues would be lost \
+         (use net_memif, net_ring or a NIC)"
+    )]
+    PairedQueues {
+        port: u16,
+        driver: String,
+        rx: u16,
+        tx: u16,
+    },
 }
+
+/// Drivers whose RX and TX queues come in pairs (one socket or fd each): with fewer RX
+/// queues than TX queues they either refuse to configure (`net_tap`) or spread the
+/// received flows over sockets nobody polls (`net_af_packet`'s fanout).
+const PAIRED_QUEUE_DRIVERS: [&str; 2] = ["net_af_packet", "net_tap"];
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
@@ -611,6 +627,22 @@ impl PortHandle {
         start_timeout: Duration,
     ) -> Result<(TxChecksums, bool), Error> {
         let info = self.info()?;
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: DPDK's driver name, a NUL-terminated static string.
+            unsafe { CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        if rx != tx && PAIRED_QUEUE_DRIVERS.contains(&driver.as_str()) {
+            return Err(Error::PairedQueues {
+                port: self.id,
+                driver,
+                rx,
+                tx,
+            });
+        }
         if usize::from(rx) > usize::from(info.max_rx_queues) {
             return Err(Error::TooManyQueues {
                 port: self.id,
@@ -1632,7 +1664,11 @@ impl DpdkClient {
             }
             if now >= next_ask {
                 let (mac, me) = (self.local.mac, self.local.ip);
-                self.send_raw(|room| frame::write_arp_request(room, mac, me, ip));
+                // Not a UDP frame: no checksum offload, which would have the NIC
+                // write "checksums" over the ARP sender MAC and target IP.
+                self.send_raw(TxChecksums::Software, |room| {
+                    frame::write_arp_request(room, mac, me, ip)
+                });
                 next_ask = now + Duration::from_millis(100);
             }
             let mut found = None;
@@ -1688,7 +1724,7 @@ impl DpdkClient {
         );
         let dst = (self.server_mac, self.server);
         let csum = self.csum;
-        let ok = self.send_raw(|room| {
+        let ok = self.send_raw(csum, |room| {
             let max = room.len().min(frame::HEADERS_LEN + frame::MAX_PAYLOAD_1500);
             let len = fill(room.get_mut(frame::HEADERS_LEN..max)?)?;
             frame::write_udp_headers(room, src, dst, len, csum)
@@ -1702,15 +1738,20 @@ impl DpdkClient {
     }
 
     /// Allocates an mbuf, lets `write` fill its data room and return the frame
-    /// length, and transmits it.
-    fn send_raw(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    /// length, and transmits it, its checksums done as `csum` says (`Offload` only
+    /// for an IPv4/UDP frame).
+    fn send_raw(
+        &mut self,
+        csum: TxChecksums,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
         let Some(mut m) = self.pool.alloc() else {
             return false;
         };
         let Some(len) = write(m.room_mut()) else {
             return false;
         };
-        m.set_len(len, self.csum);
+        m.set_len(len, csum);
         self.lane.tx(m)
     }
 

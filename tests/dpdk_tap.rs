@@ -1,0 +1,72 @@
+//! The DPDK client resolves the server by ARP on a port that offers IPv4/UDP checksum
+//! offload: `net_tap`, whose kernel side (an interface with an address) answers the
+//! ARP request. The ARP request must leave without the offload flags, which would
+//! have the port write "checksums" over its sender MAC and target IP (it did: no
+//! reply ever came).
+//!
+//! Needs root (a tap interface); skipped otherwise. One scenario per test binary: EAL
+//! initialises once per process.
+#![cfg(feature = "dpdk")]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use persephone::net::dpdk::{self, ClientConfig, DpdkClient};
+
+#[test]
+fn arp_resolves_on_a_port_with_checksum_offload() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/dev/net/tun").exists() {
+        eprintln!("skipped: needs root and /dev/net/tun");
+        return;
+    }
+    let iface = format!("psptap{}", std::process::id() % 100_000);
+    let args = [
+        "--no-huge",
+        "--no-pci",
+        "-m",
+        "128",
+        "--file-prefix",
+        &format!("psp-test-tap-{}", std::process::id()),
+        "--no-telemetry",
+        &format!("--vdev=net_tap0,iface={iface}"),
+    ]
+    .map(String::from);
+    dpdk::init_eal(&args).expect("EAL");
+    let _cleanup = RemoveOnDrop(dpdk::runtime_dir().expect("EAL runtime dir"));
+    // The kernel side: 10.99.0.1 on the tap interface, which answers ARP for it.
+    let ip = |a: &[&str]| {
+        let s = Command::new("ip").args(a).status().expect("ip(8)");
+        assert!(s.success(), "ip {a:?}: {s}");
+    };
+    ip(&["addr", "add", "10.99.0.1/24", "dev", &iface]);
+    ip(&["link", "set", &iface, "up"]);
+    let kernel_mac = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+        .expect("the tap interface's MAC");
+
+    let mut cfg = ClientConfig::new(
+        0,
+        Ipv4Addr::new(10, 99, 0, 2),
+        4000,
+        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 6789),
+    );
+    cfg.arp_timeout = Duration::from_secs(10);
+    let start = Instant::now();
+    let client = DpdkClient::connect(&cfg).expect("ARP resolved");
+    let mac = client.server_mac();
+    let mac = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    assert_eq!(mac, kernel_mac.trim(), "resolved in {:?}", start.elapsed());
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
