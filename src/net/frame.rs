@@ -127,6 +127,10 @@ pub enum Drop {
     NotOurIp,
     /// Sent to another UDP port.
     NotOurPort,
+    /// From an address a reply must not go to: a group (multicast or broadcast)
+    /// source MAC, a broadcast, multicast or unspecified source IPv4 address, or UDP
+    /// source port 0. Answering would turn one spoofed request into a broadcast.
+    BadSource,
     /// The IPv4 header checksum does not verify.
     BadIpChecksum,
     /// UDP length below 8 or not equal to the IPv4 payload length.
@@ -151,6 +155,7 @@ pub struct Drops {
     pub not_udp: u64,
     pub not_our_ip: u64,
     pub not_our_port: u64,
+    pub bad_source: u64,
     pub bad_ip_checksum: u64,
     pub bad_udp_length: u64,
     pub bad_udp_checksum: u64,
@@ -176,6 +181,7 @@ impl Drops {
             Drop::NotUdp => &mut self.not_udp,
             Drop::NotOurIp => &mut self.not_our_ip,
             Drop::NotOurPort => &mut self.not_our_port,
+            Drop::BadSource => &mut self.bad_source,
             Drop::BadIpChecksum => &mut self.bad_ip_checksum,
             Drop::BadUdpLength => &mut self.bad_udp_length,
             Drop::BadUdpChecksum => &mut self.bad_udp_checksum,
@@ -185,7 +191,7 @@ impl Drops {
     }
 
     /// Every counter with its name, in a fixed order.
-    pub fn named(&self) -> [(&'static str, u64); 14] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
             ("runt", self.runt),
             ("not_our_mac", self.not_our_mac),
@@ -196,6 +202,7 @@ impl Drops {
             ("not_udp", self.not_udp),
             ("not_our_ip", self.not_our_ip),
             ("not_our_port", self.not_our_port),
+            ("bad_source", self.bad_source),
             ("bad_ip_checksum", self.bad_ip_checksum),
             ("bad_udp_length", self.bad_udp_length),
             ("bad_udp_checksum", self.bad_udp_checksum),
@@ -299,6 +306,16 @@ pub fn parse(frame: &[u8], local: &Local, checks: RxChecks) -> Result<Frame, Dro
     if be16(frame, UDP + 2) != local.udp_port {
         return Err(Drop::NotOurPort);
     }
+    let src_ip = ip_at(ip, 12);
+    let src_port = be16(frame, UDP);
+    if src_mac[0] & 1 != 0
+        || src_ip.is_broadcast()
+        || src_ip.is_multicast()
+        || src_ip.is_unspecified()
+        || src_port == 0
+    {
+        return Err(Drop::BadSource);
+    }
     if checks.udp && be16(frame, UDP + 6) != 0 {
         let segment = &frame[UDP..UDP + udp_len];
         if checksum(pseudo_header_sum(ip, udp_len), segment) != 0 {
@@ -307,7 +324,7 @@ pub fn parse(frame: &[u8], local: &Local, checks: RxChecks) -> Result<Frame, Dro
     }
     Ok(Frame::Udp {
         payload_len: udp_len - UDP_LEN,
-        src: SocketAddrV4::new(ip_at(ip, 12), be16(frame, UDP)),
+        src: SocketAddrV4::new(src_ip, src_port),
         src_mac,
     })
 }
@@ -810,6 +827,19 @@ mod tests {
             parse_edited(|f| put16(f, UDP + 2, 53)),
             Err(Drop::NotOurPort)
         );
+        // Sources a reply must not go to (checked before the UDP checksum).
+        assert_eq!(parse_edited(|f| f[6] |= 1), Err(Drop::BadSource));
+        assert_eq!(parse_edited(|f| put16(f, UDP, 0)), Err(Drop::BadSource));
+        for src in [[255, 255, 255, 255], [224, 0, 0, 1], [0, 0, 0, 0]] {
+            assert_eq!(
+                parse_edited(|f| {
+                    f[IP + 12..IP + 16].copy_from_slice(&src);
+                    fix_ip(f)
+                }),
+                Err(Drop::BadSource),
+                "{src:?}"
+            );
+        }
         assert_eq!(
             parse_edited(|f| f[HEADERS_LEN] ^= 1),
             Err(Drop::BadUdpChecksum)
