@@ -642,6 +642,30 @@ impl Config {
                 self.workers.handler
             ));
         }
+        let n = &self.net;
+        let d = NetConfig::default();
+        let (read, ignored) = match n.backend {
+            Backend::Udp => ("udp", "dpdk"),
+            Backend::Dpdk => ("dpdk", "udp"),
+        };
+        // The other backend's keys, and whether each differs from its default.
+        let other_backends_keys = match n.backend {
+            Backend::Udp => vec![
+                ("eal_args", !n.eal_args.is_empty()),
+                ("port", n.port != d.port),
+                ("ip", n.ip.is_some()),
+                ("udp_port", n.udp_port != d.udp_port),
+            ],
+            Backend::Dpdk => vec![("bind", n.bind != d.bind), ("rcvbuf", n.rcvbuf != d.rcvbuf)],
+        };
+        for (key, set) in other_backends_keys {
+            if set {
+                out.push(format!(
+                    "net.{key} is set but net.backend is {read}: only the {ignored} backend \
+                     reads it"
+                ));
+            }
+        }
         if self.policy.kind != PolicyKind::Darc {
             for (key, set) in [
                 ("n_resas", self.policy.n_resas.is_some()),
@@ -761,8 +785,22 @@ impl Config {
                 format!("must be 0 (no bound) or at least 1, got {a}"),
             );
         }
-        if n.backend == Backend::Dpdk && n.ip.is_none() {
-            return err("net.ip", "is required with net.backend: dpdk".into());
+        if n.backend == Backend::Dpdk {
+            match n.ip {
+                None => return err("net.ip", "is required with net.backend: dpdk".into()),
+                Some(ip) if ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() => {
+                    return err(
+                        "net.ip",
+                        format!(
+                            "{ip} cannot be a server's address (broadcast, multicast or 0.0.0.0)"
+                        ),
+                    )
+                }
+                Some(_) => {}
+            }
+            if n.udp_port == 0 {
+                return err("net.udp_port", "must be a port, 1-65535".into());
+            }
         }
         if self.requests.is_empty() {
             return err(
@@ -952,6 +990,14 @@ requests:
                 "net.ip",
             ),
             (
+                "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk, ip: 255.255.255.255 }\nrequests: [{id: 1, name: A}]",
+                "net.ip",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk, ip: 10.0.0.1, udp_port: 0 }\nrequests: [{id: 1, name: A}]",
+                "net.udp_port",
+            ),
+            (
                 "pin: false\nworkers: { number: 1 }\ndispatcher: { rx_batch: 0 }\nrequests: [{id: 1, name: A}]",
                 "dispatcher.rx_batch",
             ),
@@ -1006,6 +1052,26 @@ requests:
             "{u:?}"
         );
         assert!(u[2].starts_with("policy.spillway"), "{u:?}");
+        let c = Config::parse(&format!(
+            "{BASE}net: {{ eal_args: [--no-pci], ip: 10.0.0.1, port: 1, udp_port: 7 }}\n"
+        ))
+        .unwrap();
+        let u = c.unused_settings();
+        assert_eq!(u.len(), 4, "{u:?}");
+        assert!(
+            u[0].starts_with("net.eal_args is set but net.backend is udp: only the dpdk"),
+            "{u:?}"
+        );
+        let c = Config::parse(&format!(
+            "{BASE}net: {{ backend: dpdk, ip: 10.0.0.1, bind: 127.0.0.1:7, rcvbuf: 1 }}\n"
+        ))
+        .unwrap();
+        let u = c.unused_settings();
+        assert_eq!(u.len(), 2, "{u:?}");
+        assert!(
+            u[0].starts_with("net.bind is set but net.backend is dpdk: only the udp"),
+            "{u:?}"
+        );
     }
 
     #[test]
