@@ -347,15 +347,31 @@ fn start_dpdk(
             + workers * (cfg.policy.depth + 1)
             + 2 * cfg.dispatcher.rx_batch
     };
+    let mbufs = dpdk::DpdkConfig::mbufs_for(packets, workers + 1);
+    if packets >= mbufs as usize {
+        tracing::warn!(
+            wanted = packets,
+            mbufs,
+            "the DPDK mempool is capped: fewer mbufs than the queues could hold (set \
+             net.buffers, or lower queues.capacity)"
+        );
+    }
     let transport = dpdk::Dpdk::new(&dpdk::DpdkConfig {
         port: n.port,
         ip,
         udp_port: n.udp_port,
         max_msg: n.max_msg,
-        mbufs: dpdk::DpdkConfig::mbufs_for(packets, workers + 1),
+        mbufs,
         start_timeout: Duration::from_secs(10),
     })
-    .map_err(dpdk_err("DPDK port"))?;
+    .map_err(|e| match e {
+        dpdk::Error::Mempool { .. } => StartError::Io {
+            what: "DPDK mempool (its size: net.buffers, or queues.capacity x request types \
+                   when 0; EAL memory: -m in net.eal_args)",
+            error: e.into(),
+        },
+        e => dpdk_err("DPDK port")(e),
+    })?;
     let addr = SocketAddr::from((ip, n.udp_port));
     start_with(cfg, transport, addr, factory, classifier, clock)
 }
