@@ -184,15 +184,15 @@ fn curves(
             if r[ty] != persephone::report::ALL {
                 continue;
             }
-            let total_rate: Option<f64> = r[offered].parse().ok();
+            let total_rate = finite(&r[offered]);
             for r in pending.drain(..) {
                 let is_all = r[ty] == persephone::report::ALL;
                 if kind.per_run() != is_all && !(is_all && opts.overall) {
                     continue;
                 }
                 let x = match opts.x {
-                    XAxis::Load => r[load].parse::<f64>().ok(),
-                    XAxis::Rate => total_rate.or_else(|| r[offered].parse().ok()),
+                    XAxis::Load => finite(&r[load]),
+                    XAxis::Rate => total_rate.or_else(|| finite(&r[offered])),
                 };
                 let Some(x) = x else { continue };
                 let parts: &[&String] = if kind.per_run() {
@@ -206,7 +206,7 @@ fn curves(
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
                     .join(" ");
-                let y = r[y_col].parse::<f64>().ok().map(|v| match kind {
+                let y = finite(&r[y_col]).map(|v| match kind {
                     PanelKind::Adherence => v * 100.0,
                     _ => v,
                 });
@@ -550,11 +550,10 @@ pub fn timeline_rows(t: &Table, point: Option<&str>) -> anyhow::Result<Vec<Timel
         }
         let line = i + 2;
         let num = |k: usize| -> anyhow::Result<f64> {
-            r[cols[k]]
-                .parse()
-                .with_context(|| format!("line {line}: {:?} is not a number", r[cols[k]]))
+            finite(&r[cols[k]])
+                .with_context(|| format!("line {line}: {:?} is not a finite number", r[cols[k]]))
         };
-        let opt = |k: usize| r[cols[k]].parse::<f64>().ok();
+        let opt = |k: usize| finite(&r[cols[k]]);
         out.push(TimelineRow {
             phase: num(1)? as usize,
             start_s: num(2)?,
@@ -585,12 +584,18 @@ pub fn rss_samples(t: &Table) -> anyhow::Result<Vec<(f64, f64)>> {
         .enumerate()
         .map(|(i, r)| {
             let p = |c: usize| {
-                r[c].parse::<f64>()
-                    .with_context(|| format!("line {}: {:?} is not a number", i + 2, r[c]))
+                finite(&r[c])
+                    .with_context(|| format!("line {}: {:?} is not a finite number", i + 2, r[c]))
             };
             Ok((p(u)?, p(k)?))
         })
         .collect()
+}
+
+/// A cell's value if it is a finite number: anything else (empty, `inf`, `NaN`, text)
+/// is no value. An infinite value would make an axis range endless.
+fn finite(cell: &str) -> Option<f64> {
+    cell.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 fn median(v: &mut [f64]) -> Option<f64> {

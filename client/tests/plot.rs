@@ -157,6 +157,22 @@ fn plot_renders_the_fixture_csv() {
     check(&svg, &["SHORT", "LONG"]);
 }
 
+/// A non-finite cell (`inf` in a hand-edited CSV) is no value: the plot is drawn
+/// without it (an infinite value made the log axis loop forever).
+#[test]
+fn an_infinite_value_is_left_out() {
+    let mut t = Table::parse(include_str!("fixtures/sweep.csv")).unwrap();
+    let col = t.col("slowdown_p999").unwrap();
+    t.rows[0][col] = "inf".into();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(render(&[t], &PlotOptions::default())));
+    let svg = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("render returned")
+        .unwrap();
+    check(&svg, &["SHORT", "LONG"]);
+}
+
 #[test]
 fn rate_axis_and_per_run_panels() {
     let t = Table::parse(&sweep_csv()).unwrap();
