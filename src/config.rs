@@ -426,6 +426,8 @@ pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
 /// Most memory typed queues may take: request types × capacity (rounded up to a
 /// power of two) slots (see [`QueuesConfig::validate_total`]).
 pub const MAX_QUEUE_BYTES: usize = 1 << 30;
+/// Most memory `net.buffers` request buffers of `net.max_msg` bytes may take.
+pub const MAX_BUFFER_BYTES: usize = 4 << 30;
 /// Largest `policy.depth` in the daemon: each worker's channel holds that many jobs,
 /// allocated up front (64 bytes each). (The simulator takes more: its worker queues
 /// grow as needed.)
@@ -642,6 +644,9 @@ impl Config {
                 self.workers.handler
             ));
         }
+        if !self.pin && !self.cpus.is_empty() {
+            out.push("cpus is set but pin is false: threads are not pinned".into());
+        }
         let n = &self.net;
         let d = NetConfig::default();
         let (read, ignored) = match n.backend {
@@ -775,6 +780,19 @@ impl Config {
                     "must be in {}..=65507 bytes, got {}",
                     crate::proto::HEADER_LEN,
                     n.max_msg
+                ),
+            );
+        }
+        if n.buffers.saturating_mul(n.max_msg) > MAX_BUFFER_BYTES {
+            return err(
+                "net.buffers",
+                format!(
+                    "{} buffers of net.max_msg {} bytes take {} MiB, more than the {} MiB \
+                     allowed: lower it (0 sizes the pool from the queues)",
+                    n.buffers,
+                    n.max_msg,
+                    n.buffers.saturating_mul(n.max_msg) >> 20,
+                    MAX_BUFFER_BYTES >> 20
                 ),
             );
         }
@@ -986,6 +1004,10 @@ requests:
                 "net.max_msg",
             ),
             (
+                "pin: false\nworkers: { number: 1 }\nnet: { buffers: 100000000000 }\nrequests: [{id: 1, name: A}]",
+                "net.buffers",
+            ),
+            (
                 "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk }\nrequests: [{id: 1, name: A}]",
                 "net.ip",
             ),
@@ -1071,6 +1093,11 @@ requests:
         assert!(
             u[0].starts_with("net.bind is set but net.backend is dpdk: only the udp"),
             "{u:?}"
+        );
+        let c = Config::parse(&format!("{BASE}cpus: [0, 1]\n")).unwrap();
+        assert_eq!(
+            c.unused_settings(),
+            ["cpus is set but pin is false: threads are not pinned"]
         );
     }
 

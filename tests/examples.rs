@@ -104,3 +104,23 @@ fn the_example_counts_primes_like_trial_division() {
         assert_eq!(s.count_primes(n), want, "n = {n}");
     }
 }
+
+/// The configuration reference in README.md ("## Configuration", the first YAML block)
+/// is a valid config as written: every key exists and every value passes validation.
+#[test]
+fn the_readme_configuration_reference_is_valid() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## Configuration").expect("the section")..];
+    let start = section.find("```yaml\n").expect("a YAML block") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").expect("its end")];
+    let mut cfg = Config::parse_unvalidated(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(cfg.cpus.len(), cfg.workers.number + 1, "cpus for pin: true");
+    // It shows every policy's keys at once: only those of the other policies draw the
+    // no-effect warning.
+    for w in cfg.unused_settings() {
+        assert!(w.starts_with("policy."), "{w}");
+    }
+    // Which cores exist depends on the machine.
+    cfg.pin = false;
+    cfg.validate().unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+}
