@@ -94,3 +94,52 @@ fn requests_0_is_refused_and_a_real_run_still_works() {
     assert!(csv.lines().skip(1).all(|l| l.contains(",darc,")), "{csv}");
     assert!(out.join("timeline.csv").exists());
 }
+
+/// A figure the run's output cannot give is an error that says what it needs, on one
+/// line (no backtrace, even with RUST_BACKTRACE set), exit status 1.
+#[test]
+fn a_plot_of_nothing_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = psp_sim(&out, &["--policies", "darc", "--loads", "0.5"]);
+    assert!(run.status.success(), "{run:?}");
+    let plot = Command::new(env!("CARGO_BIN_EXE_psp-sim"))
+        .args(["plot", "resa"])
+        .arg(&out)
+        .arg("-o")
+        .arg(dir.path().join("r.svg"))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run psp-sim plot");
+    let err = String::from_utf8_lossy(&plot.stderr);
+    assert_eq!(plot.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("psp-sim: "), "{err}");
+    assert!(
+        err.contains("--n-resas") && err.contains("nothing to plot"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// A phases file may leave `name:` out: the run is labelled with the file's stem.
+#[test]
+fn a_phases_file_without_a_name_is_labelled_by_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let phases = dir.path().join("shift.yml");
+    std::fs::write(
+        &phases,
+        "phases:\n  - { workload: high-bimodal, load: 0.5, requests: 500 }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = psp_sim(
+        &out,
+        &["--policies", "darc", "--phases", phases.to_str().unwrap()],
+    );
+    assert!(run.status.success(), "{run:?}");
+    let csv = std::fs::read_to_string(out.join("sim.csv")).unwrap();
+    assert!(
+        csv.lines().nth(1).unwrap().starts_with("shift,darc,4,0,"),
+        "{csv}"
+    );
+}

@@ -1,11 +1,25 @@
 //! psp-sim.rs - the simulator's command line (see `persephone::sim::cli`).
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use persephone::sim::cli::{self, Cli, Cmd};
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    // One line with the causes, as psp-app and psp-client print (not a backtrace when
+    // RUST_BACKTRACE is set).
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("psp-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Cmd::Plot(p)) = &cli.cmd {
         cli::plot(p)?;

@@ -73,15 +73,21 @@ pub struct PlotArgs {
 /// Draws the figure `args` asks for.
 pub fn plot(args: &PlotArgs) -> Result<()> {
     let csv = args.dir.join("sim.csv");
-    match args.kind {
-        PlotKind::Types => super::plot::per_type(&csv, &args.out, &args.metric, &args.title),
-        PlotKind::Resa => {
-            super::plot::reservation_sweep(&csv, &args.out, &args.metric, &args.title)
-        }
-        PlotKind::Timeline => {
-            super::plot::timeline(&args.dir, &args.out, &args.phase_ms, &args.title)
-        }
-    }
+    let (r, needs) = match args.kind {
+        PlotKind::Types => (
+            super::plot::per_type(&csv, &args.out, &args.metric, &args.title),
+            "a psp-sim run's output directory",
+        ),
+        PlotKind::Resa => (
+            super::plot::reservation_sweep(&csv, &args.out, &args.metric, &args.title),
+            "the output of a run with --n-resas (a sweep of DARC's reservation)",
+        ),
+        PlotKind::Timeline => (
+            super::plot::timeline(&args.dir, &args.out, &args.phase_ms, &args.title),
+            "the output of a run with --phases and --timeline-us",
+        ),
+    };
+    r.with_context(|| format!("{}: needs {needs}", args.dir.display()))
 }
 
 /// The sweep (or phased run) arguments.
@@ -91,7 +97,7 @@ pub struct Args {
     #[arg(long, default_value = "high-bimodal")]
     pub workload: String,
     /// A phased run instead of a load sweep: YAML with `phases: [{workload, load | rps,
-    /// duration_ms | requests}]`.
+    /// duration_ms | requests}]` and an optional `name:` (default: the file's stem).
     #[arg(long)]
     pub phases: Option<PathBuf>,
     /// Offered loads (fractions of the workers' capacity): `start:end:step`
@@ -178,7 +184,8 @@ pub struct Args {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhasesFile {
-    /// Label of the run.
+    /// Label of the run (default: the file's name without its extension).
+    #[serde(default)]
     pub name: String,
     pub phases: Vec<PhaseSpec>,
 }
@@ -382,8 +389,13 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
     if let Some(path) = &args.phases {
         let text = fs::read_to_string(path)
             .with_context(|| format!("--phases: cannot read {}", path.display()))?;
-        let file: PhasesFile =
+        let mut file: PhasesFile =
             serde_yaml::from_str(&text).with_context(|| format!("--phases {}", path.display()))?;
+        if file.name.is_empty() {
+            file.name = path
+                .file_stem()
+                .map_or_else(|| "phases".into(), |s| s.to_string_lossy().into_owned());
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut phases = Vec::new();
         for (i, p) in file.phases.iter().enumerate() {

@@ -100,6 +100,9 @@ where
         }
     }
     if x0 > x1 || y0 > y1 {
+        if title.is_empty() {
+            bail!("nothing to plot");
+        }
         bail!("{title}: nothing to plot");
     }
     if x1 == x0 {
