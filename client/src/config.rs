@@ -154,7 +154,8 @@ pub fn parse_loads(s: &str) -> Result<Vec<f64>, String> {
         let [a, b, step] = parts[..] else {
             return Err(format!("{s:?}: a range is start:end:step"));
         };
-        let (a, b, step) = (num(a)?, num(b)?, num(step)?);
+        let step = num(step).map_err(|e| e.replace("load", "step"))?;
+        let (a, b) = (num(a)?, num(b)?);
         if b < a {
             return Err(format!("{s:?}: end is below start"));
         }
@@ -1228,6 +1229,7 @@ mod tests {
         for bad in ["", "0.1:0.2", "0.5:0.1:0.1", "a,b", "0,0.1", "0.1:0.9:0"] {
             assert!(parse_loads(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_loads("0.1:0.3:0").unwrap_err(), "step 0 must be > 0");
     }
 
     #[test]
