@@ -24,6 +24,11 @@ pub const QUICKSTART: &str = include_str!("../../configs/quickstart.yml");
 /// The KV store's config, for `demo --workload kv` (or `kv-99.5`).
 pub const KV_CONFIG: &str = include_str!("../../configs/kv.yml");
 
+/// `--load` when neither it nor `--rate` is given.
+const DEFAULT_LOAD: f64 = 0.2;
+/// `--rate` of the kv workloads when neither it nor `--load` is given.
+const KV_RATE: f64 = 4000.0;
+
 /// Flags of `psp-client demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -35,9 +40,15 @@ pub struct DemoArgs {
     /// a YAML file.
     #[arg(long, default_value = "high-bimodal")]
     pub workload: String,
-    /// Offered load as a fraction of the server's workers.
-    #[arg(long, default_value_t = 0.2)]
-    pub load: f64,
+    /// Offered load as a fraction of the server's workers, from the workload's nominal
+    /// service times [default: 0.2].
+    #[arg(long, conflicts_with = "rate")]
+    pub load: Option<f64>,
+    /// Offered rate, requests/s, instead of a load [default for kv and kv-99.5:
+    /// 4000 (their nominal service times are a few µs, far from what the KV store
+    /// serves over kernel UDP)].
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Measured time.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -57,7 +68,8 @@ impl Default for DemoArgs {
         DemoArgs {
             config_path: None,
             workload: "high-bimodal".into(),
-            load: 0.2,
+            load: None,
+            rate: None,
             duration: Duration::from_secs(3),
             warmup: Duration::from_millis(500),
             outdir: None,
@@ -68,8 +80,12 @@ impl Default for DemoArgs {
 
 /// Runs the demo, printing to `out`.
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    if !(args.load > 0.0 && args.load.is_finite()) {
-        anyhow::bail!("--load: must be > 0, got {}", args.load);
+    for (flag, v) in [("--load", args.load), ("--rate", args.rate)] {
+        if let Some(v) = v {
+            if !(v > 0.0 && v.is_finite()) {
+                anyhow::bail!("{flag}: must be > 0, got {v}");
+            }
+        }
     }
     let is_kv = crate::kv::PRESETS.contains(&args.workload.as_str());
     let mut cfg = match &args.config_path {
@@ -93,16 +109,20 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Some(spec) => spec.preset(&args.workload).expect("a kv preset"),
         None => load_workload(&args.workload, None, "--workload")?,
     };
-    let rate = workload.rate_for_load(args.load, workers);
+    let (rate, load) = match (args.rate, args.load) {
+        (Some(r), _) => (r, r / workload.rate_for_load(1.0, workers)),
+        (None, Some(l)) => (workload.rate_for_load(l, workers), l),
+        (None, None) if is_kv => (KV_RATE, KV_RATE / workload.rate_for_load(1.0, workers)),
+        (None, None) => (workload.rate_for_load(DEFAULT_LOAD, workers), DEFAULT_LOAD),
+    };
     let server = App::new(cfg).start().context("starting the daemon")?;
     let addr = server.local_addr();
     writeln!(
         out,
         "daemon: {policy}, {workers} workers, on {addr}\n\
-         client: {} at load {} = {rate:.0} requests/s (mean service {:.1} µs), \
+         client: {} at load {load:.3} = {rate:.0} requests/s (mean service {:.1} µs), \
          {:?} + {:?} warm-up\n",
         workload.name,
-        args.load,
         workload.mean_service_ns() / 1e3,
         args.duration,
         args.warmup,
@@ -116,8 +136,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         policy,
         workers: Some(workers),
     };
-    plan.points[0].phases[0].load = Some(args.load);
-    plan.points[0].tag = format!("load{}", args.load);
+    plan.points[0].phases[0].load = Some(load);
+    plan.points[0].tag = match args.rate.or(is_kv.then_some(KV_RATE)) {
+        Some(r) if args.load.is_none() => format!("rate{r}"),
+        _ => format!("load{load}"),
+    };
     plan.warmup = args.warmup;
     plan.outdir = args.outdir.clone();
     // Where permitted (root or CAP_SYS_NICE), the sender and receiver run as
@@ -130,14 +153,18 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // Shut the daemon down whatever happened to the run.
     let stats = server.shutdown();
     let reports = result?;
+    // Every status that was answered, ok and queue_full always.
+    let statuses: Vec<String> = Status::ALL
+        .iter()
+        .filter(|&&s| matches!(s, Status::Ok | Status::QueueFull) || stats.replies_with(s) > 0)
+        .map(|&s| format!("{} {}", s.name(), stats.replies_with(s)))
+        .collect();
     writeln!(
         out,
-        "daemon counters: received {}, answered {} (ok {}, queue_full {}), malformed {}, \
-         receive drops {}",
+        "daemon counters: received {}, answered {} ({}), malformed {}, receive drops {}",
         stats.received,
         stats.answered(),
-        stats.replies_with(Status::Ok),
-        stats.replies_with(Status::QueueFull),
+        statuses.join(", "),
         stats.malformed.total(),
         stats.rx_drops.no_buffer + stats.rx_drops.overflow + stats.rx_drops.oversized,
     )?;

@@ -153,7 +153,7 @@ fn the_demo_runs_and_prints_the_table() {
     let args = psp_client::demo::DemoArgs {
         duration: Duration::from_millis(500),
         warmup: Duration::from_millis(100),
-        load: 0.05,
+        load: Some(0.05),
         quiet: true,
         ..Default::default()
     };
@@ -170,6 +170,26 @@ fn the_demo_runs_and_prints_the_table() {
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
+}
+
+/// The kv workloads' demo offers a rate the KV store serves over UDP (their nominal
+/// service times would turn the default load into 144 000 requests/s), checks every
+/// answer, and names every reply status in the daemon's counters.
+#[test]
+fn the_kv_demo_offers_a_servable_rate() {
+    let args = psp_client::demo::DemoArgs {
+        workload: "kv".into(),
+        duration: Duration::from_millis(300),
+        warmup: Duration::from_millis(100),
+        quiet: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    psp_client::demo::run(&args, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(" = 4000 requests/s"), "{text}");
+    assert!(text.contains("(ok "), "{text}");
+    assert!(text.contains("queue_full "), "{text}");
 }
 
 fn client() -> Command {
