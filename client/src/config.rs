@@ -708,6 +708,12 @@ impl RunArgs {
             if !(0.0..=1.0).contains(&f) {
                 return err(sample_key, format!("a fraction in [0, 1], got {f}"));
             }
+            if f > 0.0 && self.outdir.is_none() && file.outdir.is_none() {
+                return err(
+                    sample_key,
+                    "needs an output directory for its trace (--outdir or outdir:)",
+                );
+            }
         }
         let max_concurrency = self
             .max_concurrency
@@ -1308,6 +1314,7 @@ mod tests {
             (&["--rate", "5", "--workload", "nope"], "", "--workload"),
             (&["--rate", "5"], "workload: nope\n", "workload"),
             (&["--rate", "5"], "sample: 2\n", "sample"),
+            (&["--rate", "5", "--sample", "0.5"], "", "--sample"),
             (&["--rate", "5"], "timeline: 10 parsecs\n", "timeline"),
             (&["--rate", "5", "--workers", "0"], "", "--workers"),
             (&["--rate", "5", "--server", "nowhere"], "", "--server"),

@@ -1057,8 +1057,23 @@ pub fn plot_timeline_files(
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
         Table::parse(&text).with_context(|| format!("{}", p.display()))
     };
+    if !(factor >= 1.0 && factor.is_finite()) {
+        anyhow::bail!(
+            "--factor: must be at least 1 (a p99 within factor x the baseline), got {factor}"
+        );
+    }
     let rows = timeline_rows(&read(timeline)?, point)
         .with_context(|| format!("{}", timeline.display()))?;
+    if let Some(k) = overload {
+        if !rows.iter().any(|r| r.phase == k) {
+            let mut phases: Vec<usize> = rows.iter().map(|r| r.phase).collect();
+            phases.dedup();
+            anyhow::bail!(
+                "--overload-phase: {} has no phase {k} (its phases: {phases:?})",
+                timeline.display()
+            );
+        }
+    }
     let rss = match rss {
         Some(p) => rss_samples(&read(p)?).with_context(|| format!("{}", p.display()))?,
         None => Vec::new(),

@@ -97,4 +97,21 @@ phases:
     // The overload was answered `queue_full`, and those answers are in the timeline.
     let rejected: u64 = reports[1].overall().rejected_total();
     assert!(rejected > 0, "no rejections at 4x the capacity");
+
+    // plot-timeline draws it, and refuses a phase the file does not have or a
+    // recovery factor below 1.
+    let timeline = dir.path().join("out/timeline.csv");
+    let svg = dir.path().join("t.svg");
+    let plot = |phase, factor| {
+        psp_client::plot::plot_timeline_files(&timeline, None, &svg, None, phase, factor, None)
+    };
+    let s = plot(None, 2.0).unwrap();
+    assert!(std::fs::metadata(&svg).unwrap().len() > 0, "{s}");
+    let e = format!("{:#}", plot(Some(7), 2.0).unwrap_err());
+    assert!(
+        e.contains("--overload-phase") && e.contains("[0, 1]"),
+        "{e}"
+    );
+    let e = format!("{:#}", plot(Some(1), 0.0).unwrap_err());
+    assert!(e.contains("--factor"), "{e}");
 }
