@@ -20,19 +20,9 @@ fn a_port_that_pairs_its_queues_is_refused_for_the_server() {
         eprintln!("skipped: not root");
         return;
     }
-    let args = [
-        "--no-huge",
-        "--no-pci",
-        "-m",
-        "128",
-        "--file-prefix",
-        &format!("psp-test-paired-{}", std::process::id()),
-        "--no-telemetry",
-        "--vdev=net_af_packet0,iface=lo",
-    ]
-    .map(String::from);
+    let args = test_support::eal_args("paired", "net_af_packet0,iface=lo");
     dpdk::init_eal(&args).expect("EAL");
-    let _cleanup = RemoveOnDrop(dpdk::runtime_dir().expect("EAL runtime dir"));
+    let _cleanup = test_support::Cleanup(vec![dpdk::runtime_dir().expect("EAL runtime dir")]);
     let transport = Dpdk::new(&DpdkConfig {
         port: 0,
         ip: Ipv4Addr::new(10, 0, 0, 1),
@@ -54,12 +44,4 @@ fn a_port_that_pairs_its_queues_is_refused_for_the_server() {
         ),
         "{err}"
     );
-}
-
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

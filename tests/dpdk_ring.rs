@@ -16,21 +16,6 @@ use persephone::net::{Packet, RxQueue, Transport, TxQueue};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn eal_args() -> Vec<String> {
-    [
-        "--no-huge",
-        "--no-pci",
-        "-m",
-        "256",
-        "--file-prefix",
-        &format!("psp-test-ring-{}", std::process::id()),
-        "--no-telemetry",
-        "--vdev=net_ring0",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 /// A UDP frame from `local` to `local` carrying `payload`.
 fn hairpin(local: &Local, payload: &[u8]) -> Vec<u8> {
     let me = (local.mac, SocketAddrV4::new(local.ip, local.udp_port));
@@ -54,11 +39,11 @@ fn receive(rx: &mut DpdkRx, want: usize, until: impl Fn(&DpdkRx) -> bool) -> Vec
 
 #[test]
 fn ring_loopback() {
-    dpdk::init_eal(&eal_args()).expect("EAL");
-    let _cleanup = RemoveOnDrop(dpdk::runtime_dir().expect("EAL runtime dir"));
+    dpdk::init_eal(&test_support::eal_args("ring", "net_ring0")).expect("EAL");
+    let _cleanup = test_support::Cleanup(vec![dpdk::runtime_dir().expect("EAL runtime dir")]);
     assert!(
         matches!(
-            dpdk::init_eal(&eal_args()),
+            dpdk::init_eal(&test_support::eal_args("ring", "net_ring0")),
             Err(Error::EalAlreadyInitialised)
         ),
         "a second init is an error"
@@ -241,13 +226,4 @@ fn ring_loopback() {
     // dispatcher's queue, which loops to an RX queue nobody polls).
     assert_eq!(rx.mbufs_in_use(), baseline + 2);
     assert_eq!(dtx.errors() + rx.drops().no_buffer, 0);
-}
-
-/// EAL leaves its runtime directory behind; remove it, pass or fail.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -22,19 +22,9 @@ fn arp_resolves_on_a_port_with_checksum_offload() {
         return;
     }
     let iface = format!("psptap{}", std::process::id() % 100_000);
-    let args = [
-        "--no-huge",
-        "--no-pci",
-        "-m",
-        "128",
-        "--file-prefix",
-        &format!("psp-test-tap-{}", std::process::id()),
-        "--no-telemetry",
-        &format!("--vdev=net_tap0,iface={iface}"),
-    ]
-    .map(String::from);
+    let args = test_support::eal_args("tap", &format!("net_tap0,iface={iface}"));
     dpdk::init_eal(&args).expect("EAL");
-    let _cleanup = RemoveOnDrop(dpdk::runtime_dir().expect("EAL runtime dir"));
+    let _cleanup = test_support::Cleanup(vec![dpdk::runtime_dir().expect("EAL runtime dir")]);
     // The kernel side: 10.99.0.1 on the tap interface, which answers ARP for it.
     let ip = |a: &[&str]| {
         let s = Command::new("ip").args(a).status().expect("ip(8)");
@@ -61,12 +51,4 @@ fn arp_resolves_on_a_port_with_checksum_offload() {
         .collect::<Vec<_>>()
         .join(":");
     assert_eq!(mac, kernel_mac.trim(), "resolved in {:?}", start.elapsed());
-}
-
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

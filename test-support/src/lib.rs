@@ -75,6 +75,24 @@ impl Drop for Cleanup {
     }
 }
 
+/// DPDK EAL arguments for a test process: no hugepages, no PCI scan, 256 MiB, no
+/// telemetry, a file prefix of its own (`psp-test-{name}-{pid}`), and the virtual
+/// device `vdev`.
+pub fn eal_args(name: &str, vdev: &str) -> Vec<String> {
+    [
+        "--no-huge",
+        "--no-pci",
+        "-m",
+        "256",
+        "--file-prefix",
+        &format!("psp-test-{name}-{}", std::process::id()),
+        "--no-telemetry",
+        &format!("--vdev={vdev}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
