@@ -348,12 +348,16 @@ fn start_dpdk(
             + 2 * cfg.dispatcher.rx_batch
     };
     let mbufs = dpdk::DpdkConfig::mbufs_for(packets, workers + 1);
-    if packets >= mbufs as usize {
+    if mbufs == dpdk::DpdkConfig::MAX_MBUFS {
         tracing::warn!(
-            wanted = packets,
+            packets,
             mbufs,
-            "the DPDK mempool is capped: fewer mbufs than the queues could hold (set \
-             net.buffers, or lower queues.capacity)"
+            "the DPDK mempool is at its cap: it may hold fewer requests than asked ({})",
+            if n.buffers > 0 {
+                "lower net.buffers"
+            } else {
+                "lower queues.capacity, or set net.buffers"
+            }
         );
     }
     let transport = dpdk::Dpdk::new(&dpdk::DpdkConfig {

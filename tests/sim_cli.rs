@@ -138,6 +138,12 @@ fn a_phases_file_without_a_name_is_labelled_by_its_file() {
     );
     assert!(run.status.success(), "{run:?}");
     let csv = std::fs::read_to_string(out.join("sim.csv")).unwrap();
+    // A phased run refuses --jobs 0 like a sweep.
+    let zero = psp_sim(
+        &dir.path().join("out0"),
+        &["--phases", phases.to_str().unwrap(), "--jobs", "0"],
+    );
+    assert_eq!(zero.status.code(), Some(2), "{zero:?}");
     assert!(
         csv.lines().nth(1).unwrap().starts_with("shift,darc,4,0,"),
         "{csv}"

@@ -93,7 +93,9 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         None if is_kv => Config::parse(KV_CONFIG).context("built-in kv config")?,
         None => Config::parse(QUICKSTART).context("built-in quickstart config")?,
     };
-    cfg.net.bind = "127.0.0.1:0".parse().expect("literal address");
+    if cfg.net.backend == persephone::config::Backend::Udp {
+        cfg.net.bind = "127.0.0.1:0".parse().expect("literal address");
+    }
     let workers = cfg.workers.number;
     let policy = cfg.policy.kind.name().to_string();
     // The kv workloads ask for what the server's kv: section pre-populated.

@@ -1067,6 +1067,7 @@ pub fn plot_timeline_files(
     if let Some(k) = overload {
         if !rows.iter().any(|r| r.phase == k) {
             let mut phases: Vec<usize> = rows.iter().map(|r| r.phase).collect();
+            phases.sort_unstable();
             phases.dedup();
             anyhow::bail!(
                 "--overload-phase: {} has no phase {k} (its phases: {phases:?})",

@@ -73,7 +73,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     say(format_args!("listening on {}", server.local_addr()));
     // The dispatcher publishes its counters every `stats.interval_ms` (never if 0): a
     // line per snapshot, each compared with the one before (the first with the start).
-    let (mut seen, mut previous) = (0, server.stats());
+    let (mut seen, mut previous) = (0, persephone::dispatcher::Stats::default());
     while !term.load(Ordering::Relaxed) {
         if server.is_finished() {
             anyhow::bail!("the dispatcher stopped unexpectedly");

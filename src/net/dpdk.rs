@@ -121,8 +121,8 @@ pub enum Error {
     ArpTimeout { ip: Ipv4Addr, waited: Duration },
     #[error(
         "port {port}: driver {driver} pairs its RX and TX queues, but this needs {rx} RX and \
-         {tx} TX queues: the traffic it spreads to the unpolled RX queues would be lost \
-         (use net_memif, net_ring or a NIC)"
+         {tx} TX queues (a server: use net_memif, net_ring or a NIC; a client: \
+         dpdk.rx_queues 1)"
     )]
     PairedQueues {
         port: u16,
@@ -636,6 +636,8 @@ impl PortHandle {
                 .into_owned()
         };
         if rx != tx && PAIRED_QUEUE_DRIVERS.contains(&driver.as_str()) {
+            // The server: 1 RX and a TX queue per worker; a client: rx_queues RX and 1
+            // TX (which works there with rx_queues: 1).
             return Err(Error::PairedQueues {
                 port: self.id,
                 driver,
@@ -987,8 +989,11 @@ impl DpdkConfig {
     pub fn mbufs_for(packets: usize, tx_queues: usize) -> u32 {
         let rings = usize::from(RING_DESC) * (1 + tx_queues);
         let caches = POOL_CACHE as usize * (tx_queues + 2);
-        (packets + rings + caches + MAX_BURST).min(1 << 20) as u32
+        (packets + rings + caches + MAX_BURST).min(Self::MAX_MBUFS as usize) as u32
     }
+
+    /// The most mbufs [`DpdkConfig::mbufs_for`] asks for.
+    pub const MAX_MBUFS: u32 = 1 << 20;
 }
 
 /// A DPDK port before it is split between dispatcher and workers.

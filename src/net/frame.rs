@@ -128,8 +128,9 @@ pub enum Drop {
     /// Sent to another UDP port.
     NotOurPort,
     /// From an address a reply must not go to: a group (multicast or broadcast)
-    /// source MAC, a broadcast, multicast or unspecified source IPv4 address, or UDP
-    /// source port 0. Answering would turn one spoofed request into a broadcast.
+    /// source MAC (or ARP sender MAC), a broadcast, multicast or unspecified source
+    /// IPv4 address, or UDP source port 0. Answering would turn one spoofed request
+    /// into a broadcast.
     BadSource,
     /// The IPv4 header checksum does not verify.
     BadIpChecksum,
@@ -345,6 +346,10 @@ fn parse_arp(frame: &[u8], local: &Local, dst_mac: Mac) -> Result<Frame, Drop> {
     let sender_ip = ip_at(a, 14);
     if ip_at(a, 24) != local.ip {
         return Err(Drop::ArpNotForUs);
+    }
+    if sender_mac[0] & 1 != 0 {
+        // A group address: the reply would be a broadcast (see `BadSource`).
+        return Err(Drop::BadSource);
     }
     match be16(a, 6) {
         ARP_REQUEST => Ok(Frame::ArpRequest {
@@ -928,6 +933,10 @@ mod tests {
         assert_eq!(parse(&f[..30], &local(), RxChecks::ALL), Err(Drop::BadArp));
         f[0] = 0x04;
         assert_eq!(parse(&f, &local(), RxChecks::ALL), Err(Drop::NotOurMac));
+        // A request for us from a group sender MAC would be answered to a group.
+        let mut f = [0u8; 60];
+        write_arp_request(&mut f, BROADCAST, Ipv4Addr::new(10, 0, 0, 2), local().ip).unwrap();
+        assert_eq!(parse(&f, &local(), RxChecks::ALL), Err(Drop::BadSource));
     }
 
     #[test]

@@ -84,10 +84,17 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
         ),
         PlotKind::Timeline => (
             super::plot::timeline(&args.dir, &args.out, &args.phase_ms, &args.title),
-            "the output of a run with --phases and --timeline-us",
+            "the output of a run with --timeline-us",
         ),
     };
-    r.with_context(|| format!("{}: needs {needs}", args.dir.display()))
+    // Finding nothing to draw means the directory holds another kind of run.
+    r.map_err(|e| {
+        if format!("{e:#}").contains("nothing to plot") {
+            e.context(format!("{}: needs {needs}", args.dir.display()))
+        } else {
+            e
+        }
+    })
 }
 
 /// The sweep (or phased run) arguments.
@@ -386,6 +393,9 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
         timeline_ns: args.timeline_us.map(|us| us.saturating_mul(1000)),
         hints: !args.no_hints,
     };
+    if args.jobs == Some(0) {
+        bail!("--jobs: must be at least 1 (leave it out for one per core)");
+    }
     if let Some(path) = &args.phases {
         let text = fs::read_to_string(path)
             .with_context(|| format!("--phases: cannot read {}", path.display()))?;
@@ -457,9 +467,6 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
     }
     if args.requests == 0 && args.duration.is_none() {
         bail!("--requests: must be at least 1");
-    }
-    if args.jobs == Some(0) {
-        bail!("--jobs: must be at least 1 (leave it out for one per core)");
     }
     for &w in &args.workers {
         for (name, pol) in &pols {
