@@ -505,21 +505,36 @@ mod tests {
         let start = 1_000_000;
         let t = |i: usize| start + s.at_ns[i];
         let o = Outcome {
-            clock: Clock::NANOS,
-            start,
-            // 0: on time; 1: 50 us late; 2: on time; 3: never sent.
-            sent_at: vec![t(0) + 2_000, t(1) + 50_000, t(2), 0],
-            // 0: ok after 30 us; 1: queue full; 2: reply after the 1 ms timeout.
-            reply_at: vec![t(0) + 30_000, t(1) + 60_000, t(2) + 2_000_000, 0],
-            status: vec![1, 1 + Status::QueueFull as u8, 1, 0],
             malformed: 3,
             unexpected: 2,
             send_errors: 1,
+            ..outcome(
+                start,
+                // 0: on time; 1: 50 us late; 2: on time; 3: never sent.
+                vec![t(0) + 2_000, t(1) + 50_000, t(2), 0],
+                // 0: ok after 30 us; 1: queue full; 2: reply after the 1 ms timeout.
+                vec![t(0) + 30_000, t(1) + 60_000, t(2) + 2_000_000, 0],
+                vec![1, 1 + Status::QueueFull as u8, 1, 0],
+            )
+        };
+        (s, o)
+    }
+
+    /// An outcome on a nanosecond clock started at `start`, with no errors.
+    fn outcome(start: u64, sent_at: Vec<u64>, reply_at: Vec<u64>, status: Vec<u8>) -> Outcome {
+        Outcome {
+            clock: Clock::NANOS,
+            start,
+            sent_at,
+            reply_at,
+            status,
+            malformed: 0,
+            unexpected: 0,
+            send_errors: 0,
             recv_errors: 0,
             socket_drops: None,
             first_error: None,
-        };
-        (s, o)
+        }
     }
 
     const RULES: Rules = Rules {
@@ -599,19 +614,7 @@ mod tests {
         assert!(!warm.measured() && window.measured() && warm.end > warm.first);
         let n = s.len();
         let start = 1_000_000;
-        let mut o = Outcome {
-            clock: Clock::NANOS,
-            start,
-            sent_at: vec![0; n],
-            reply_at: vec![0; n],
-            status: vec![0; n],
-            malformed: 0,
-            unexpected: 0,
-            send_errors: 0,
-            recv_errors: 0,
-            socket_drops: None,
-            first_error: None,
-        };
+        let mut o = outcome(start, vec![0; n], vec![0; n], vec![0; n]);
         // The last warm-up request, answered ok 1 ms into the measured window.
         let i = warm.end - 1;
         o.sent_at[i] = start + s.at_ns[i];
@@ -781,19 +784,7 @@ mod tests {
                 }
             }
         }
-        let o = Outcome {
-            clock: Clock::NANOS,
-            start,
-            sent_at,
-            reply_at,
-            status,
-            malformed: 0,
-            unexpected: 0,
-            send_errors: 0,
-            recv_errors: 0,
-            socket_drops: None,
-            first_error: None,
-        };
+        let o = outcome(start, sent_at, reply_at, status);
         let reports = reports(&s, &o, &Meta::default(), &RULES);
         assert_eq!(reports.len(), 3);
         let measured: usize = s
