@@ -149,3 +149,34 @@ fn a_phases_file_without_a_name_is_labelled_by_its_file() {
         "{csv}"
     );
 }
+
+/// A non-finite cell in `sim.csv` (hand-edited, or another tool's) is no value: the
+/// plot is drawn without it, instead of an endless axis.
+#[test]
+fn an_infinite_value_is_left_out_of_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = psp_sim(&out, &["--policies", "cfcfs,darc", "--loads", "0.5"]);
+    assert!(run.status.success(), "{run:?}");
+    let csv = out.join("sim.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|&h| h == "slowdown_p999").unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut cells: Vec<&str> = lines[1].split(',').collect();
+    cells[col] = "inf";
+    lines[1] = cells.join(",");
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_psp-sim"))
+        .args(["plot", "types"])
+        .arg(&out)
+        .arg("-o")
+        .arg(dir.path().join("t.svg"))
+        .spawn()
+        .unwrap();
+    let status = test_support::wait_timeout(&mut child, std::time::Duration::from_secs(60));
+    if status.is_none() {
+        test_support::kill(&mut child);
+    }
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

@@ -89,7 +89,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
     };
     // Finding nothing to draw means the directory holds another kind of run.
     r.map_err(|e| {
-        if format!("{e:#}").contains("nothing to plot") {
+        if e.downcast_ref::<super::plot::NothingToPlot>().is_some() {
             e.context(format!("{}: needs {needs}", args.dir.display()))
         } else {
             e

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 /// A CSV file as a header and rows of cells (RFC 4180 quoting).
@@ -69,6 +69,23 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
+/// A chart found no point to draw (the run's output holds another kind of data): its
+/// title, if any.
+#[derive(Debug)]
+pub struct NothingToPlot(pub String);
+
+impl std::fmt::Display for NothingToPlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("nothing to plot")
+        } else {
+            write!(f, "{}: nothing to plot", self.0)
+        }
+    }
+}
+
+impl std::error::Error for NothingToPlot {}
+
 /// A named curve.
 type Series = (String, Vec<(f64, f64)>);
 
@@ -100,10 +117,7 @@ where
         }
     }
     if x0 > x1 || y0 > y1 {
-        if title.is_empty() {
-            bail!("nothing to plot");
-        }
-        bail!("{title}: nothing to plot");
+        return Err(NothingToPlot(title.to_string()).into());
     }
     if x1 == x0 {
         x1 = x0 + 1.0;
@@ -175,8 +189,10 @@ where
     Ok(())
 }
 
+/// A cell's value if it is a finite number (an infinite one would make an axis
+/// range endless).
 fn num(s: &str) -> Option<f64> {
-    s.parse().ok()
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// Per-type `quantile` slowdown (or latency) of each policy at one load, from `sim.csv`:
