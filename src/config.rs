@@ -649,19 +649,23 @@ impl Config {
         }
         let n = &self.net;
         let d = NetConfig::default();
-        let (read, ignored) = match n.backend {
-            Backend::Udp => ("udp", "dpdk"),
-            Backend::Dpdk => ("dpdk", "udp"),
-        };
         // The other backend's keys, and whether each differs from its default.
-        let other_backends_keys = match n.backend {
-            Backend::Udp => vec![
-                ("eal_args", !n.eal_args.is_empty()),
-                ("port", n.port != d.port),
-                ("ip", n.ip.is_some()),
-                ("udp_port", n.udp_port != d.udp_port),
-            ],
-            Backend::Dpdk => vec![("bind", n.bind != d.bind), ("rcvbuf", n.rcvbuf != d.rcvbuf)],
+        let (read, ignored, other_backends_keys) = match n.backend {
+            Backend::Udp => (
+                "udp",
+                "dpdk",
+                vec![
+                    ("eal_args", !n.eal_args.is_empty()),
+                    ("port", n.port != d.port),
+                    ("ip", n.ip.is_some()),
+                    ("udp_port", n.udp_port != d.udp_port),
+                ],
+            ),
+            Backend::Dpdk => (
+                "dpdk",
+                "udp",
+                vec![("bind", n.bind != d.bind), ("rcvbuf", n.rcvbuf != d.rcvbuf)],
+            ),
         };
         for (key, set) in other_backends_keys {
             if set {

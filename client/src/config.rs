@@ -139,13 +139,13 @@ impl<'de> Deserialize<'de> for Dur {
 
 /// Parses a list of loads: `0.1,0.2,0.5` or an inclusive range `start:end:step`.
 pub fn parse_loads(s: &str) -> Result<Vec<f64>, String> {
-    let num = |x: &str| -> Result<f64, String> {
+    let num = |what: &str, x: &str| -> Result<f64, String> {
         let v: f64 = x
             .trim()
             .parse()
             .map_err(|_| format!("{x:?} is not a number"))?;
         if !(v > 0.0 && v.is_finite()) {
-            return Err(format!("load {v} must be > 0"));
+            return Err(format!("{what} {v} must be > 0"));
         }
         Ok(v)
     };
@@ -154,8 +154,7 @@ pub fn parse_loads(s: &str) -> Result<Vec<f64>, String> {
         let [a, b, step] = parts[..] else {
             return Err(format!("{s:?}: a range is start:end:step"));
         };
-        let step = num(step).map_err(|e| e.replace("load", "step"))?;
-        let (a, b) = (num(a)?, num(b)?);
+        let (a, b, step) = (num("load", a)?, num("load", b)?, num("step", step)?);
         if b < a {
             return Err(format!("{s:?}: end is below start"));
         }
@@ -168,7 +167,9 @@ pub fn parse_loads(s: &str) -> Result<Vec<f64>, String> {
             .map(|k| ((a + k as f64 * step) * 1e9).round() / 1e9)
             .collect()
     } else {
-        s.split(',').map(num).collect::<Result<Vec<_>, _>>()?
+        s.split(',')
+            .map(|x| num("load", x))
+            .collect::<Result<Vec<_>, _>>()?
     };
     if v.is_empty() {
         return Err("no loads".into());

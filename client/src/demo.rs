@@ -111,11 +111,17 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Some(spec) => spec.preset(&args.workload).expect("a kv preset"),
         None => load_workload(&args.workload, None, "--workload")?,
     };
-    let (rate, load) = match (args.rate, args.load) {
-        (Some(r), _) => (r, r / workload.rate_for_load(1.0, workers)),
-        (None, Some(l)) => (workload.rate_for_load(l, workers), l),
-        (None, None) if is_kv => (KV_RATE, KV_RATE / workload.rate_for_load(1.0, workers)),
-        (None, None) => (workload.rate_for_load(DEFAULT_LOAD, workers), DEFAULT_LOAD),
+    // The rate at load 1 (rates are linear in the load): the other of rate and load.
+    let capacity = workload.rate_for_load(1.0, workers);
+    let given_rate = args
+        .rate
+        .or((args.load.is_none() && is_kv).then_some(KV_RATE));
+    let (rate, load, tag) = match given_rate {
+        Some(r) => (r, r / capacity, format!("rate{r}")),
+        None => {
+            let l = args.load.unwrap_or(DEFAULT_LOAD);
+            (l * capacity, l, format!("load{l}"))
+        }
     };
     let server = App::new(cfg).start().context("starting the daemon")?;
     let addr = server.local_addr();
@@ -139,10 +145,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         workers: Some(workers),
     };
     plan.points[0].phases[0].load = Some(load);
-    plan.points[0].tag = match args.rate.or(is_kv.then_some(KV_RATE)) {
-        Some(r) if args.load.is_none() => format!("rate{r}"),
-        _ => format!("load{load}"),
-    };
+    plan.points[0].tag = tag;
     plan.warmup = args.warmup;
     plan.outdir = args.outdir.clone();
     // Where permitted (root or CAP_SYS_NICE), the sender and receiver run as

@@ -8,9 +8,10 @@ use std::time::Duration;
 use crate::net::RxDrops;
 use crate::proto::{ParseError, Status};
 
-/// The dispatcher's latest snapshot of its counters (every `stats.interval_ms`), numbered, with a way to wait for the next one: whoever reports the counters
-/// is woken by each snapshot instead of polling on a clock of its own (which could
-/// read the same snapshot twice, or one from before the first).
+/// The dispatcher's latest snapshot of its counters (every `stats.interval_ms`),
+/// numbered, with a way to wait for the next one: whoever reports the counters is
+/// woken by each snapshot instead of polling on a clock of its own (which could read
+/// the same snapshot twice, or one from before the first).
 #[derive(Debug, Default)]
 pub struct Published {
     /// Snapshots published so far, and the latest (the default before the first).
