@@ -1,8 +1,8 @@
 //! callgrind - a fixed, single-threaded run of the dispatcher for instruction counts.
 //!
 //! Steps a dispatcher over the in-memory transport with simulated zero-work workers on
-//! one thread: each step is one dispatcher turn (`turn`: completions, dispatch, receive a
-//! burst) followed by every worker serving its channel. Nothing depends on timing, so
+//! one thread: each step is one dispatcher turn (`turn`: completions and refills, receive
+//! a burst, dispatch) followed by every worker serving its channel. Nothing depends on timing, so
 //! `valgrind --tool=callgrind --toggle-collect='*callgrind*turn*'` counts the same
 //! instructions every time; `scripts/callgrind.sh` runs it at two request counts and
 //! divides the difference by the difference of requests (start-up and warm-up cancel

@@ -3,7 +3,10 @@
 //!
 //! A small deterministic [`Driver`] owns [`TypedQueues`] of request ids and the
 //! requests each worker holds, and after every event asks the policy for decisions
-//! until it says `None`, carrying each one out at once. It checks what every policy
+//! until it says `None`, carrying each one out at once. Like the dispatcher, it hands
+//! a completion to `on_completion_next` when the policy is settled (half the cases;
+//! the others call `on_completion`), and checks the answer against what
+//! `on_completion` then `next` decide on a clone. It checks what every policy
 //! promises (each request dispatched exactly once, FCFS within a type, never beyond a
 //! worker's capacity); the tests add each policy's own promises:
 //!
@@ -17,7 +20,7 @@ use std::collections::VecDeque;
 
 use persephone::config::{Assign, PolicyConfig, Profile};
 use persephone::policy::{
-    cores_for, reserve, Cfcfs, Darc, Dfcfs, Dispatch, Event, Policy, Reservation, TypeInfo,
+    cores_for, reserve, Cfcfs, Darc, Dfcfs, Dispatch, Event, Policy, Refill, Reservation, TypeInfo,
     TypeStat, TypedQueues, WorkerSet,
 };
 use persephone::time::{Clock, Cycles};
@@ -41,12 +44,16 @@ enum Op {
 struct Scenario {
     n_types: usize,
     n_workers: usize,
+    /// Completions go through `on_completion_next` when the policy is settled.
+    fused: bool,
     /// Each op with the time (ns) that passes before it.
     ops: Vec<(u64, Op)>,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
-    (1usize..=4, 1usize..=6).prop_flat_map(|(n_types, n_workers)| {
+    // Mostly a few workers; sometimes more than 64 (the policies' multi-word paths).
+    let workers = prop_oneof![4 => 1usize..=6, 1 => 65usize..=67];
+    (1usize..=4, workers, any::<bool>()).prop_flat_map(|(n_types, n_workers, fused)| {
         let op = prop_oneof![
             3 => (0..n_types).prop_map(|ty| Op::Arrive { ty }),
             2 => (any::<usize>(), 0u64..=20).prop_map(|(pick, jitter)| Op::Complete { pick, jitter }),
@@ -54,6 +61,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec((0u64..5_000, op), 0..250).prop_map(move |ops| Scenario {
             n_types,
             n_workers,
+            fused,
             ops,
         })
     })
@@ -72,9 +80,15 @@ struct Driver<P> {
     dispatched: Vec<bool>,
     /// Last id dispatched per type (FCFS within a type).
     last_of_type: Vec<Option<u64>>,
+    /// Use `on_completion_next` when settled.
+    fused: bool,
+    /// `next` returned `None` and nothing arrived or was left to `next` since.
+    settled: bool,
+    /// Completions `on_completion_next` refilled at once.
+    refilled: u64,
 }
 
-impl<P: Policy> Driver<P> {
+impl<P: Policy + Clone> Driver<P> {
     fn new(policy: P, n_types: usize, n_workers: usize) -> Driver<P> {
         let cap = policy.worker_capacity();
         Driver {
@@ -87,7 +101,15 @@ impl<P: Policy> Driver<P> {
             arrived: 0,
             dispatched: Vec::new(),
             last_of_type: vec![None; n_types],
+            fused: false,
+            settled: true,
+            refilled: 0,
         }
+    }
+
+    fn fused(mut self, fused: bool) -> Driver<P> {
+        self.fused = fused;
+        self
     }
 
     fn idle(&self) -> WorkerSet {
@@ -104,24 +126,79 @@ impl<P: Policy> Driver<P> {
             .push(ty, self.now, id)
             .expect("queues are large enough");
         self.policy.on_arrival(ty, self.now);
+        self.settled = false;
     }
 
     /// Completes the oldest request of the `pick`-th busy worker, if any is busy.
-    fn complete(&mut self, pick: usize, jitter: u64) {
+    fn complete(&mut self, pick: usize, jitter: u64) -> Result<(), TestCaseError> {
         let busy: Vec<usize> = (0..self.n_workers)
             .filter(|&w| !self.held[w].is_empty())
             .collect();
         if busy.is_empty() {
-            return;
+            return Ok(());
         }
         let w = busy[pick % busy.len()];
-        self.complete_worker(w, jitter);
+        self.complete_worker(w, jitter)
     }
 
-    fn complete_worker(&mut self, w: usize, jitter: u64) {
+    fn complete_worker(&mut self, w: usize, jitter: u64) -> Result<(), TestCaseError> {
         let (_, ty) = self.held[w].pop_front().expect("worker is busy");
         let service = BASE_NS[ty] * (90 + jitter) / 100;
-        self.policy.on_completion(w, ty, service, self.now);
+        if !(self.fused && self.settled) {
+            self.policy.on_completion(w, ty, service, self.now);
+            self.settled = false;
+            return Ok(());
+        }
+        // What `on_completion` then `next` decide, on a copy.
+        let mut reference = self.policy.clone();
+        reference.on_completion(w, ty, service, self.now);
+        let expected = reference.next(self.queues.state(), self.now);
+        let refill = self
+            .policy
+            .on_completion_next(w, ty, service, self.now, self.queues.state());
+        match refill {
+            Refill::Take(t) => {
+                let d = Dispatch { ty: t, worker: w };
+                prop_assert_eq!(expected, Some(d), "{:?} differs from next", refill);
+                self.carry_out(d)?;
+                self.refilled += 1;
+                // Still settled: `next` has nothing more to do.
+                let after = self.policy.clone().next(self.queues.state(), self.now);
+                prop_assert_eq!(after, None, "after {:?}", refill);
+            }
+            Refill::Idle => prop_assert_eq!(expected, None, "Idle, but next decides"),
+            Refill::Ask => self.settled = false,
+        }
+        Ok(())
+    }
+
+    /// Gives the head of `d.ty` to `d.worker`, checking what every policy promises.
+    fn carry_out(&mut self, d: Dispatch) -> Result<(), TestCaseError> {
+        prop_assert!(d.worker < self.n_workers, "no worker {}", d.worker);
+        prop_assert!(
+            self.held[d.worker].len() < self.cap,
+            "worker {} already holds {} (capacity {}): {d:?}",
+            d.worker,
+            self.held[d.worker].len(),
+            self.cap
+        );
+        let Some((_, id)) = self.queues.pop(d.ty) else {
+            return Err(TestCaseError::fail(format!(
+                "{d:?}: no request of type {} waits",
+                d.ty
+            )));
+        };
+        prop_assert!(
+            !self.dispatched[id as usize],
+            "request {id} dispatched twice"
+        );
+        self.dispatched[id as usize] = true;
+        if let Some(last) = self.last_of_type[d.ty] {
+            prop_assert!(last < id, "type {} out of FCFS order", d.ty);
+        }
+        self.last_of_type[d.ty] = Some(id);
+        self.held[d.worker].push_back((id, d.ty));
+        Ok(())
     }
 
     /// Asks for decisions until `None`, carrying each out and checking the promises
@@ -134,32 +211,10 @@ impl<P: Policy> Driver<P> {
                 out.len() < bound,
                 "more dispatches than waiting requests: {out:?} then {d:?}"
             );
-            prop_assert!(d.worker < self.n_workers, "no worker {}", d.worker);
-            prop_assert!(
-                self.held[d.worker].len() < self.cap,
-                "worker {} already holds {} (capacity {}): {d:?}",
-                d.worker,
-                self.held[d.worker].len(),
-                self.cap
-            );
-            let Some((_, id)) = self.queues.pop(d.ty) else {
-                return Err(TestCaseError::fail(format!(
-                    "{d:?}: no request of type {} waits",
-                    d.ty
-                )));
-            };
-            prop_assert!(
-                !self.dispatched[id as usize],
-                "request {id} dispatched twice"
-            );
-            self.dispatched[id as usize] = true;
-            if let Some(last) = self.last_of_type[d.ty] {
-                prop_assert!(last < id, "type {} out of FCFS order", d.ty);
-            }
-            self.last_of_type[d.ty] = Some(id);
-            self.held[d.worker].push_back((id, d.ty));
+            self.carry_out(d)?;
             out.push(d);
         }
+        self.settled = true;
         Ok(out)
     }
 
@@ -173,7 +228,7 @@ impl<P: Policy> Driver<P> {
             self.now += dt;
             match *op {
                 Op::Arrive { ty } => self.arrive(ty),
-                Op::Complete { pick, jitter } => self.complete(pick, jitter),
+                Op::Complete { pick, jitter } => self.complete(pick, jitter)?,
             }
             let ds = self.drain()?;
             check(self, &ds)?;
@@ -196,7 +251,7 @@ impl<P: Policy> Driver<P> {
             self.now += 1_000;
             for w in 0..self.n_workers {
                 if !self.held[w].is_empty() {
-                    self.complete_worker(w, 10);
+                    self.complete_worker(w, 10)?;
                 }
             }
         }
@@ -336,7 +391,7 @@ proptest! {
 
     #[test]
     fn cfcfs_is_work_conserving(s in scenario()) {
-        let mut d = Driver::new(Cfcfs::new(s.n_workers), s.n_types, s.n_workers);
+        let mut d = Driver::new(Cfcfs::new(s.n_workers), s.n_types, s.n_workers).fused(s.fused);
         prop_assert_eq!(d.cap, 1);
         d.run(&s.ops, |d, _| {
             prop_assert!(
@@ -357,7 +412,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let policy = Dfcfs::new(s.n_workers, depth, assign, seed);
-        let mut d = Driver::new(policy, s.n_types, s.n_workers);
+        let mut d = Driver::new(policy, s.n_types, s.n_workers).fused(s.fused);
         prop_assert_eq!(d.cap, depth);
         d.run(&s.ops, |d, _| {
             for w in 0..d.n_workers {
@@ -380,7 +435,7 @@ proptest! {
         if cfg.profile == Profile::Static {
             prop_assert!(darc.reservation().is_some());
         }
-        let mut d = Driver::new(darc, s.n_types, s.n_workers);
+        let mut d = Driver::new(darc, s.n_types, s.n_workers).fused(s.fused);
         prop_assert_eq!(d.cap, 1);
         d.run(&s.ops, check_darc)?;
         if cfg.profile == Profile::Static {

@@ -3,15 +3,19 @@
 //! One pinned thread. Each turn of the loop reads top to bottom (one clock read per
 //! turn; the loop is compiled once per built-in policy, so the policy's calls inline):
 //! 1. take completions from every worker that holds jobs, in job order, and tell the
-//!    policy (frees workers); each comes back in its job's slot of the worker's
-//!    channel ([`crate::duplex`]);
-//! 2. ask the policy for decisions and send requests down the workers' channels: a
-//!    worker just freed gets a request that already waits before the receive (a
-//!    system call with kernel UDP), not after it;
+//!    policy; each comes back in its job's slot of the worker's channel
+//!    ([`crate::duplex`]). When the policy is *settled* (it had nothing left to decide
+//!    and nothing arrived since) it picks the freed worker's next request there and
+//!    then ([`Policy::on_completion_next`]), and the request goes down the channel
+//!    while it is in hand: no search for a free worker. A worker just freed so gets a
+//!    request that already waits before the receive (a system call with kernel UDP);
+//! 2. if the policy left a decision to `next` (d-FCFS does, and DARC after a new
+//!    reservation), dispatch;
 //! 3. receive a burst, parse and validate headers, classify, stamp the arrival time,
 //!    and queue each request in its type's bounded FIFO (full: answer `queue_full`);
-//!    a turn that received goes straight on to the next, whose step 2 dispatches them;
-//! 4. when idle: publish stats if due, then spin, yield or sleep.
+//! 4. dispatch what the burst queued, at once: the policy is settled again for the
+//!    next turn's completions;
+//! 5. when idle: publish stats if due, then spin, yield or sleep.
 //!
 //! Once a stop is requested it drains: completions and dispatch go on until nothing is
 //! queued or at a worker (or `drain_timeout` passes), and what arrives meanwhile is
@@ -29,10 +33,10 @@ pub use stats::{Malformed, Published, Stats, TypeStats};
 
 use crate::idle::Idler;
 use crate::net::{Packet, RxQueue, TxQueue};
-use crate::policy::{Builtin, Event, Policy, TypeIdx, TypeInfo, TypedQueues, WorkerIdx};
+use crate::policy::{Builtin, Event, Policy, Refill, TypeIdx, TypeInfo, TypedQueues, WorkerIdx};
 use crate::proto::{self, Header, Kind, Status};
 use crate::time::{rdtsc, Clock, Cycles};
-use crate::workers::{Completion, Job, JobSender, Sleeper};
+use crate::workers::{Job, JobSender, Sleeper};
 
 /// Maps a request to its type id (the header's `type` by default). Runs on the
 /// dispatcher for every request: keep it to a few field reads.
@@ -193,6 +197,10 @@ struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     stats: Stats,
     counts: Counts,
     outstanding: u64,
+    /// The policy has nothing to decide (`next` returned `None`, nothing queued
+    /// since): a completion may then get its worker's next request at once
+    /// ([`Policy::on_completion_next`]).
+    settled: bool,
     /// The receive burst, reused: no allocation per burst.
     burst: Vec<R::Pkt>,
     load: Load,
@@ -312,6 +320,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                     queue_full: [0; MAX_TYPES],
                 },
                 outstanding: 0,
+                settled: true,
                 load: Load::default(),
             },
         }
@@ -325,9 +334,10 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
     }
 
     /// One turn of the loop's work at time `now`, without the shutdown, stats and idle
-    /// logic of [`Dispatcher::run`]: take completions, dispatch, receive a burst.
-    /// Returns whether there was any work. For driving a dispatcher step by step on
-    /// one thread (deterministic tests, instruction counts); `run` does the same.
+    /// logic of [`Dispatcher::run`]: take completions (refilling freed workers),
+    /// receive a burst, dispatch. Returns whether there was any work. For driving a
+    /// dispatcher step by step on one thread (deterministic tests, instruction
+    /// counts); `run` does the same.
     #[inline]
     pub fn poll(&mut self, now: Cycles) -> bool {
         let core = &mut self.core;
@@ -429,64 +439,100 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         self.snapshot(policy)
     }
 
-    /// Completions, dispatch, receive (see the module docs). Workers freed by
-    /// completions get their next requests from what already waits *before* the
-    /// receive: a freed worker does not sit idle while a burst is received and
-    /// classified (a `recvmmsg` system call with the UDP backend). What the receive
-    /// queues is dispatched by the next turn, which follows at once. (Dispatching
-    /// again after the receive costs a second, failing policy decision per turn: +25
-    /// instructions per request for DARC with 16 types.)
+    /// Completions, receive, dispatch (see the module docs). A worker freed by a
+    /// completion gets its next request as the completion is taken, from what already
+    /// waits ([`Policy::on_completion_next`]): it does not sit idle while a burst is
+    /// received and classified (a `recvmmsg` system call with the UDP backend), and
+    /// the policy neither looks for a free worker nor is asked twice. A policy that
+    /// answers `Ask` gets a dispatch before the receive, as the completion-first order
+    /// intends. What the receive queues is dispatched at once, which leaves the policy
+    /// settled for the next turn's completions.
     #[inline]
     fn turn<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
         let mut work = self.completions(policy, now);
-        work |= self.dispatch(policy, now);
-        work |= self.receive::<P, false>(policy, now);
-        work
+        // Dispatch (when the policy left decisions to `next`), receive, and once more
+        // dispatch what the receive queued: one call site, so that it stays inline.
+        let mut received = false;
+        loop {
+            if !self.settled {
+                work |= self.dispatch(policy, now);
+            }
+            if received || !self.receive::<P, false>(policy, now) {
+                return work;
+            }
+            received = true;
+            work = true;
+            self.settled = false;
+        }
     }
 
-    /// Takes completions from every worker that holds jobs. Returns whether there
-    /// were any.
+    /// Takes completions from every worker that holds jobs, refilling each freed worker
+    /// at once when the policy is settled. Returns whether there were any.
     #[inline]
     fn completions<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
         if self.outstanding == 0 {
             return false;
         }
-        let mut got = 0;
-        for (w, link) in self.links.iter_mut().enumerate() {
+        let (mut got, mut refilled) = (0u64, 0u64);
+        let Core {
+            links,
+            queues,
+            counts,
+            rx,
+            settled,
+            ..
+        } = self;
+        // Start loading every line a completion may wait in first: a request's work
+        // (the policy's choice, the queue, the next job) between two such loads
+        // would keep the second from overlapping the first.
+        for link in links.iter() {
+            link.jobs.prefetch();
+        }
+        for (w, link) in links.iter_mut().enumerate() {
             // In job order, while there are any: for an idle worker `pop` reads no
             // memory, and for one holding a single job (c-FCFS, DARC) it stops after
             // that job's without a second look.
             while let Some(c) = link.jobs.pop() {
                 got += 1;
-                Self::complete(policy, &mut self.counts, &mut self.rx, w, c, now);
+                counts.replies[c.status as usize % STATUS_SLOTS] += 1;
+                counts.completed[c.ty % MAX_TYPES] += 1;
+                if let Some(pkt) = c.pkt {
+                    rx.recycle(pkt);
+                }
+                if !*settled {
+                    policy.on_completion(w, c.ty, c.service, now);
+                    continue;
+                }
+                match policy.on_completion_next(w, c.ty, c.service, now, queues.state()) {
+                    Refill::Take(ty) => {
+                        let Some((_arrival, pkt)) = queues.pop(ty) else {
+                            empty_queue(policy.name(), ty)
+                        };
+                        if link.jobs.push(Job { pkt, ty }).is_err() {
+                            overfilled(policy.name(), w, link.jobs.capacity())
+                        }
+                        link.wake = true;
+                        refilled += 1;
+                        // The job just sent is not done: no need to look. Any later
+                        // completions of this worker wait for the next turn.
+                        break;
+                    }
+                    Refill::Idle => {}
+                    Refill::Ask => *settled = false,
+                }
             }
         }
         if got == 0 {
             return false;
         }
-        self.outstanding -= got as u64;
+        self.outstanding -= got - refilled;
         while let Some(e) = policy.poll_event() {
             log_event(&e, &self.settings.clock);
         }
-        true
-    }
-
-    /// What a completion changes: the policy's view, the counters, the buffer pool.
-    #[inline(always)]
-    fn complete<P: Policy + ?Sized>(
-        policy: &mut P,
-        counts: &mut Counts,
-        rx: &mut R,
-        w: WorkerIdx,
-        c: Completion<R::Pkt>,
-        now: Cycles,
-    ) {
-        policy.on_completion(w, c.ty, c.service, now);
-        counts.replies[c.status as usize % STATUS_SLOTS] += 1;
-        counts.completed[c.ty % MAX_TYPES] += 1;
-        if let Some(pkt) = c.pkt {
-            rx.recycle(pkt);
+        if refilled > 0 && self.settings.wake_workers {
+            self.wake_pushed();
         }
+        true
     }
 
     /// Receives a burst and queues each valid request, or, `DRAINING`, answers it
@@ -600,6 +646,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
     #[inline]
     fn dispatch<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
         let mut pushed = 0u64;
+        self.settled = true;
         while let Some(d) = policy.next(self.queues.state(), now) {
             let Some((_arrival, pkt)) = self.queues.pop(d.ty) else {
                 empty_queue(policy.name(), d.ty)
@@ -728,6 +775,7 @@ fn log_event(e: &Event, clock: &Clock) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workers::Completion;
     use std::sync::Mutex;
 
     #[test]
@@ -882,9 +930,10 @@ mod tests {
         fn wait(&mut self, _: Duration, _: Option<std::os::fd::RawFd>) {}
     }
 
-    /// A worker freed by a completion is given a request that already waits before
-    /// the turn receives anything: it does not sit idle through a receive (a system
-    /// call over kernel UDP).
+    /// A request is dispatched in the turn that received it, and a worker freed by a
+    /// completion is given a request that already waits before the turn receives
+    /// anything: it does not sit idle through a receive (a system call over kernel
+    /// UDP).
     #[test]
     fn a_freed_worker_gets_a_waiting_request_before_the_receive() {
         use crate::net::mem::{Cycle, Mem};
@@ -903,7 +952,11 @@ mod tests {
         let mut d = stepped(rx, tx, Box::new(crate::policy::Cfcfs::new(1)), vec![jobs]);
 
         assert!(d.poll(1), "A and B received");
-        assert!(d.poll(2), "A sent");
+        assert_eq!(d.core.rx.job_waiting, [false]);
+        assert!(
+            !worker.lock().unwrap().is_empty(),
+            "A sent in the turn that received it"
+        );
         {
             let mut w = worker.lock().unwrap();
             let a = w.take().expect("A was sent");
@@ -917,9 +970,12 @@ mod tests {
         }
         // A's completion frees the worker and its buffer: B goes out, then the
         // receive takes a request C into A's buffer, and C waits.
-        assert!(d.poll(3));
-        assert_eq!(d.core.rx.job_waiting.len(), 3);
-        assert!(d.core.rx.job_waiting[2], "B was sent before the receive");
+        assert!(d.poll(2));
+        assert_eq!(
+            d.core.rx.job_waiting,
+            [false, true],
+            "B sent before the receive"
+        );
         assert_eq!(d.core.rx.rx.received(), 3);
         let s = d.stats();
         assert_eq!(

@@ -4,7 +4,7 @@
 //! worker holds at most one request, so a request never waits behind another on a
 //! worker while some worker is idle.
 
-use super::{Dispatch, Policy, QueueState, TypeIdx, WorkerIdx, WorkerSet};
+use super::{Dispatch, Policy, QueueState, Refill, TypeIdx, WorkerIdx, WorkerSet};
 use crate::time::Cycles;
 
 /// The c-FCFS policy.
@@ -35,6 +35,26 @@ impl Policy for Cfcfs {
 
     fn on_completion(&mut self, worker: WorkerIdx, _ty: TypeIdx, _service: Cycles, _now: Cycles) {
         self.idle.insert(worker);
+    }
+
+    /// Settled, a request waits only if no worker is free (c-FCFS is work-conserving),
+    /// so `next` would give the oldest head to this worker, the only free one.
+    #[inline]
+    fn on_completion_next(
+        &mut self,
+        worker: WorkerIdx,
+        _ty: TypeIdx,
+        _service: Cycles,
+        _now: Cycles,
+        queues: &QueueState,
+    ) -> Refill {
+        match queues.oldest() {
+            Some(ty) => Refill::Take(ty),
+            None => {
+                self.idle.insert(worker);
+                Refill::Idle
+            }
+        }
     }
 
     #[inline]

@@ -58,7 +58,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use super::{Dispatch, Event, Policy, QueueState, TypeIdx, TypeInfo, WorkerIdx, WorkerSet};
+use super::{Dispatch, Event, Policy, QueueState, Refill, TypeIdx, TypeInfo, WorkerIdx, WorkerSet};
 use crate::config::{PolicyConfig, Profile};
 use crate::time::{Clock, Cycles};
 
@@ -355,7 +355,7 @@ struct Window {
 }
 
 /// The DARC policy. See the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Darc {
     n_workers: usize,
     names: Vec<String>,
@@ -374,7 +374,14 @@ pub struct Darc {
     narrow: Vec<NarrowSlot>,
     /// Types that have a group.
     grouped: u64,
+    /// Each group's types, shortest group first (what `on_completion_next` walks).
+    group_types: Vec<u64>,
+    /// Per worker: the types of the groups that may run on it (reserved or stealing).
+    serves: Vec<u64>,
     resa: Option<Reservation>,
+    /// The reservation changed since `on_completion_next` last looked: an idle worker
+    /// may now be eligible for a waiting request, which only `next` finds.
+    changed: bool,
 
     window: Window,
     /// Per-type demand the reservation in force was computed from.
@@ -422,7 +429,10 @@ impl Darc {
             slots: Vec::new(),
             narrow: Vec::new(),
             grouped: 0,
+            group_types: Vec::new(),
+            serves: vec![0; n_workers],
             resa: None,
+            changed: false,
             window: Window {
                 sum: vec![0; n_types],
                 count: vec![0; n_types],
@@ -509,6 +519,16 @@ impl Darc {
             Vec::new()
         };
         self.grouped = self.slots.iter().fold(0, |m, s| m | s.types);
+        self.group_types = self.slots.iter().map(|s| s.types).collect();
+        self.serves = (0..self.n_workers)
+            .map(|w| {
+                resa.groups
+                    .iter()
+                    .filter(|g| g.eligible().contains(w))
+                    .flat_map(|g| &g.types)
+                    .fold(0, |m, &t| m | 1 << t)
+            })
+            .collect();
         if self.events.len() >= MAX_PENDING_EVENTS {
             self.events.pop_front();
             self.events_dropped += 1;
@@ -518,6 +538,7 @@ impl Darc {
             resa: resa.clone(),
         });
         self.resa = Some(resa);
+        self.changed = true;
     }
 
     /// Closes the profiling window and re-reserves if the demand moved.
@@ -582,6 +603,54 @@ impl Darc {
         best.1
     }
 
+    /// Marks `worker` idle, and answers `refill`.
+    #[inline]
+    fn free(&mut self, worker: WorkerIdx, refill: Refill) -> Refill {
+        self.idle.insert(worker);
+        refill
+    }
+
+    /// Adds a completion to the profiling window (dynamic mode).
+    #[inline]
+    fn profile(&mut self, ty: TypeIdx, service: Cycles, now: Cycles) {
+        if self.window_len == 0 || ty >= self.window.count.len() {
+            return;
+        }
+        let w = &mut self.window;
+        w.sum[ty] = w.sum[ty].saturating_add(service);
+        w.count[ty] += 1;
+        w.total += 1;
+        if w.total >= self.window_len {
+            self.close_window(now);
+        }
+    }
+
+    /// The type whose head `worker` would get from `next` if it were the only idle
+    /// worker that may serve a waiting request (see `on_completion_next`).
+    #[inline]
+    fn pick_for(&self, worker: WorkerIdx, queues: &QueueState) -> Option<TypeIdx> {
+        let waiting = queues.nonempty();
+        if waiting == 0 {
+            return None;
+        }
+        if self.resa.is_none() {
+            return queues.oldest(); // c-FCFS
+        }
+        let bits = waiting & self.serves.get(worker).copied().unwrap_or(0);
+        if bits != 0 {
+            // A type is in one group only: the first group with a bit in `bits` is the
+            // shortest waiting group `worker` may serve.
+            for &types in &self.group_types {
+                let b = bits & types;
+                if b != 0 {
+                    return Some(Self::oldest(queues, b));
+                }
+            }
+        }
+        let stray = waiting & !self.grouped;
+        (stray != 0 && worker == self.spillway).then(|| Self::oldest(queues, stray))
+    }
+
     #[inline]
     fn take(&mut self, ty: TypeIdx, worker: WorkerIdx) -> Option<Dispatch> {
         self.idle.remove(worker);
@@ -601,15 +670,34 @@ impl Policy for Darc {
     fn on_completion(&mut self, worker: WorkerIdx, ty: TypeIdx, service: Cycles, now: Cycles) {
         debug_assert!(worker < self.n_workers, "completion from worker {worker}");
         self.idle.insert(worker);
-        if self.window_len == 0 || ty >= self.window.count.len() {
-            return;
+        self.profile(ty, service, now);
+    }
+
+    /// Settled, no idle worker may serve a waiting request (`next` returned `None`),
+    /// so `next` would find `worker` the only idle one eligible: for the first group
+    /// (shortest first) that has a request waiting and counts `worker` among its
+    /// reserved or stealable workers, it would give that group's oldest head to
+    /// `worker` (reserved first, then stealable, can pick no other); failing that, a
+    /// type without a group to the spillway. A new reservation breaks the premise:
+    /// then `Ask`, once.
+    #[inline]
+    fn on_completion_next(
+        &mut self,
+        worker: WorkerIdx,
+        ty: TypeIdx,
+        service: Cycles,
+        now: Cycles,
+        queues: &QueueState,
+    ) -> Refill {
+        debug_assert!(worker < self.n_workers, "completion from worker {worker}");
+        self.profile(ty, service, now);
+        if self.changed {
+            self.changed = false;
+            return self.free(worker, Refill::Ask);
         }
-        let w = &mut self.window;
-        w.sum[ty] = w.sum[ty].saturating_add(service);
-        w.count[ty] += 1;
-        w.total += 1;
-        if w.total >= self.window_len {
-            self.close_window(now);
+        match self.pick_for(worker, queues) {
+            Some(ty) => Refill::Take(ty),
+            None => self.free(worker, Refill::Idle),
         }
     }
 

@@ -40,6 +40,18 @@ pub struct Dispatch {
     pub worker: WorkerIdx,
 }
 
+/// What a policy decides for a worker as it finishes a request
+/// ([`Policy::on_completion_next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refill {
+    /// Give the worker the oldest request of this type, now.
+    Take(TypeIdx),
+    /// Nothing waiting is for this worker: it stays free, and `next` has nothing to do.
+    Idle,
+    /// Not decided here: the driver asks `next`.
+    Ask,
+}
+
 /// What a policy knows about a request type before any measurement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypeInfo {
@@ -80,6 +92,31 @@ pub trait Policy: Send + std::fmt::Debug + IntoDyn {
     /// The next dispatch, or `None` to wait for an arrival or a completion. The driver
     /// must carry out the decision before calling again.
     fn next(&mut self, queues: &QueueState, now: Cycles) -> Option<Dispatch>;
+
+    /// `worker` finished a request (as [`on_completion`](Policy::on_completion)), and
+    /// may be given its next one at once, while the driver holds its channel: no search
+    /// for a free worker, no second call.
+    ///
+    /// A driver calls this instead of `on_completion` only when *settled*: `next` has
+    /// returned `None` since the last arrival (and since the last `Ask`), and every
+    /// decision since was carried out. Then `Take(ty)` must be the decision that
+    /// `on_completion` followed by `next` would make (`ty`'s head to `worker`), after
+    /// which the driver is still settled; `Idle` must mean that `next` would return
+    /// `None`. `Ask` makes no promise: the driver is no longer settled and asks `next`.
+    /// The default does `on_completion` and answers `Ask`.
+    #[inline]
+    fn on_completion_next(
+        &mut self,
+        worker: WorkerIdx,
+        ty: TypeIdx,
+        service: Cycles,
+        now: Cycles,
+        queues: &QueueState,
+    ) -> Refill {
+        let _ = queues;
+        self.on_completion(worker, ty, service, now);
+        Refill::Ask
+    }
 
     /// The next event to record, if any (drained by the driver off the hot path).
     fn poll_event(&mut self) -> Option<Event> {
@@ -165,6 +202,18 @@ impl Policy for Builtin {
     #[inline]
     fn next(&mut self, queues: &QueueState, now: Cycles) -> Option<Dispatch> {
         each!(self, p => p.next(queues, now))
+    }
+
+    #[inline]
+    fn on_completion_next(
+        &mut self,
+        worker: WorkerIdx,
+        ty: TypeIdx,
+        service: Cycles,
+        now: Cycles,
+        queues: &QueueState,
+    ) -> Refill {
+        each!(self, p => p.on_completion_next(worker, ty, service, now, queues))
     }
 
     fn poll_event(&mut self) -> Option<Event> {

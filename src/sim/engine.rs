@@ -12,6 +12,12 @@
 //!    hand it to `d.worker`;
 //! 4. drain `Policy::poll_event` (DARC's reservation changes).
 //!
+//! The daemon takes its completions in turns, and lets a settled policy refill each
+//! freed worker as its completion is taken (`Policy::on_completion_next`, promised to
+//! decide what `on_completion` then `next` would). Both orders decide alike except when
+//! several events fall on the same instant, where the simulator's is the reference:
+//! which completions share a turn in the daemon is up to timing.
+//!
 //! With a per-dispatch overhead the dispatcher is a serial resource: a decision at `t`
 //! reaches the worker at `t + overhead`, and the next decision is taken at that time.
 //!
