@@ -344,7 +344,8 @@ impl<J, C> DispatchEnd<J, C> {
         if self.collected != self.sent {
             let p: *const Slot<J, C> = self.slot(self.collected);
             // SAFETY: a prefetch is a hint that cannot fault, whatever the address; SSE
-            // is part of x86_64.
+            // is part of x86_64. (Newer toolchains declare the intrinsic safe.)
+            #[allow(unused_unsafe)]
             unsafe {
                 core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
             };

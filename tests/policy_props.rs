@@ -166,7 +166,11 @@ impl<P: Policy + Clone> Driver<P> {
                 let after = self.policy.clone().next(self.queues.state(), self.now);
                 prop_assert_eq!(after, None, "after {:?}", refill);
             }
-            Refill::Idle => prop_assert_eq!(expected, None, "Idle, but next decides"),
+            Refill::Idle => {
+                prop_assert_eq!(expected, None, "Idle, but next decides");
+                let real = self.policy.clone().next(self.queues.state(), self.now);
+                prop_assert_eq!(real, None, "Idle, but the policy's own next decides");
+            }
             Refill::Ask => self.settled = false,
         }
         Ok(())
@@ -384,6 +388,48 @@ fn check_placement(r: &Reservation, x: &Dispatch) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// Fills every worker and queues `extra` more requests, then completes every busy
+/// worker, one at a time, `rounds` times (draining after each round): with requests
+/// waiting, settled completions must be refilled at once (the driver checks each
+/// against `next`). Returns the number of refills.
+fn full_house<P: Policy + Clone>(d: &mut Driver<P>, extra: usize, rounds: usize) -> u64 {
+    for i in 0..d.n_workers + extra {
+        d.arrive(i % d.queues.state().n_types());
+    }
+    d.drain().unwrap();
+    for _ in 0..rounds {
+        d.now += 1_000;
+        for w in 0..d.n_workers {
+            if !d.held[w].is_empty() {
+                d.complete_worker(w, 10).unwrap();
+            }
+        }
+        d.drain().unwrap();
+    }
+    d.refilled
+}
+
+/// Past 64 workers (the multi-word paths of c-FCFS and DARC) with requests waiting,
+/// completions are refilled as `next` would decide, not only when the random runs
+/// happen to fill every worker.
+#[test]
+fn refills_past_64_workers_decide_as_next() {
+    let n = 66;
+    let mut d = Driver::new(Cfcfs::new(n), 2, n).fused(true);
+    assert_eq!(full_house(&mut d, 20, 2), 20, "c-FCFS refills what waits");
+
+    // Two types, SHORT (1 µs) and LONG (100 µs), equal shares: SHORT gets one reserved
+    // worker and may steal LONG's 65.
+    let cfg = PolicyConfig {
+        profile: Profile::Static,
+        ..PolicyConfig::default()
+    };
+    let darc = Darc::new(&cfg, &types(2, Some(&[1, 1])), n, Clock::NANOS);
+    let mut d = Driver::new(darc, 2, n).fused(true);
+    let refilled = full_house(&mut d, 20, 2);
+    assert!(refilled >= 20, "DARC refilled {refilled}");
 }
 
 proptest! {

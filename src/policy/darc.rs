@@ -379,8 +379,8 @@ pub struct Darc {
     /// Per worker: the types of the groups that may run on it (reserved or stealing).
     serves: Vec<u64>,
     resa: Option<Reservation>,
-    /// The reservation changed since `on_completion_next` last looked: an idle worker
-    /// may now be eligible for a waiting request, which only `next` finds.
+    /// The reservation changed since `next` last returned `None`: an idle worker may
+    /// be eligible for a waiting request, which only `next` finds.
     changed: bool,
 
     window: Window,
@@ -468,6 +468,8 @@ impl Darc {
                 darc.install(stats, 0);
             }
         }
+        // Nothing waits yet: no idle worker can be eligible for a waiting request.
+        darc.changed = false;
         darc
     }
 
@@ -679,7 +681,7 @@ impl Policy for Darc {
     /// reserved or stealable workers, it would give that group's oldest head to
     /// `worker` (reserved first, then stealable, can pick no other); failing that, a
     /// type without a group to the spillway. A new reservation breaks the premise:
-    /// then `Ask`, once.
+    /// then `Ask`, until `next` has had its say (returned `None`).
     #[inline]
     fn on_completion_next(
         &mut self,
@@ -692,7 +694,6 @@ impl Policy for Darc {
         debug_assert!(worker < self.n_workers, "completion from worker {worker}");
         self.profile(ty, service, now);
         if self.changed {
-            self.changed = false;
             return self.free(worker, Refill::Ask);
         }
         match self.pick_for(worker, queues) {
@@ -703,6 +704,34 @@ impl Policy for Darc {
 
     #[inline]
     fn next(&mut self, queues: &QueueState, _now: Cycles) -> Option<Dispatch> {
+        let d = self.decide(queues);
+        if d.is_none() {
+            // Every decision the reservation in force allows is made.
+            self.changed = false;
+        }
+        d
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn summary(&self) -> String {
+        match &self.resa {
+            Some(r) => format!("groups {}", r.describe(&self.names)),
+            None if self.window_len > 0 => format!(
+                "c-FCFS until the first reservation (window {}/{})",
+                self.window.total, self.window_len
+            ),
+            None => "c-FCFS (no type has a configured load)".into(),
+        }
+    }
+}
+
+impl Darc {
+    /// What `next` decides (see the module docs).
+    #[inline]
+    fn decide(&mut self, queues: &QueueState) -> Option<Dispatch> {
         let waiting = queues.nonempty();
         if self.n_workers <= 64 {
             // Every worker is a bit of one word.
@@ -764,21 +793,6 @@ impl Policy for Darc {
             return self.take(Self::oldest(queues, stray), self.spillway);
         }
         None
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    fn summary(&self) -> String {
-        match &self.resa {
-            Some(r) => format!("groups {}", r.describe(&self.names)),
-            None if self.window_len > 0 => format!(
-                "c-FCFS until the first reservation (window {}/{})",
-                self.window.total, self.window_len
-            ),
-            None => "c-FCFS (no type has a configured load)".into(),
-        }
     }
 }
 
