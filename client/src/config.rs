@@ -226,7 +226,17 @@ impl<'de> Deserialize<'de> for WorkloadSpec {
         match v {
             serde_yaml::Value::String(s) => Ok(WorkloadSpec::Named(s)),
             v @ serde_yaml::Value::Mapping(_) => {
-                let w: Workload = serde_yaml::from_value(v).map_err(de::Error::custom)?;
+                // Through serde_path_to_error: a YAML value has no line numbers, so the
+                // error names the key inside the workload instead.
+                let w: Workload = serde_path_to_error::deserialize(v).map_err(|e| {
+                    let path = e.path().to_string();
+                    let path = if path == "." {
+                        String::new()
+                    } else {
+                        format!(".{path}")
+                    };
+                    de::Error::custom(format_args!("workload{path}: {}", e.into_inner()))
+                })?;
                 w.validate().map_err(de::Error::custom)?;
                 Ok(WorkloadSpec::Inline(w))
             }
@@ -1343,6 +1353,21 @@ mod tests {
                 &["--rate", "5"],
                 "workload: { name: x, types: [{ id: 0, name: A, ratio: 1, service: { kind: constant, ns: 1 } }] }\n",
                 "types[0].id",
+            ),
+            (
+                &["--rate", "5"],
+                "workload: { name: x, types: [{ id: 1, name: A, ratio: 1, service: { kind: bogus } }] }\n",
+                "workload.types[0].service",
+            ),
+            (
+                &["--rate", "5"],
+                "workload: { name: x, types: [{ id: 1, name: A, ratio: 1, servce: 2 }] }\n",
+                "workload.types[0].servce: unknown field `servce`",
+            ),
+            (
+                &[],
+                "phases: [{ rate: 5, duration: 1s, workload: { name: x, types: [{ id: 1, name: A, ratio: one, service: { kind: constant, ns: 5 } }] } }]\n",
+                "types[0].ratio",
             ),
             (&["--rate", "5", "--workload", "kv", "--kv-keys", "0"], "", "--kv-keys"),
             (&["--rate", "5", "--workload", "kv"], "kv: { keys: 0 }\n", "kv.keys"),
