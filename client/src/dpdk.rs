@@ -21,7 +21,8 @@
 //!   counted as a send error and stays unsent: late and lost.
 //! - **Receive side.** Replies whose header does not parse are `malformed`, as over
 //!   UDP; so are frames the client's Ethernet/IPv4/UDP parser drops (bad checksums,
-//!   lengths; a kernel socket would have dropped them unseen). UDP datagrams to our
+//!   lengths; a kernel socket would have dropped them unseen) and frames in chained
+//!   mbufs, which it does not read (a reply too large for one mbuf). UDP datagrams to our
 //!   address from anyone but the server count as `unexpected`.
 //! - **End.** As over UDP: after the last send, polling goes on until every sent
 //!   request is answered or `timeout` has passed since the last send.
@@ -210,6 +211,7 @@ fn poll_loop(
     }
     let after = client.counters();
     st.malformed += after.frames.total() - before.frames.total();
+    st.malformed += after.chained - before.chained;
     st.unexpected += after.foreign - before.foreign;
     st
 }

@@ -1564,8 +1564,11 @@ pub struct ClientCounters {
     pub frames: frame::Drops,
     /// UDP datagrams for us from someone other than the server.
     pub foreign: u64,
-    /// ARP traffic after resolution, chained mbufs: ignored.
+    /// ARP traffic after resolution: ignored.
     pub ignored: u64,
+    /// Frames in chained mbufs (larger than one mbuf's room): not read. A reply among
+    /// them is lost to the client, so psp-client counts these as malformed.
+    pub chained: u64,
 }
 
 /// A DPDK client of a persephone server: sends request payloads as UDP frames to
@@ -1799,7 +1802,7 @@ impl DpdkClient {
                     continue;
                 };
                 if !m.is_simple() {
-                    self.counters.ignored += 1;
+                    self.counters.chained += 1;
                     continue;
                 }
                 let data = m.data();
