@@ -4,6 +4,9 @@
 //! have the port write "checksums" over its sender MAC and target IP (it did: no
 //! reply ever came).
 //!
+//! Then the kernel sends the client a datagram, which needs the client to answer the
+//! kernel's ARP request for the client's IP.
+//!
 //! Needs root (a tap interface); skipped otherwise. One scenario per test binary: EAL
 //! initialises once per process.
 #![cfg(feature = "dpdk")]
@@ -43,7 +46,7 @@ fn arp_resolves_on_a_port_with_checksum_offload() {
     );
     cfg.arp_timeout = Duration::from_secs(10);
     let start = Instant::now();
-    let client = DpdkClient::connect(&cfg).expect("ARP resolved");
+    let mut client = DpdkClient::connect(&cfg).expect("ARP resolved");
     let mac = client.server_mac();
     let mac = mac
         .iter()
@@ -51,4 +54,22 @@ fn arp_resolves_on_a_port_with_checksum_offload() {
         .collect::<Vec<_>>()
         .join(":");
     assert_eq!(mac, kernel_mac.trim(), "resolved in {:?}", start.elapsed());
+
+    // The other way: the kernel sends a datagram to the client's IP, which it can only
+    // do once the client has answered its ARP request. The datagram is not from the
+    // server's port, so the client counts it as foreign.
+    // The kernel learnt the client's MAC from its ARP request: forget it first.
+    ip(&["neigh", "flush", "dev", &iface]);
+    let sock = std::net::UdpSocket::bind("10.99.0.1:0").expect("a kernel UDP socket");
+    sock.send_to(b"hello", "10.99.0.2:4000")
+        .expect("send to the client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.counters().foreign == 0 && Instant::now() < deadline {
+        client.recv(|_| {});
+    }
+    let c = client.counters();
+    assert!(
+        c.arp_answered >= 1 && c.foreign == 1,
+        "the kernel's datagram never arrived: {c:?}"
+    );
 }

@@ -1564,7 +1564,10 @@ pub struct ClientCounters {
     pub frames: frame::Drops,
     /// UDP datagrams for us from someone other than the server.
     pub foreign: u64,
-    /// ARP traffic after resolution: ignored.
+    /// ARP requests for our IP, answered (a peer that replies by IP, such as a
+    /// kernel, asks).
+    pub arp_answered: u64,
+    /// ARP replies after resolution: ignored.
     pub ignored: u64,
     /// Frames in chained mbufs (larger than one mbuf's room): not read. A reply among
     /// them is lost to the client, so psp-client counts these as malformed.
@@ -1809,6 +1812,19 @@ impl DpdkClient {
                 match frame::parse(data, &self.local, RxChecks::ALL) {
                     Ok(f @ Frame::Udp { payload_len, .. }) => {
                         each(&data[HEADERS_LEN..HEADERS_LEN + payload_len], f)
+                    }
+                    Ok(Frame::ArpRequest { .. }) => {
+                        // Answered in place, as the server does (no offload flags).
+                        let data_len = m.data_len();
+                        let request = m.room_mut().get_mut(..data_len);
+                        if let Some(len) =
+                            request.and_then(|f| frame::arp_reply_in_place(f, &self.local))
+                        {
+                            m.set_len(len, TxChecksums::Software);
+                            if self.lane.tx(m) {
+                                self.counters.arp_answered += 1;
+                            }
+                        }
                     }
                     Ok(f) => each(&[], f),
                     Err(d) => self.counters.frames.count(d),
