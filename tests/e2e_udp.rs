@@ -207,6 +207,18 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
     for id in 0..2 {
         sock.send_to(&request(2, id, 1_000_000_000), addr).unwrap();
     }
+    // Both received before the stop (else the second may arrive during the drain and
+    // be answered `shutdown`, as it was once on a loaded machine): the stats line
+    // (every 200 ms) says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(l) if l.contains("rx 2 answered 0 ") => break,
+            Ok(_) => {}
+            Err(_) => panic!("the two requests were never both received"),
+        }
+    }
     // SAFETY: kill(2) with a pid we own and a valid signal number.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
