@@ -505,13 +505,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                 }
                 match policy.on_completion_next(w, c.ty, c.service, now, queues.state()) {
                     Refill::Take(ty) => {
-                        let Some((_arrival, pkt)) = queues.pop(ty) else {
-                            empty_queue(policy.name(), ty)
-                        };
-                        if link.jobs.push(Job { pkt, ty }).is_err() {
-                            overfilled(policy.name(), w, link.jobs.capacity())
-                        }
-                        link.wake = true;
+                        send_head(&*policy, queues, link, w, ty);
                         refilled += 1;
                         // The job just sent is not done: no need to look. Any later
                         // completions of this worker wait for the next turn.
@@ -648,14 +642,8 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         let mut pushed = 0u64;
         self.settled = true;
         while let Some(d) = policy.next(self.queues.state(), now) {
-            let Some((_arrival, pkt)) = self.queues.pop(d.ty) else {
-                empty_queue(policy.name(), d.ty)
-            };
             let link = &mut self.links[d.worker];
-            if link.jobs.push(Job { pkt, ty: d.ty }).is_err() {
-                overfilled(policy.name(), d.worker, link.jobs.capacity())
-            }
-            link.wake = true;
+            send_head(&*policy, &mut self.queues, link, d.worker, d.ty);
             pushed += 1;
         }
         if pushed == 0 {
@@ -742,6 +730,26 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         let s = self.snapshot(policy);
         self.published.put(s);
     }
+}
+
+/// Carries out a decision: the head of `ty`'s queue goes down worker `w`'s channel
+/// (`link`), which is to be woken. A decision from an empty queue or past the
+/// channel's capacity is the policy's bug: a panic naming it.
+#[inline(always)]
+fn send_head<Pkt, P: Policy + ?Sized>(
+    policy: &P,
+    queues: &mut TypedQueues<Pkt>,
+    link: &mut Link<Pkt>,
+    w: WorkerIdx,
+    ty: TypeIdx,
+) {
+    let Some((_arrival, pkt)) = queues.pop(ty) else {
+        empty_queue(policy.name(), ty)
+    };
+    if link.jobs.push(Job { pkt, ty }).is_err() {
+        overfilled(policy.name(), w, link.jobs.capacity())
+    }
+    link.wake = true;
 }
 
 #[cold]
