@@ -494,6 +494,21 @@ impl Mbuf {
         unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), room) }
     }
 
+    /// Turns the ARP request held here (a [`Frame::ArpRequest`] for `local`) into
+    /// the reply, in place: it keeps the request's length (and its padding, if any)
+    /// and leaves without offload flags. `false` if the frame is too short to answer.
+    fn arp_reply(&mut self, local: &Local) -> bool {
+        let data_len = self.data_len();
+        let request = self.room_mut().get_mut(..data_len);
+        match request.and_then(|f| frame::arp_reply_in_place(f, local)) {
+            Some(len) => {
+                self.set_len(len, TxChecksums::Software);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Sets the packet length (one segment), with TX offload flags or none.
     fn set_len(&mut self, len: usize, csum: TxChecksums) {
         let len = len.min(self.data_room().1) as u16;
@@ -1198,14 +1213,8 @@ impl DpdkRx {
                 true
             }
             Ok(Frame::ArpRequest { .. }) => {
-                // The reply keeps the request's length (and its padding, if any).
-                let data_len = m.data_len();
-                let request = m.room_mut().get_mut(..data_len);
-                if let Some(len) = request.and_then(|f| frame::arp_reply_in_place(f, &self.local)) {
-                    m.set_len(len, TxChecksums::Software);
-                    if self.arp_lane.with(|l| l.tx(m)) {
-                        self.counters.arp_answered += 1;
-                    }
+                if m.arp_reply(&self.local) && self.arp_lane.with(|l| l.tx(m)) {
+                    self.counters.arp_answered += 1;
                 }
                 false
             }
@@ -1814,16 +1823,8 @@ impl DpdkClient {
                         each(&data[HEADERS_LEN..HEADERS_LEN + payload_len], f)
                     }
                     Ok(Frame::ArpRequest { .. }) => {
-                        // Answered in place, as the server does (no offload flags).
-                        let data_len = m.data_len();
-                        let request = m.room_mut().get_mut(..data_len);
-                        if let Some(len) =
-                            request.and_then(|f| frame::arp_reply_in_place(f, &self.local))
-                        {
-                            m.set_len(len, TxChecksums::Software);
-                            if self.lane.tx(m) {
-                                self.counters.arp_answered += 1;
-                            }
+                        if m.arp_reply(&self.local) && self.lane.tx(m) {
+                            self.counters.arp_answered += 1;
                         }
                     }
                     Ok(f) => each(&[], f),
