@@ -210,25 +210,17 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
     // Both received before the stop (else the second may arrive during the drain and
     // be answered `shutdown`, as it was once on a loaded machine): the stats line
     // (every 200 ms) says so.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match log.recv_timeout(left) {
-            Ok(l) if l.contains("rx 2 answered 0 ") => break,
-            Ok(_) => {}
-            Err(_) => panic!("the two requests were never both received"),
-        }
+    if let Err(seen) =
+        test_support::line_containing(&log, "rx 2 answered 0 ", Duration::from_secs(10))
+    {
+        panic!("the two requests were never both received:\n{seen:#?}");
     }
     // SAFETY: kill(2) with a pid we own and a valid signal number.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match log.recv_timeout(left) {
-            Ok(l) if l.contains("shutting down: draining") => break,
-            Ok(_) => {}
-            Err(_) => panic!("no drain started"),
-        }
+    if let Err(seen) =
+        test_support::line_containing(&log, "shutting down: draining", Duration::from_secs(10))
+    {
+        panic!("no drain started:\n{seen:#?}");
     }
     for id in 10..15 {
         sock.send_to(&request(1, id, 1_000), addr).unwrap();
@@ -275,18 +267,9 @@ fn the_periodic_stats_line_reports_the_counters() {
     }
     // A snapshot may fall between the last receive and its answer: the next one (200
     // ms later) shows all three answered.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    let stats = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match log.recv_timeout(left) {
-            Ok(l) if l.contains("rx 3 answered 3 ok 3 in_flight 0 | queues SHORT=0 LONG=0") => {
-                break l
-            }
-            Ok(l) => seen.push(l),
-            Err(_) => panic!("no stats line with the 3 requests answered:\n{seen:#?}"),
-        }
-    };
+    let want = "rx 3 answered 3 ok 3 in_flight 0 | queues SHORT=0 LONG=0";
+    let stats = test_support::line_containing(log, want, Duration::from_secs(20))
+        .unwrap_or_else(|seen| panic!("no stats line with the 3 requests answered:\n{seen:#?}"));
     assert!(stats.contains("| dispatcher busy "), "{stats}");
 }
 

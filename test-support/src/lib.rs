@@ -40,6 +40,25 @@ pub fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The first line from `lines` (see [`lines_of`]) that contains `want`, within
+/// `timeout`; or the lines seen instead, for the failure message.
+pub fn line_containing(
+    lines: &mpsc::Receiver<String>,
+    want: &str,
+    timeout: Duration,
+) -> Result<String, Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(want) => return Ok(l),
+            Ok(l) => seen.push(l),
+            Err(_) => return Err(seen),
+        }
+    }
+}
+
 /// Waits up to `timeout` for `child` to exit; `None` if it is still running.
 pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
