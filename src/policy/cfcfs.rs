@@ -34,7 +34,7 @@ impl Policy for Cfcfs {
     }
 
     fn on_completion(&mut self, worker: WorkerIdx, _ty: TypeIdx, _service: Cycles, _now: Cycles) {
-        self.idle.insert(worker);
+        self.idle.insert_apart(worker);
     }
 
     /// Settled, a request waits only if no worker is free (c-FCFS is work-conserving),
@@ -51,7 +51,7 @@ impl Policy for Cfcfs {
         match queues.oldest() {
             Some(ty) => Refill::Take(ty),
             None => {
-                self.idle.insert(worker);
+                self.idle.insert_apart(worker);
                 Refill::Idle
             }
         }

@@ -376,10 +376,13 @@ pub struct Darc {
     grouped: u64,
     /// Each group's types, shortest group first: what `on_completion_next` walks (the
     /// same as the slots' `types`, kept dense: walking `slots` instead cost +1
-    /// instruction per request, DARC/4 types).
+    /// instruction per request, DARC/4 types). Before the first reservation, one group
+    /// of every type: c-FCFS, with no case of its own on the refill path.
     group_types: Vec<u64>,
-    /// Per worker: the types of the groups that may run on it (reserved or stealing).
-    serves: Vec<u64>,
+    /// Per worker: the types of the groups that may run on it (reserved or stealing);
+    /// every type before the first reservation. A fixed array indexed modulo its
+    /// length: no bounds check per completion (workers beyond `n_workers` serve none).
+    serves: Box<[u64; WorkerSet::CAPACITY]>,
     resa: Option<Reservation>,
     /// The reservation changed since `next` last returned `None`: an idle worker may
     /// be eligible for a waiting request, which only `next` finds.
@@ -431,8 +434,8 @@ impl Darc {
             slots: Vec::new(),
             narrow: Vec::new(),
             grouped: 0,
-            group_types: Vec::new(),
-            serves: vec![0; n_workers],
+            group_types: vec![u64::MAX],
+            serves: Box::new([u64::MAX; WorkerSet::CAPACITY]),
             resa: None,
             changed: false,
             window: Window {
@@ -524,15 +527,14 @@ impl Darc {
         };
         self.grouped = self.slots.iter().fold(0, |m, s| m | s.types);
         self.group_types = self.slots.iter().map(|s| s.types).collect();
-        self.serves = (0..self.n_workers)
-            .map(|w| {
-                resa.groups
-                    .iter()
-                    .filter(|g| g.eligible().contains(w))
-                    .flat_map(|g| &g.types)
-                    .fold(0, |m, &t| m | 1 << t)
-            })
-            .collect();
+        for (w, serves) in self.serves.iter_mut().enumerate() {
+            *serves = resa
+                .groups
+                .iter()
+                .filter(|g| g.eligible().contains(w))
+                .flat_map(|g| &g.types)
+                .fold(0, |m, &t| m | 1 << t);
+        }
         if self.events.len() >= MAX_PENDING_EVENTS {
             self.events.pop_front();
             self.events_dropped += 1;
@@ -610,7 +612,7 @@ impl Darc {
     /// Marks `worker` idle, and answers `refill`.
     #[inline]
     fn free(&mut self, worker: WorkerIdx, refill: Refill) -> Refill {
-        self.idle.insert(worker);
+        self.idle.insert_apart(worker);
         refill
     }
 
@@ -637,10 +639,8 @@ impl Darc {
         if waiting == 0 {
             return None;
         }
-        if self.resa.is_none() {
-            return queues.oldest(); // c-FCFS
-        }
-        let bits = waiting & self.serves.get(worker).copied().unwrap_or(0);
+        // No reservation yet (c-FCFS: one group, served by all) needs no case of its own.
+        let bits = waiting & self.serves[worker % WorkerSet::CAPACITY];
         if bits != 0 {
             // A type is in one group only: the first group with a bit in `bits` is the
             // shortest waiting group `worker` may serve.
@@ -673,7 +673,7 @@ impl Policy for Darc {
 
     fn on_completion(&mut self, worker: WorkerIdx, ty: TypeIdx, service: Cycles, now: Cycles) {
         debug_assert!(worker < self.n_workers, "completion from worker {worker}");
-        self.idle.insert(worker);
+        self.idle.insert_apart(worker);
         self.profile(ty, service, now);
     }
 
