@@ -642,6 +642,12 @@ impl Darc {
         // No reservation yet (c-FCFS: one group, served by all) needs no case of its own.
         let bits = waiting & self.serves[worker % WorkerSet::CAPACITY];
         if bits != 0 {
+            if bits & (bits - 1) == 0 {
+                // One waiting type `worker` may serve (under load, often the longest
+                // group's, the shorter ones having more workers): it is the pick, with
+                // no walk over the groups that wait for nothing.
+                return Some(bits.trailing_zeros() as usize);
+            }
             // A type is in one group only: the first group with a bit in `bits` is the
             // shortest waiting group `worker` may serve.
             for &types in &self.group_types {
