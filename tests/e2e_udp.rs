@@ -246,6 +246,50 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
     assert!(out.contains("balanced        true"), "{out}");
 }
 
+/// A second SIGTERM, once the first is a moment old, exits at once with status 1: an
+/// operator is not held by a drain (here about 4 s of 1 s requests).
+#[test]
+fn a_second_signal_exits_without_waiting_for_the_drain() {
+    let Logged {
+        mut child,
+        log,
+        mut stdout,
+        addr,
+        sock,
+        _dir,
+    } = Logged::start("cfcfs");
+    // Eight 1 s requests on two workers: a drain of about 4 s, within the 5 s timeout.
+    for id in 0..8 {
+        sock.send_to(&request(2, id, 1_000_000_000), addr).unwrap();
+    }
+    if let Err(seen) =
+        test_support::line_containing(&log, "rx 8 answered 0 ", Duration::from_secs(10))
+    {
+        panic!("the requests were never all received:\n{seen:#?}");
+    }
+    // SAFETY: kill(2) with a pid we own and a valid signal number.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    // The first signal's own second delivery (`timeout` sends one to the child, then
+    // to its group) does not count: a second signal exits only from this line on.
+    if let Err(seen) = test_support::line_containing(
+        &log,
+        "a second signal now exits at once",
+        Duration::from_secs(10),
+    ) {
+        panic!("the second signal was never armed:\n{seen:#?}");
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let exit = child.wait().unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    assert_eq!(exit.code(), Some(1), "psp-app exited with {exit}:\n{out}");
+    assert!(
+        !out.contains("final counters"),
+        "the drain ran to its end:\n{out}"
+    );
+}
+
 /// The periodic stats line (every `stats.interval_ms`, 200 here) reports the counters
 /// of a snapshot taken after the requests were answered, with the dispatcher's load.
 #[test]

@@ -88,6 +88,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     std::thread::spawn(move || {
         std::thread::sleep(SAME_SIGNAL);
         armed.store(true, Ordering::Relaxed);
+        tracing::info!("draining; a second signal now exits at once, status 1");
     });
     let stats = server.shutdown();
     say(format_args!("final counters:\n{stats}"));

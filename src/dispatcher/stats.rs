@@ -178,7 +178,9 @@ impl Stats {
         let mut s = format!("dispatcher busy {:.0}%", 100.0 * busy);
         let turns = self.busy_turns.saturating_sub(earlier.busy_turns);
         if turns > 0 {
-            let received = self.received.saturating_sub(earlier.received);
+            // Requests: datagrams received less the malformed ones.
+            let requests = |s: &Stats| s.received.saturating_sub(s.malformed.total());
+            let received = requests(self).saturating_sub(requests(earlier));
             let _ = write!(
                 s,
                 ", {:.1} requests per busy turn",
@@ -388,5 +390,17 @@ mod tests {
             "dispatcher busy 0%"
         );
         assert_eq!(b.load_since(&b), "dispatcher busy n/a (no new snapshot)");
+        // Malformed datagrams are not requests.
+        let mut c = Stats {
+            received: 2_100,
+            busy_turns: 210,
+            ..load(5_000, 2_600)
+        };
+        c.malformed.bad_magic = 300;
+        c.malformed.short = 100;
+        assert_eq!(
+            c.load_since(&b),
+            "dispatcher busy 50%, 6.0 requests per busy turn"
+        );
     }
 }
