@@ -381,7 +381,8 @@ pub struct Darc {
     group_types: Vec<u64>,
     /// Per worker: the types of the groups that may run on it (reserved or stealing);
     /// every type before the first reservation. A fixed array indexed modulo its
-    /// length: no bounds check per completion (workers beyond `n_workers` serve none).
+    /// length: no bounds check per completion (from the first reservation on, workers
+    /// beyond `n_workers` serve none).
     serves: Box<[u64; WorkerSet::CAPACITY]>,
     resa: Option<Reservation>,
     /// The reservation changed since `next` last returned `None`: an idle worker may

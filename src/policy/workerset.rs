@@ -45,10 +45,10 @@ impl WorkerSet {
     /// computed the worker's word and bit for every worker with a completion, refilled
     /// or not (code invariant in its per-worker loop, hoisted, with spills); a refill,
     /// the common case under load, needs neither. Instructions per request
-    /// (`scripts/callgrind.sh`, 4 types, 14 workers): DARC 236.9 -> 229.0, c-FCFS
-    /// 229.8 -> 221.7. Where every completion finds nothing waiting (32 workers) the
-    /// call costs about what the hoisted code did: DARC 256.2 -> 255.2, c-FCFS
-    /// 236.2 -> 237.1.
+    /// (`scripts/callgrind.sh`, 4 types, 14 workers): c-FCFS 229.8 -> 221.7; DARC
+    /// 242.9 -> 230.0 with its refill tables of the same commit (this alone: about
+    /// -8). Where every completion finds nothing waiting (32 workers) the call costs
+    /// about what the hoisted code did: DARC 255.2 both, c-FCFS 236.2 -> 237.1.
     #[inline(never)]
     pub fn insert_apart(&mut self, w: WorkerIdx) {
         self.insert(w);
