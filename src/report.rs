@@ -480,6 +480,17 @@ impl RunReport {
                 share * 100.0
             );
         }
+        let all = self.overall();
+        if all.rejected_total() > 0 {
+            // Why: the table has one `reject` column, the CSV a column per reason.
+            let reasons: Vec<String> = REJECT_REASONS
+                .iter()
+                .zip(all.rejected)
+                .filter(|&(_, n)| n > 0)
+                .map(|(s, n)| format!("{} {n}", s.name()))
+                .collect();
+            let _ = writeln!(out, "  rejected: {}", reasons.join(", "));
+        }
         let name_w = self
             .types
             .iter()
@@ -494,7 +505,6 @@ impl RunReport {
             "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "p99.99 µs", "max µs",
             "sd p50", "sd p99", "sd p99.9", "sd max",
         );
-        let all = self.overall();
         let rows = self.types.iter().chain(std::iter::once(&all));
         for t in rows {
             let lat = t.latency_us();
@@ -974,12 +984,26 @@ mod tests {
         assert!(t.contains("the server shed 2.3 % of the requests"), "{t}");
     }
 
+    /// The table has one `reject` column; a line under the header says why, by reason
+    /// (a run against a server that answers everything `bad_request` must say so).
+    #[test]
+    fn rejections_are_broken_down_by_reason() {
+        let t = sample_report().table();
+        assert!(t.contains("  rejected: queue_full 1, shutdown 2\n"), "{t}");
+        let mut clean = sample_report();
+        clean.type_mut(2).unwrap().rejected = [0; REJECT_REASONS.len()];
+        assert!(!clean.table().contains("rejected:"));
+    }
+
     #[test]
     fn table_is_aligned() {
         let t = sample_report().table();
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("hb, test  policy darc  workers 2  load 0.500"));
-        let widths: Vec<usize> = lines[1..].iter().map(|l| l.chars().count()).collect();
+        // The notes under the first line (here the rejections' reasons) are not rows.
+        let header = lines.iter().position(|l| l.starts_with("type ")).unwrap();
+        assert!(lines[1..header].iter().all(|l| l.starts_with("  ")), "{t}");
+        let widths: Vec<usize> = lines[header..].iter().map(|l| l.chars().count()).collect();
         assert!(widths.windows(2).all(|w| w[0] == w[1]), "{t}");
         assert!(lines.last().unwrap().starts_with("ALL "));
     }

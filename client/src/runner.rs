@@ -55,14 +55,38 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
     let mut net = Net::open(plan)?;
     let mut all = Vec::new();
     let mut wrong = 0;
+    // Points that got no reply at all, and the first error one of them saw.
+    let (mut silent, mut silent_error) = (0, None);
     let n = plan.points.len();
     for (k, point) in plan.points.iter().enumerate() {
         let (reports, outcome, schedule) = run_point(plan, &mut net, point, k, n)?;
         let unix_start = unix_time_of(&outcome);
         let checks = measure::checks(&schedule, &outcome);
+        let replies: u64 = reports
+            .iter()
+            .map(|r| {
+                let all = r.overall();
+                all.ok + all.rejected_total()
+            })
+            .sum();
+        let sent: u64 = reports.iter().map(|r| r.overall().sent).sum();
+        if sent > 0 && replies == 0 {
+            silent += 1;
+            silent_error = silent_error.or_else(|| outcome.first_error.clone());
+        }
         for r in &reports {
             write!(out, "{}", r.table())?;
-            if r.adherence < VALID_ADHERENCE {
+            if r.adherence < VALID_ADHERENCE && outcome.send_errors > 0 {
+                writeln!(
+                    out,
+                    "INVALID: only {:.2} % of requests were sent within {:?} of schedule: \
+                     {} sends failed (first error: {})",
+                    r.adherence * 100.0,
+                    plan.slack,
+                    outcome.send_errors,
+                    outcome.first_error.as_deref().unwrap_or("?")
+                )?;
+            } else if r.adherence < VALID_ADHERENCE {
                 writeln!(
                     out,
                     "INVALID: only {:.2} % of requests were sent within {:?} of schedule \
@@ -116,6 +140,16 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
     if let Some(f) = files.as_mut() {
         f.finish(&all)?;
         writeln!(out, "results written to {}", f.dir.display())?;
+    }
+    if silent > 0 {
+        anyhow::bail!(
+            "{silent} of {n} run points got no reply at all from {}{}: is the server \
+             running there, and reachable?",
+            plan.server,
+            silent_error
+                .map(|e| format!(" (first error: {e})"))
+                .unwrap_or_default()
+        );
     }
     if wrong > 0 {
         anyhow::bail!(

@@ -5,6 +5,7 @@
 //! Only lower bounds on time are asserted (the machine may be shared and loaded): a
 //! reply can never come before the server has burnt the requested service time.
 
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -192,6 +193,39 @@ fn the_kv_demo_offers_a_servable_rate() {
     assert!(text.contains("queue_full "), "{text}");
 }
 
+/// Any preset runs in the demo as is: the built-in server declares the workload's
+/// types (it used to answer three of TPC-C's five `unknown_type`), and a workload of
+/// short requests is offered what kernel UDP carries, not 133 000 requests/s.
+#[test]
+fn the_demo_serves_every_type_of_a_preset_at_a_carried_rate() {
+    let run = |workload: &str| {
+        let args = psp_client::demo::DemoArgs {
+            workload: workload.into(),
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(100),
+            quiet: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        psp_client::demo::run(&args, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let text = run("tpcc");
+    for want in [
+        "Payment",
+        "NewOrder",
+        "Delivery",
+        "StockLevel",
+        "OrderStatus",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(!text.contains("unknown_type"), "{text}");
+    let text = run("extreme-bimodal");
+    assert!(text.contains("offering 10000"), "{text}");
+    assert!(text.contains(" = 10000 requests/s"), "{text}");
+}
+
 fn client() -> Command {
     Command::new(env!("CARGO_BIN_EXE_psp-client"))
 }
@@ -214,6 +248,30 @@ fn the_command_line_names_bad_flags_and_keys() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+/// A run against an address where nothing listens is not a measurement: it fails,
+/// naming the address and the error (it used to exit 0, its table blaming the client
+/// for being late).
+#[test]
+fn a_run_with_no_server_fails_and_says_why() {
+    // A port that was free a moment ago, and is again.
+    let addr = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = client()
+        .args(["--server", &addr, "--rate", "200"])
+        .args(["--duration", "200ms", "--warmup", "50ms", "-q"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded: {err}");
+    assert!(
+        err.contains(&format!("got no reply at all from {addr}")),
+        "{err}"
+    );
 }
 
 #[test]
