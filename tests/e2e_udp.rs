@@ -334,6 +334,17 @@ fn a_bad_log_filter_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--log \"bogus=[\""), "{err}");
     assert!(out.stdout.is_empty(), "nothing started");
+    // A misspelt level is valid EnvFilter syntax (a target name) that would silence
+    // everything: refused too.
+    let out = Command::new(env!("CARGO_BIN_EXE_psp-app"))
+        .args(["--cfg", "configs/quickstart.yml", "--log", "warn,debugg"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean \"debug\""), "{err}");
+    assert!(out.stdout.is_empty(), "nothing started");
 }
 
 /// A port already taken is a start-up error naming the key, with the system's reason

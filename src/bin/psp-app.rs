@@ -1,6 +1,6 @@
 //! psp-app - the persephone daemon: `psp-app --cfg config.yml`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,10 @@ fn main() -> ExitCode {
     let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(f) => f,
         // A bad --log is a usage error, named, rather than ignored.
-        Err(_) => match tracing_subscriber::EnvFilter::try_new(&args.log) {
+        Err(_) => match misspelt_level(&args.log).map_or_else(
+            || tracing_subscriber::EnvFilter::try_new(&args.log).map_err(|e| e.to_string()),
+            Err,
+        ) {
             Ok(f) => f,
             Err(e) => Args::command()
                 .error(
@@ -42,6 +45,8 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
+        // Colours for a terminal only, not for a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         // A log line that cannot be written (stderr's reader gone) is lost, not a
         // panic: the daemon goes on serving.
         .log_internal_errors(false)
@@ -93,6 +98,25 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let stats = server.shutdown();
     say(format_args!("final counters:\n{stats}"));
     Ok(())
+}
+
+/// Why `filter` is refused though EnvFilter would take it: a bare word that looks like
+/// a misspelt level (`debugg`) is a *target* to EnvFilter, and would silence every
+/// line not from a target of that name, warnings and stats included.
+fn misspelt_level(filter: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    filter.split(',').map(str::trim).find_map(|d| {
+        let w = d.to_ascii_lowercase();
+        let bare = !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic());
+        let near = LEVELS.iter().find(|l| w != **l && w.starts_with(&l[..3]))?;
+        bare.then(|| {
+            format!(
+                "{d:?} is not a level ({}); as a target name it would silence every \
+                 other line (did you mean {near:?}?)",
+                LEVELS.join(", ")
+            )
+        })
+    })
 }
 
 /// How long after the first signal a second one still counts as the same.

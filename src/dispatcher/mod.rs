@@ -197,6 +197,8 @@ struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     stats: Stats,
     counts: Counts,
     outstanding: u64,
+    /// The last reservation logged (see `log_event`).
+    last_reservation: String,
     /// The policy has nothing to decide (`next` returned `None`, nothing queued
     /// since): a completion may then get its worker's next request at once
     /// ([`Policy::on_completion_next`]).
@@ -320,6 +322,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                     queue_full: [0; MAX_TYPES],
                 },
                 outstanding: 0,
+                last_reservation: String::new(),
                 settled: true,
                 load: Load::default(),
             },
@@ -521,7 +524,13 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         }
         self.outstanding -= got - refilled;
         while let Some(e) = policy.poll_event() {
-            log_event(&e, &self.settings.clock);
+            log_event(
+                &e,
+                &self.settings.clock,
+                self.load.started,
+                &self.stats,
+                &mut self.last_reservation,
+            );
         }
         if refilled > 0 && self.settings.wake_workers {
             self.wake_pushed();
@@ -769,13 +778,32 @@ fn deadline_passed(now: Cycles, deadline: Cycles) -> bool {
     (now.wrapping_sub(deadline) as i64) >= 0
 }
 
-fn log_event(e: &Event, clock: &Clock) {
+/// Logs a policy event: a reservation as one line with the types' names, at its time
+/// since the loop started; at debug level only when it puts the types on the same
+/// cores as the last one logged (`last`), the demand alone having moved.
+#[cold]
+fn log_event(e: &Event, clock: &Clock, started: Option<Cycles>, stats: &Stats, last: &mut String) {
     match e {
         Event::Reservation { at, resa } => {
-            tracing::info!(
-                at_ms = clock.cycles_to_ns(*at) / 1e6,
-                "DARC reservation: {resa:?}"
-            );
+            let names: Vec<&str> = stats.types.iter().map(|t| t.name.as_str()).collect();
+            // The clock's own count when the loop did not run (`poll`); 0 for the
+            // reservation made before it started.
+            let since = match started {
+                Some(s) if deadline_passed(*at, s) => at.wrapping_sub(s),
+                Some(_) => 0,
+                None => *at,
+            };
+            let at_ms = format_args!("{:.1}", clock.cycles_to_ns(since) / 1e6);
+            let line = resa.describe(&names);
+            if line == *last {
+                tracing::debug!(
+                    at_ms,
+                    "DARC reservation: demand re-profiled, cores unchanged"
+                );
+            } else {
+                tracing::info!(at_ms, "DARC reservation: {line}");
+                *last = line;
+            }
         }
     }
 }

@@ -136,6 +136,16 @@ impl Reservation {
         self.groups.iter().position(|g| g.reserved.contains(worker))
     }
 
+    /// Whether `other` puts the same types on the same cores (the groups' types,
+    /// reserved and stealable workers, and the spillway), whatever the demand figures.
+    pub fn same_cores(&self, other: &Reservation) -> bool {
+        self.spillway == other.spillway
+            && self.groups.len() == other.groups.len()
+            && self.groups.iter().zip(&other.groups).all(|(a, b)| {
+                a.types == b.types && a.reserved == b.reserved && a.stealable == b.stealable
+            })
+    }
+
     /// One line naming types by `names` (falling back to `#index`), e.g.
     /// `[SHORT]:{0} steal {1-13} | [LONG]:{1-13} | spillway 13`.
     pub fn describe<S: AsRef<str>>(&self, names: &[S]) -> String {
@@ -505,6 +515,14 @@ impl Darc {
             self.n_resas.as_deref(),
             self.spillway,
         );
+        // The demand moved, maybe the cores did not: then the tables stay, and so does
+        // the premise of the refill at completion (the event still reports the demand).
+        let same_cores = self.resa.as_ref().is_some_and(|r| r.same_cores(&resa));
+        if same_cores {
+            self.push_event(now, &resa);
+            self.resa = Some(resa);
+            return;
+        }
         self.slots = resa
             .groups
             .iter()
@@ -536,6 +554,12 @@ impl Darc {
                 .flat_map(|g| &g.types)
                 .fold(0, |m, &t| m | 1 << t);
         }
+        self.push_event(now, &resa);
+        self.resa = Some(resa);
+        self.changed = true;
+    }
+
+    fn push_event(&mut self, now: Cycles, resa: &Reservation) {
         if self.events.len() >= MAX_PENDING_EVENTS {
             self.events.pop_front();
             self.events_dropped += 1;
@@ -544,8 +568,6 @@ impl Darc {
             at: now,
             resa: resa.clone(),
         });
-        self.resa = Some(resa);
-        self.changed = true;
     }
 
     /// Closes the profiling window and re-reserves if the demand moved.
@@ -1235,10 +1257,14 @@ mod tests {
         assert_eq!(d.windows_closed(), 3);
         assert!(d.poll_event().is_none());
         // SHORT 30 % slower than at the reservation: update (same cores, new demand).
+        // The tables stay: the refill's premise holds (no `Ask` until `next` runs).
+        let idle_queues = TypedQueues::<()>::new(2, 4);
+        assert!(d.next(idle_queues.state(), now).is_none());
         feed(&mut d, &mut now, &[50, 50], &[1_300, 100_000]);
         let ev = resa_events(&mut d);
         assert_eq!(ev.len(), 1);
         assert!(close(ev[0].1.groups[0].mean_ns, 1_300.0));
+        assert!(!d.changed, "same cores, yet the tables were reinstalled");
         // Slow drift accumulates against the reservation's demand: +6 % then +12 %.
         feed(&mut d, &mut now, &[50, 50], &[1_380, 100_000]);
         assert!(d.poll_event().is_none());
@@ -1264,6 +1290,8 @@ mod tests {
         assert_eq!(r.eligible(1), set([3]));
         // SHORT alone is 4 cores of demand: all of them.
         assert_eq!(r.groups[0].reserved, WorkerSet::first_n(4));
+        // New cores: the new tables are in force, and the refill asks `next` first.
+        assert!(d.changed);
         // Still absent: nothing changes.
         feed(&mut d, &mut now, &[100, 0], &[1_000, 0]);
         assert!(d.poll_event().is_none());
