@@ -675,17 +675,26 @@ impl Config {
                 ));
             }
         }
-        if self.policy.kind != PolicyKind::Darc {
-            for (key, set) in [
-                ("n_resas", self.policy.n_resas.is_some()),
-                ("spillway", self.policy.spillway.is_some()),
-            ] {
-                if set {
-                    out.push(format!(
-                        "policy.{key} is set but policy.kind is {}: only darc reads it",
-                        self.policy.kind.name()
-                    ));
-                }
+        // Another policy's keys, and whether each differs from its default (a value
+        // equal to the default cannot be told from an absent key; it changes nothing).
+        let p = &self.policy;
+        let dp = PolicyConfig::default();
+        let others: &[(PolicyKind, &str, bool)] = &[
+            (PolicyKind::Darc, "delta", p.delta != dp.delta),
+            (PolicyKind::Darc, "window", p.window != dp.window),
+            (PolicyKind::Darc, "profile", p.profile != dp.profile),
+            (PolicyKind::Darc, "n_resas", p.n_resas.is_some()),
+            (PolicyKind::Darc, "spillway", p.spillway.is_some()),
+            (PolicyKind::Dfcfs, "assign", p.assign != dp.assign),
+            (PolicyKind::Dfcfs, "seed", p.seed != dp.seed),
+        ];
+        for &(reader, key, set) in others {
+            if set && p.kind != reader {
+                out.push(format!(
+                    "policy.{key} is set but policy.kind is {}: only {} reads it",
+                    p.kind.name(),
+                    reader.name()
+                ));
             }
         }
         out
@@ -1078,6 +1087,30 @@ requests:
             "{u:?}"
         );
         assert!(u[2].starts_with("policy.spillway"), "{u:?}");
+        // Every key of another policy, when it differs from its default.
+        let c = Config::parse(&format!(
+            "{BASE}policy: {{ kind: cfcfs, delta: 0.3, window: 10, profile: static, \
+             assign: jsq, seed: 7 }}\n"
+        ))
+        .unwrap();
+        let u = c.unused_settings();
+        assert_eq!(u.len(), 5, "{u:?}");
+        assert!(
+            u[0].starts_with("policy.delta is set but policy.kind is cfcfs: only darc"),
+            "{u:?}"
+        );
+        assert!(u[3].starts_with("policy.assign"), "{u:?}");
+        assert!(u[3].ends_with("only dfcfs reads it"), "{u:?}");
+        let c = Config::parse(&format!(
+            "{BASE}policy: {{ kind: darc, assign: random, seed: 3, delta: 0.3 }}\n"
+        ))
+        .unwrap();
+        let u = c.unused_settings();
+        assert_eq!(u.len(), 2, "{u:?}");
+        assert!(
+            u[1].starts_with("policy.seed is set but policy.kind is darc"),
+            "{u:?}"
+        );
         let c = Config::parse(&format!(
             "{BASE}net: {{ eal_args: [--no-pci], ip: 10.0.0.1, port: 1, udp_port: 7 }}\n"
         ))
