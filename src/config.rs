@@ -253,6 +253,30 @@ impl Default for PolicyConfig {
     }
 }
 
+/// A socket address, or `host:port` resolved (first IPv4 address, else the first); the
+/// error names the value.
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    use std::net::ToSocketAddrs;
+    let text = String::deserialize(d)?;
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address:port nor a host:port that resolves ({e})"
+            ))
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} resolves to no address")))
+}
+
 fn default_delta() -> f64 {
     0.2
 }
@@ -282,8 +306,9 @@ pub enum Backend {
 pub struct NetConfig {
     #[serde(default)]
     pub backend: Backend,
-    /// UDP: address to bind (port 0 picks an ephemeral port).
-    #[serde(default = "default_bind")]
+    /// UDP: address to bind (port 0 picks an ephemeral port); a host name
+    /// (`localhost:6789`) is resolved, its first IPv4 address taken.
+    #[serde(default = "default_bind", deserialize_with = "socket_addr")]
     pub bind: SocketAddr,
     /// Largest request (header + payload) accepted, in bytes.
     #[serde(default = "default_max_msg")]
@@ -1052,6 +1077,10 @@ requests:
                 "pin: false\nworkers: { number: 1 }\nkv: { keyz: 10 }\nrequests: [{id: 1, name: A}]",
                 "unknown field `keyz`",
             ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { bind: \"no such host.invalid:1\" }\nrequests: [{id: 1, name: A}]",
+                "\"no such host.invalid:1\" is not an address:port",
+            ),
             ("cpus: [0, 0]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]", "cpus[1]"),
             (
                 "cpus: [0, 100000]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]",
@@ -1066,6 +1095,14 @@ requests:
                 "for {yaml:?}: got {text:?}, want it to mention {want:?}"
             );
         }
+    }
+
+    /// `net.bind` takes a host name too (`localhost:0`), as psp-client's `--server` does.
+    #[test]
+    fn bind_resolves_a_host_name() {
+        let c = Config::parse(&format!("{BASE}net: {{ bind: localhost:0 }}\n")).unwrap();
+        assert!(c.net.bind.ip().is_loopback(), "{}", c.net.bind);
+        assert_eq!(c.net.bind.port(), 0);
     }
 
     #[test]
