@@ -180,3 +180,42 @@ fn an_infinite_value_is_left_out_of_a_plot() {
     }
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// `plot types` draws one run point: over a sweep it names the points and the flag
+/// that picks one, and leaves no figure behind; with `--load` it draws that load, each
+/// type named under its position (two types used to get no label at all).
+#[test]
+fn a_per_type_plot_draws_one_load_and_names_the_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = psp_sim(&out, &["--policies", "cfcfs,darc", "--loads", "0.5,0.7"]);
+    assert!(run.status.success(), "{run:?}");
+    let svg = dir.path().join("t.svg");
+    let plot = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_psp-sim"))
+            .args(["plot", "types"])
+            .arg(&out)
+            .arg("-o")
+            .arg(&svg)
+            .args(extra)
+            .output()
+            .expect("run psp-sim plot")
+    };
+    let both = plot(&[]);
+    let err = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("load 0.5 on 4 workers, load 0.7 on 4 workers") && err.contains("--load"),
+        "{err}"
+    );
+    assert!(!svg.exists(), "a failed plot left {}", svg.display());
+    let one = plot(&["--load", "0.7"]);
+    assert!(one.status.success(), "{one:?}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for name in ["SHORT", "LONG"] {
+        assert!(
+            text.lines().any(|l| l.trim() == name),
+            "no {name} label in the figure"
+        );
+    }
+}

@@ -68,6 +68,9 @@ pub struct PlotArgs {
     /// Phase boundaries to mark, in ms (timeline).
     #[arg(long, value_delimiter = ',')]
     pub phase_ms: Vec<f64>,
+    /// The load to draw (types), when the run swept several.
+    #[arg(long)]
+    pub load: Option<f64>,
 }
 
 /// Draws the figure `args` asks for.
@@ -75,7 +78,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
     let csv = args.dir.join("sim.csv");
     let (r, needs) = match args.kind {
         PlotKind::Types => (
-            super::plot::per_type(&csv, &args.out, &args.metric, &args.title),
+            super::plot::per_type(&csv, &args.out, &args.metric, &args.title, args.load),
             "a psp-sim run's output directory",
         ),
         PlotKind::Resa => (
@@ -87,6 +90,10 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
             "the output of a run with --timeline-us",
         ),
     };
+    // No figure is left behind by a plot that failed (an empty SVG looks like one).
+    if r.is_err() {
+        let _ = std::fs::remove_file(&args.out);
+    }
     // Finding nothing to draw means the directory holds another kind of run.
     r.map_err(|e| {
         if e.downcast_ref::<super::plot::NothingToPlot>().is_some() {

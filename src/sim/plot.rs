@@ -132,8 +132,12 @@ where
         .x_label_area_size(40)
         .y_label_area_size(60);
     let labels = x_labels.map(<[String]>::to_vec);
+    // A category's label at its integer position; ticks computed as a float sum land
+    // a hair off it (0.2 * 5 - 1.0 is not 0.0), hence the tolerance.
     let fmt_x = move |x: &f64| match &labels {
-        Some(l) if x.fract() == 0.0 && *x >= 0.0 => l.get(*x as usize).cloned().unwrap_or_default(),
+        Some(l) if (x - x.round()).abs() < 1e-6 && x.round() >= 0.0 => {
+            l.get(x.round() as usize).cloned().unwrap_or_default()
+        }
         Some(_) => String::new(),
         None => format!("{x}"),
     };
@@ -196,14 +200,46 @@ fn num(s: &str) -> Option<f64> {
 }
 
 /// Per-type `quantile` slowdown (or latency) of each policy at one load, from `sim.csv`:
-/// one curve per policy across the types (TPC-C's per-type p99.9).
-pub fn per_type(csv: &Path, out: &Path, metric: &str, title: &str) -> Result<()> {
+/// one curve per policy across the types (TPC-C's per-type p99.9). `load` picks one of
+/// several loads; a run of several loads (or worker counts) and no choice is an error
+/// naming them, not one chart of them all.
+pub fn per_type(
+    csv: &Path,
+    out: &Path,
+    metric: &str,
+    title: &str,
+    load: Option<f64>,
+) -> Result<()> {
     let t = Csv::read(csv)?;
     let (pc, tc, mc) = (t.col("policy")?, t.col("type")?, t.col(metric)?);
+    let (lc, wc) = (t.col("load")?, t.col("workers")?);
+    let picked =
+        |r: &Vec<String>| load.is_none_or(|l| num(&r[lc]).is_some_and(|x| (x - l).abs() < 1e-9));
+    let mut points: Vec<(&str, &str)> = t
+        .rows
+        .iter()
+        .filter(|r| picked(r))
+        .map(|r| (r[lc].as_str(), r[wc].as_str()))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    if points.len() > 1 {
+        let list: Vec<String> = points
+            .iter()
+            .map(|(l, w)| format!("load {l} on {w} workers"))
+            .collect();
+        anyhow::bail!(
+            "{} holds {} run points ({}): a per-type figure draws one (pick a load with \
+             --load, or run psp-sim at one load and one worker count)",
+            csv.display(),
+            points.len(),
+            list.join(", ")
+        );
+    }
     let mut types: Vec<String> = Vec::new();
     let mut by_policy: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for r in &t.rows {
-        if r[tc] == crate::report::ALL {
+        if r[tc] == crate::report::ALL || !picked(r) {
             continue;
         }
         let i = match types.iter().position(|x| *x == r[tc]) {
