@@ -107,7 +107,7 @@ pub fn reports(s: &Schedule, o: &Outcome, meta: &Meta, rules: &Rules) -> Vec<Run
             },
             present
                 .iter()
-                .map(|&k| (s.types[k].id, s.types[k].name.as_str())),
+                .map(|&k| (s.types[k].id, span.names[k].as_str())),
         );
         r.shares = present.iter().map(|&k| span.shares[k]).collect();
         // Schedule type index -> report row.

@@ -70,6 +70,10 @@ pub struct PhaseSpan {
     pub load: Option<f64>,
     /// Nominal share of each schedule type (indexed like [`Schedule::types`]).
     pub shares: Vec<f64>,
+    /// The name this span's workload gives each schedule type (indexed likewise): types
+    /// are merged by wire id, and two phases may name one id differently (SHORT/LONG,
+    /// then GET/SCAN); a type the span does not offer keeps its first name.
+    pub names: Vec<String>,
 }
 
 impl PhaseSpan {
@@ -202,8 +206,10 @@ impl Schedule {
             .map(|t| self.type_index(t.id, &t.name))
             .collect::<Result<_, _>>()?;
         let mut shares = vec![0.0; self.types.len()];
+        let mut names: Vec<String> = self.types.iter().map(|t| t.name.clone()).collect();
         for (k, &m) in map.iter().enumerate() {
             shares[m as usize] += p.workload.share(k);
+            names[m as usize].clone_from(&p.workload.types[k].name);
         }
         let sampler = p.workload.sampler();
         let mean_gap = 1e9 / p.rate;
@@ -237,6 +243,7 @@ impl Schedule {
             rate: p.rate,
             load: p.load,
             shares,
+            names,
         });
         Ok(())
     }
@@ -410,8 +417,11 @@ mod tests {
         assert_eq!((b.start_ns, b.end_ns), (600_000_000, 850_000_000));
         assert_eq!((w.end, a.end), (a.first, b.first));
         assert_eq!(b.end, s.len());
-        // Types are merged by wire id: SHORT/LONG (1, 2) then GET/SCAN reuse 1 and 2.
+        // Types are merged by wire id: SHORT/LONG (1, 2) then GET/SCAN reuse 1 and 2,
+        // each phase keeping its own names.
         assert_eq!(s.types.len(), 2);
+        assert_eq!(a.names, ["SHORT", "LONG"]);
+        assert_eq!(b.names, ["GET", "SCAN"]);
         for sp in &s.spans {
             assert!(s.at_ns[sp.first..sp.end]
                 .iter()
