@@ -197,7 +197,7 @@ impl Checks {
         self.types.iter().map(|t| t.wrong).sum()
     }
 
-    /// One line: `checked: GET 1234 verified, 0 wrong; SCAN ...`.
+    /// One line: `checked answers (phase 0): GET 1234 verified, 0 wrong; SCAN ...`.
     pub fn line(&self) -> String {
         let parts: Vec<String> = self
             .types
@@ -226,9 +226,10 @@ pub fn checks(s: &Schedule, o: &Outcome) -> Vec<Checks> {
             let mut types: Vec<TypeChecks> = s
                 .types
                 .iter()
-                .map(|t| TypeChecks {
+                .zip(&span.names)
+                .map(|(t, name)| TypeChecks {
                     id: t.id,
-                    name: t.name.clone(),
+                    name: name.clone(),
                     verified: 0,
                     wrong: 0,
                 })
