@@ -208,6 +208,10 @@ impl App {
 
     /// Validates, binds, spawns the dispatcher and the workers, and returns at once.
     pub fn start(mut self) -> Result<Server, StartError> {
+        // Before the DPDK keys are checked: without DPDK in the build, they are moot.
+        if self.cfg.net.backend == Backend::Dpdk && !cfg!(feature = "dpdk") {
+            return Err(StartError::DpdkNotBuilt);
+        }
         self.cfg.validate()?;
         for why in self.cfg.unused_settings() {
             tracing::warn!("{why}");
@@ -663,6 +667,18 @@ impl Drop for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A DPDK config in a build without DPDK is refused for that first: not for the
+    /// DPDK keys it lacks, which would be moot.
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn a_dpdk_config_without_dpdk_says_so_first() {
+        let mut cfg = config(8, 0);
+        cfg.net.backend = Backend::Dpdk;
+        assert!(cfg.validate().is_err(), "net.ip is missing");
+        let e = App::new(cfg).start().err().expect("no DPDK in this build");
+        assert!(matches!(e, StartError::DpdkNotBuilt), "{e}");
+    }
 
     /// Two types, two workers, queues `capacity` deep, `net.buffers: buffers`.
     fn config(capacity: usize, buffers: usize) -> Config {

@@ -47,6 +47,8 @@ fn bad_flags_exit_2_naming_the_flag() {
         ),
         // Simulated one request and exited 0.
         (&["--duration", "0"], "--duration"),
+        // Both a request count and a duration: the duration silently won.
+        (&["--duration", "100ms"], "cannot be used with"),
         // An error of psp-sim's own checks (was exit status 1).
         (&["--warmup", "2"], "--warmup"),
     ] {

@@ -89,7 +89,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
             (seen, previous) = (n, stats);
         }
     }
-    tracing::info!("signal received, shutting down (a second signal exits at once)");
+    tracing::info!(
+        "signal received, shutting down (a second signal, from 200 ms on, exits at once)"
+    );
     std::thread::spawn(move || {
         std::thread::sleep(SAME_SIGNAL);
         armed.store(true, Ordering::Relaxed);

@@ -125,7 +125,12 @@ pub struct Args {
     #[arg(long, default_value = "14", value_delimiter = ',')]
     pub workers: Vec<usize>,
     /// Measured requests per point (a `--warmup` fraction more are run first).
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        conflicts_with = "duration"
+    )]
     pub requests: u64,
     /// Measured virtual time per point instead of a request count (`500ms`, `2s`).
     #[arg(long, value_parser = parse_positive_duration_ns)]
