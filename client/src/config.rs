@@ -946,8 +946,15 @@ impl RunArgs {
                     return err(
                         key,
                         format!(
-                            "type {} of workload {:?}: a kv run sends GET and SCAN requests only",
-                            t.name, ph.workload.name
+                            "type {} of workload {:?}: a kv run sends GET and SCAN requests \
+                             only{}",
+                            t.name,
+                            ph.workload.name,
+                            if kv_preset {
+                                ""
+                            } else {
+                                " (the --kv-* flags or a kv: section make this a kv run)"
+                            }
                         ),
                     );
                 }
@@ -1336,6 +1343,7 @@ mod tests {
                 "--load: 0.5 gives no finite rate with workload \"z\" (mean service time 0 ns)",
             ),
             (&["--rate", "5", "--server", "no-such-host.invalid:1"], "", "cannot resolve"),
+            (&["--rate", "5", "--kv-dist", "zipf"], "", "the --kv-* flags"),
             (&[], "", "--rate"),
             (&[], "rate: 1\nload: 0.2\nworkers: 1\n", "rate"),
             (&["--rate", "5"], "phases: [{ rate: 1, duration: 1s }]\n", "--rate"),

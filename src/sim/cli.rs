@@ -852,7 +852,8 @@ mod tests {
             "--timeline-us",
             "1",
         ]);
-        ok(&["--duration", "1ns", "--requests", "1"]);
+        ok(&["--duration", "1ns"]);
+        ok(&["--requests", "1"]);
         ok(&["--no-hints"]);
     }
 
