@@ -158,6 +158,28 @@ impl Logged {
             _dir,
         }
     }
+
+    /// Sends `n` LONG requests of 1 s each (the spin handler's most), waits for the
+    /// stats line (every 200 ms) that counts them all received, and sends SIGTERM: a
+    /// drain of `n / 2` s on the two workers, begun with every request in.
+    fn drain_long_requests(&self, n: u64) {
+        for id in 0..n {
+            self.sock
+                .send_to(&request(2, id, 1_000_000_000), self.addr)
+                .unwrap();
+        }
+        let want = format!("rx {n} answered ");
+        if let Err(seen) = test_support::line_containing(&self.log, &want, Duration::from_secs(10))
+        {
+            panic!("the {n} requests were never all received:\n{seen:#?}");
+        }
+        self.signal();
+    }
+
+    fn signal(&self) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
 }
 
 /// Whoever reads the daemon's output may go away (`psp-app ... | head -1`): its log
@@ -194,6 +216,11 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon() {
 /// not left unread in the socket when the daemon exits.
 #[test]
 fn requests_arriving_during_the_drain_are_answered_shutdown() {
+    let logged = Logged::start("cfcfs");
+    // Both workers busy for 1 s: the drain lasts that long, time enough to see it begin
+    // and send more. Both received before the stop (else the second may arrive during
+    // the drain and be answered `shutdown`, as it was once on a loaded machine).
+    logged.drain_long_requests(2);
     let Logged {
         mut child,
         log,
@@ -201,22 +228,7 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
         addr,
         sock,
         _dir,
-    } = Logged::start("cfcfs");
-    // Both workers busy for 1 s (the spin handler's most): the drain lasts that long,
-    // time enough to see it begin and send more.
-    for id in 0..2 {
-        sock.send_to(&request(2, id, 1_000_000_000), addr).unwrap();
-    }
-    // Both received before the stop (else the second may arrive during the drain and
-    // be answered `shutdown`, as it was once on a loaded machine): the stats line
-    // (every 200 ms) says so.
-    if let Err(seen) =
-        test_support::line_containing(&log, "rx 2 answered 0 ", Duration::from_secs(10))
-    {
-        panic!("the two requests were never both received:\n{seen:#?}");
-    }
-    // SAFETY: kill(2) with a pid we own and a valid signal number.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    } = logged;
     if let Err(seen) =
         test_support::line_containing(&log, "shutting down: draining", Duration::from_secs(10))
     {
@@ -251,38 +263,26 @@ fn requests_arriving_during_the_drain_are_answered_shutdown() {
 /// requests still running).
 #[test]
 fn a_second_signal_exits_without_waiting_for_the_drain() {
-    let Logged {
-        mut child,
-        log,
-        mut stdout,
-        addr,
-        sock,
-        _dir,
-    } = Logged::start("cfcfs");
+    let logged = Logged::start("cfcfs");
     // Sixteen 1 s requests on two workers: 8 s of work, more than the 5 s drain
     // timeout, so that however late the signals come (within reason) the drain has not
     // ended; a drain that ends prints the final counters and exits 0.
-    for id in 0..16 {
-        sock.send_to(&request(2, id, 1_000_000_000), addr).unwrap();
-    }
-    if let Err(seen) =
-        test_support::line_containing(&log, "rx 16 answered ", Duration::from_secs(10))
-    {
-        panic!("the requests were never all received:\n{seen:#?}");
-    }
-    // SAFETY: kill(2) with a pid we own and a valid signal number.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    logged.drain_long_requests(16);
     // The first signal's own second delivery (`timeout` sends one to the child, then
     // to its group) does not count: a second signal exits only from this line on.
     if let Err(seen) = test_support::line_containing(
-        &log,
+        &logged.log,
         "a second signal now exits at once",
         Duration::from_secs(10),
     ) {
         panic!("the second signal was never armed:\n{seen:#?}");
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    logged.signal();
+    let Logged {
+        mut child,
+        mut stdout,
+        ..
+    } = logged;
     let exit = test_support::wait_timeout(&mut child, Duration::from_secs(20))
         .expect("psp-app still running 20 s after the second signal");
     let mut out = String::new();

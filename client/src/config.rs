@@ -338,7 +338,7 @@ pub struct RunArgs {
     #[arg(long, alias = "config", value_name = "FILE")]
     pub config_path: Option<PathBuf>,
     /// Server address [default: 127.0.0.1:6789].
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["ip"])]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["ip", "port"])]
     pub server: Option<String>,
     /// Server IP (with --port), as Perséphone's client.
     #[arg(long)]

@@ -476,6 +476,19 @@ where
     Ok(())
 }
 
+/// Writes `svg` to `out`, which must not be named for another format (`x.png` would
+/// hold SVG that image viewers refuse).
+fn write_svg(out: &Path, svg: String) -> anyhow::Result<()> {
+    if let Some(ext) = out.extension().filter(|e| !e.eq_ignore_ascii_case("svg")) {
+        anyhow::bail!(
+            "--out: {} names a .{} file, but plots are SVG only: name it .svg",
+            out.display(),
+            ext.to_string_lossy()
+        );
+    }
+    std::fs::write(out, svg).with_context(|| format!("--out: cannot write {}", out.display()))
+}
+
 /// `psp-client plot`: reads `inputs`, writes the SVG to `out`.
 pub fn plot_files(
     inputs: &[impl AsRef<Path>],
@@ -492,8 +505,7 @@ pub fn plot_files(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let svg = render(&tables, opts)?;
-    std::fs::write(out, svg).with_context(|| format!("--out: cannot write {}", out.display()))?;
-    Ok(())
+    write_svg(out, svg)
 }
 
 /// One row of `timeline.csv`, parsed.
@@ -1081,7 +1093,7 @@ pub fn plot_timeline_files(
     };
     let summary = summarize(&rows, &rss, overload, factor);
     let svg = render_timeline(&rows, &rss, &summary, title)?;
-    std::fs::write(out, svg).with_context(|| format!("--out: cannot write {}", out.display()))?;
+    write_svg(out, svg)?;
     Ok(summary)
 }
 

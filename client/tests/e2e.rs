@@ -149,18 +149,24 @@ fn outputs_are_written() {
         .contains("seed"));
 }
 
-#[test]
-fn the_demo_runs_and_prints_the_table() {
+/// What `psp-client demo --workload W [--load L]` prints, over a short run.
+fn demo(workload: &str, load: Option<f64>) -> String {
     let args = psp_client::demo::DemoArgs {
-        duration: Duration::from_millis(500),
+        workload: workload.into(),
+        duration: Duration::from_millis(300),
         warmup: Duration::from_millis(100),
-        load: Some(0.05),
+        load,
         quiet: true,
         ..Default::default()
     };
     let mut out = Vec::new();
     psp_client::demo::run(&args, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_demo_runs_and_prints_the_table() {
+    let text = demo("high-bimodal", Some(0.05));
     for want in [
         "daemon: darc, 2 workers",
         "SHORT",
@@ -178,16 +184,7 @@ fn the_demo_runs_and_prints_the_table() {
 /// answer, and names every reply status in the daemon's counters.
 #[test]
 fn the_kv_demo_offers_a_servable_rate() {
-    let args = psp_client::demo::DemoArgs {
-        workload: "kv".into(),
-        duration: Duration::from_millis(300),
-        warmup: Duration::from_millis(100),
-        quiet: true,
-        ..Default::default()
-    };
-    let mut out = Vec::new();
-    psp_client::demo::run(&args, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let text = demo("kv", None);
     assert!(text.contains(" = 4000 requests/s"), "{text}");
     assert!(text.contains("(ok "), "{text}");
     assert!(text.contains("queue_full "), "{text}");
@@ -198,19 +195,7 @@ fn the_kv_demo_offers_a_servable_rate() {
 /// short requests is offered what kernel UDP carries, not 133 000 requests/s.
 #[test]
 fn the_demo_serves_every_type_of_a_preset_at_a_carried_rate() {
-    let run = |workload: &str| {
-        let args = psp_client::demo::DemoArgs {
-            workload: workload.into(),
-            duration: Duration::from_millis(300),
-            warmup: Duration::from_millis(100),
-            quiet: true,
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        psp_client::demo::run(&args, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    };
-    let text = run("tpcc");
+    let text = demo("tpcc", None);
     for want in [
         "Payment",
         "NewOrder",
@@ -221,7 +206,7 @@ fn the_demo_serves_every_type_of_a_preset_at_a_carried_rate() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     assert!(!text.contains("unknown_type"), "{text}");
-    let text = run("extreme-bimodal");
+    let text = demo("extreme-bimodal", None);
     assert!(text.contains("offering 10000"), "{text}");
     assert!(text.contains(" = 10000 requests/s"), "{text}");
 }
@@ -242,6 +227,17 @@ fn the_command_line_names_bad_flags_and_keys() {
         (vec!["--config-path", cfg.to_str().unwrap()], "duraton"),
         (vec!["--rate", "100", "--workload", "nope"], "--workload"),
         (vec!["plot", "missing.csv", "--out", "x.svg"], "missing.csv"),
+        (
+            vec![
+                "--server",
+                "127.0.0.1:6789",
+                "--port",
+                "7000",
+                "--rate",
+                "5",
+            ],
+            "--port",
+        ),
     ] {
         let out = client().args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");

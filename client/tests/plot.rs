@@ -211,3 +211,18 @@ fn rows_without_a_load_cannot_be_plotted() {
         .to_string();
     assert!(e.contains("--workers"), "{e}");
 }
+
+/// Plots are SVG: an output named for another format is refused, and nothing written.
+#[test]
+fn an_output_named_for_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv");
+    std::fs::write(&csv, include_str!("fixtures/sweep.csv")).unwrap();
+    let png = dir.path().join("p.png");
+    let e = psp_client::plot::plot_files(&[&csv], &png, &PlotOptions::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("SVG only: name it .svg"), "{e:#}");
+    assert!(!png.exists());
+    let svg = dir.path().join("p.SVG");
+    psp_client::plot::plot_files(&[&csv], &svg, &PlotOptions::default()).unwrap();
+    assert!(svg.exists());
+}
