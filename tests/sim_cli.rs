@@ -221,3 +221,40 @@ fn a_per_type_plot_draws_one_load_and_names_the_types() {
         );
     }
 }
+
+/// psp-sim takes psp-client's spellings too: a phase's `rate` and `duration: 20ms`,
+/// and `--arrival exponential`.
+#[test]
+fn the_clients_spellings_are_understood() {
+    let dir = tempfile::tempdir().unwrap();
+    let phases = dir.path().join("p.yml");
+    std::fs::write(
+        &phases,
+        "phases:\n  - { workload: high-bimodal, rate: 20000, duration: 20ms }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_psp-sim"))
+        .args([
+            "--workers",
+            "4",
+            "--policies",
+            "darc",
+            "--arrival",
+            "exponential",
+        ])
+        .arg("--phases")
+        .arg(&phases)
+        .arg("--outdir")
+        .arg(&out)
+        .output()
+        .expect("run psp-sim");
+    assert!(run.status.success(), "{run:?}");
+    let csv = std::fs::read_to_string(out.join("sim.csv")).unwrap();
+    // 20 000 requests/s for 20 ms: about 400 requests.
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let sent = header.iter().position(|&h| h == "sent").unwrap();
+    let all = csv.lines().find(|l| l.contains(",ALL,")).unwrap();
+    let n: f64 = all.split(',').nth(sent).unwrap().parse().unwrap();
+    assert!((300.0..500.0).contains(&n), "{n} requests in {all}");
+}

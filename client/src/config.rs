@@ -376,7 +376,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIST")]
     pub kv_dist: Option<String>,
     /// Inter-arrival gaps [default: exponential].
-    #[arg(long, value_enum)]
+    #[arg(long, alias = "arrivals", value_enum)]
     pub arrival: Option<ArrivalArg>,
     /// Offered rate, requests/s.
     #[arg(long, conflicts_with_all = ["load", "loads"])]
@@ -458,6 +458,8 @@ pub struct DpdkBackend {
 /// `--arrival` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ArrivalArg {
+    /// Poisson arrivals (psp-sim's name, `poisson`, is accepted too).
+    #[value(alias = "poisson")]
     Exponential,
     Uniform,
 }
@@ -1209,6 +1211,20 @@ mod tests {
 
     fn plan(flags: &[&str], yaml: &str) -> Result<Plan, ConfigError> {
         args(flags).merge(FileConfig::parse(yaml)?, None)
+    }
+
+    /// psp-sim's spelling of the arrival process is understood too.
+    #[test]
+    fn poisson_is_exponential() {
+        for (flags, yaml) in [
+            (&["--rate", "5", "--arrivals", "poisson"][..], ""),
+            (&["--rate", "5"][..], "arrival: poisson\n"),
+        ] {
+            let p = plan(flags, yaml).unwrap();
+            assert_eq!(p.arrival, Arrival::Exponential, "{flags:?} {yaml:?}");
+        }
+        let p = plan(&["--rate", "5", "--arrival", "uniform"], "").unwrap();
+        assert_eq!(p.arrival, Arrival::Uniform);
     }
 
     #[test]

@@ -21,8 +21,9 @@ use rand_distr::{Distribution, Exp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arrival {
-    /// Exponential gaps with mean 1/rate (Poisson arrivals).
+    /// Exponential gaps with mean 1/rate (Poisson arrivals; `poisson` is accepted too).
     #[default]
+    #[serde(alias = "poisson")]
     Exponential,
     /// Evenly spaced arrivals: every gap is exactly 1/rate.
     Uniform,

@@ -111,7 +111,8 @@ pub struct Args {
     #[arg(long, default_value = "high-bimodal")]
     pub workload: String,
     /// A phased run instead of a load sweep: YAML with `phases: [{workload, load | rps,
-    /// duration_ms | requests}]` and an optional `name:` (default: the file's stem).
+    /// duration_ms | duration | requests}]` and an optional `name:` (default: the file's
+    /// stem); psp-client's spellings `rate` and `duration: 500ms` are accepted.
     #[arg(long)]
     pub phases: Option<PathBuf>,
     /// Offered loads (fractions of the workers' capacity): `start:end:step`
@@ -148,8 +149,8 @@ pub struct Args {
     /// Experiment label (default: the workload's name).
     #[arg(long)]
     pub label: Option<String>,
-    /// Arrival process: poisson or uniform.
-    #[arg(long, default_value = "poisson", value_parser = parse_arrivals)]
+    /// Arrival process: poisson (or exponential, psp-client's name) or uniform.
+    #[arg(long, alias = "arrival", default_value = "poisson", value_parser = parse_arrivals)]
     pub arrivals: Arrivals,
     /// Capacity of each type's queue at the dispatcher (1 to 2^24).
     #[arg(long, default_value_t = 4096)]
@@ -217,10 +218,15 @@ pub struct PhaseSpec {
     pub workload: WorkloadSpec,
     #[serde(default)]
     pub load: Option<f64>,
-    #[serde(default)]
+    /// Requests/s (psp-client's phases spell it `rate`, accepted too).
+    #[serde(default, alias = "rate")]
     pub rps: Option<f64>,
     #[serde(default)]
     pub duration_ms: Option<f64>,
+    /// The length as psp-client's phases give it (`3s`, `500ms`), instead of
+    /// `duration_ms`.
+    #[serde(default)]
+    pub duration: Option<String>,
     #[serde(default)]
     pub requests: Option<u64>,
 }
@@ -266,7 +272,7 @@ fn parse_enum<T: DeserializeOwned>(s: &str) -> Result<T, String> {
 
 fn parse_arrivals(s: &str) -> Result<Arrivals, String> {
     match s {
-        "poisson" => Ok(Arrivals::Poisson),
+        "poisson" | "exponential" => Ok(Arrivals::Poisson),
         "uniform" => Ok(Arrivals::Uniform),
         _ => Err(format!("{s:?}: expected poisson or uniform")),
     }
@@ -430,14 +436,21 @@ pub fn points(args: &Args) -> Result<Vec<Point>> {
                     path.display()
                 ),
             };
-            let length = match (p.duration_ms, p.requests) {
-                (Some(ms), None) if ms * 1e6 >= 1.0 && ms * 1e6 < u64::MAX as f64 => {
+            let duration_ns = match &p.duration {
+                Some(d) => Some(parse_positive_duration_ns(d).map_err(|e| {
+                    anyhow::anyhow!("--phases {}: {key}.duration: {e}", path.display())
+                })?),
+                None => None,
+            };
+            let length = match (p.duration_ms, duration_ns, p.requests) {
+                (Some(ms), None, None) if ms * 1e6 >= 1.0 && ms * 1e6 < u64::MAX as f64 => {
                     Length::Nanos((ms * 1e6) as u64)
                 }
-                (None, Some(n)) if n > 0 => Length::Requests(n),
+                (None, Some(ns), None) => Length::Nanos(ns),
+                (None, None, Some(n)) if n > 0 => Length::Requests(n),
                 _ => bail!(
-                    "--phases {}: {key}: give one of duration_ms (at least 1 ns, finite) or \
-                     requests, > 0",
+                    "--phases {}: {key}: give one of duration_ms (at least 1 ns, finite), \
+                     duration (`3s`) or requests, > 0",
                     path.display()
                 ),
             };
