@@ -906,6 +906,21 @@ impl Config {
         }
         p.validate_types(self.requests.iter().map(|r| (r.mean_ns, r.ratio)))
             .map_err(|e| in_section("requests", e))?;
+        if let Some(n) = p.n_resas.as_ref().filter(|_| p.kind == PolicyKind::Darc) {
+            // A group holds at least one type: entries past the types' count never
+            // apply, and were ignored without a word.
+            if n.len() > self.requests.len() {
+                return err(
+                    "policy.n_resas",
+                    format!(
+                        "has {} entries, but there are {} request types (at most one group \
+                         each)",
+                        n.len(),
+                        self.requests.len()
+                    ),
+                );
+            }
+        }
         if let Some(kv) = &self.kv {
             kv.validate(n.max_msg)?;
         }
@@ -1080,6 +1095,10 @@ requests:
             (
                 "pin: false\nworkers: { number: 1 }\nnet: { bind: \"no such host.invalid:1\" }\nrequests: [{id: 1, name: A}]",
                 "\"no such host.invalid:1\" is not an address:port",
+            ),
+            (
+                "pin: false\nworkers: { number: 3 }\npolicy: { n_resas: [1, 0, 1] }\nrequests: [{id: 1, name: A}, {id: 2, name: B}]",
+                "policy.n_resas: has 3 entries, but there are 2 request types",
             ),
             ("cpus: [0, 0]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]", "cpus[1]"),
             (
