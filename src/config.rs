@@ -253,28 +253,10 @@ impl Default for PolicyConfig {
     }
 }
 
-/// A socket address, or `host:port` resolved (first IPv4 address, else the first); the
-/// error names the value.
+/// A socket address, or `host:port` resolved ([`crate::net::resolve`]); the error
+/// quotes the value.
 fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    use std::net::ToSocketAddrs;
-    let text = String::deserialize(d)?;
-    if let Ok(a) = text.parse() {
-        return Ok(a);
-    }
-    let addrs: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not an address:port nor a host:port that resolves ({e})"
-            ))
-        })?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} resolves to no address")))
+    crate::net::resolve(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 fn default_delta() -> f64 {
@@ -1094,7 +1076,7 @@ requests:
             ),
             (
                 "pin: false\nworkers: { number: 1 }\nnet: { bind: \"no such host.invalid:1\" }\nrequests: [{id: 1, name: A}]",
-                "\"no such host.invalid:1\" is not an address:port",
+                "cannot resolve \"no such host.invalid:1\"",
             ),
             (
                 "pin: false\nworkers: { number: 3 }\npolicy: { n_resas: [1, 0, 1] }\nrequests: [{id: 1, name: A}, {id: 2, name: B}]",

@@ -37,7 +37,7 @@
 //! ```
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1143,32 +1143,15 @@ impl RunArgs {
     }
 
     fn server(&self, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
-        let resolve = |s: &str, key: &str| -> Result<SocketAddr, ConfigError> {
-            let fail = |msg: String| ConfigError {
+        let resolve = |s: &str, key: &str| {
+            persephone::net::resolve(s).map_err(|msg| ConfigError {
                 key: key.into(),
                 msg,
-            };
-            match s.to_socket_addrs() {
-                Ok(mut a) => a
-                    .next()
-                    .ok_or_else(|| fail(format!("{s:?} resolves to no address"))),
-                // Without a port, or with one that is not a number, the parse failed;
-                // otherwise the name did not resolve, and the system says why.
-                Err(_)
-                    if s.rsplit_once(':')
-                        .is_none_or(|(_, p)| p.parse::<u16>().is_err()) =>
-                {
-                    Err(fail(format!("{s:?} is not a HOST:PORT address")))
-                }
-                Err(e) => Err(fail(format!("cannot resolve {s:?}: {e}"))),
-            }
+            })
         };
+        // --port conflicts with --server (clap): nothing to override here.
         if let Some(s) = &self.server {
-            let mut a = resolve(s, "--server")?;
-            if let Some(p) = self.port {
-                a.set_port(p);
-            }
-            return Ok(a);
+            return resolve(s, "--server");
         }
         let ip = self.ip.or(file.ip);
         let port = self.port.or(file.port);

@@ -17,7 +17,35 @@ pub mod mem;
 pub mod udp;
 
 use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
+
+/// `addr:port` or `host:port` to an address (a host's first IPv4 address, else its
+/// first: our sockets are IPv4 unless told otherwise). The error quotes `s` and says
+/// whether it is malformed or did not resolve. Shared by the daemon's `net.bind` and
+/// psp-client's `--server`.
+pub fn resolve(s: &str) -> Result<SocketAddr, String> {
+    match s.to_socket_addrs() {
+        Ok(a) => {
+            let addrs: Vec<SocketAddr> = a.collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied()
+                .ok_or_else(|| format!("{s:?} resolves to no address"))
+        }
+        // Without a port, or with one that is not a number, the parse failed;
+        // otherwise the name did not resolve, and the system says why.
+        Err(_)
+            if s.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err()) =>
+        {
+            Err(format!("{s:?} is not a HOST:PORT address"))
+        }
+        Err(e) => Err(format!("cannot resolve {s:?}: {e}")),
+    }
+}
 
 /// A request buffer held by handle. Its message is our header plus payload (the UDP
 /// payload); the transport keeps addressing aside.
