@@ -356,7 +356,7 @@ fn check_darc(d: &mut Driver<Darc>, ds: &[Dispatch]) -> Result<(), TestCaseError
     }
     // Every reservation change is reported, the last one being the one in force.
     let mut last = None;
-    while let Some(Event::Reservation { at, resa }) = d.policy.poll_event() {
+    while let Some(Event::Reservation { at, resa, .. }) = d.policy.poll_event() {
         prop_assert!(at <= d.now);
         last = Some(resa);
     }

@@ -197,8 +197,6 @@ struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     stats: Stats,
     counts: Counts,
     outstanding: u64,
-    /// The last reservation logged (see `log_event`).
-    last_reservation: String,
     /// The policy has nothing to decide (`next` returned `None`, nothing queued
     /// since): a completion may then get its worker's next request at once
     /// ([`Policy::on_completion_next`]).
@@ -322,7 +320,6 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                     queue_full: [0; MAX_TYPES],
                 },
                 outstanding: 0,
-                last_reservation: String::new(),
                 settled: true,
                 load: Load::default(),
             },
@@ -524,13 +521,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         }
         self.outstanding -= got - refilled;
         while let Some(e) = policy.poll_event() {
-            log_event(
-                &e,
-                &self.settings.clock,
-                self.load.started,
-                &self.stats,
-                &mut self.last_reservation,
-            );
+            log_event(&e, &self.settings.clock, self.load.started, &self.stats);
         }
         if refilled > 0 && self.settings.wake_workers {
             self.wake_pushed();
@@ -779,13 +770,12 @@ fn deadline_passed(now: Cycles, deadline: Cycles) -> bool {
 }
 
 /// Logs a policy event: a reservation as one line with the types' names, at its time
-/// since the loop started; at debug level only when it puts the types on the same
-/// cores as the last one logged (`last`), the demand alone having moved.
+/// since the loop started; at debug level only when it moved no type or core, the
+/// demand alone having moved.
 #[cold]
-fn log_event(e: &Event, clock: &Clock, started: Option<Cycles>, stats: &Stats, last: &mut String) {
+fn log_event(e: &Event, clock: &Clock, started: Option<Cycles>, stats: &Stats) {
     match e {
-        Event::Reservation { at, resa } => {
-            let names: Vec<&str> = stats.types.iter().map(|t| t.name.as_str()).collect();
+        Event::Reservation { at, resa, moved } => {
             // The clock's own count when the loop did not run (`poll`); 0 for the
             // reservation made before it started.
             let since = match started {
@@ -794,15 +784,14 @@ fn log_event(e: &Event, clock: &Clock, started: Option<Cycles>, stats: &Stats, l
                 None => *at,
             };
             let at_ms = format_args!("{:.1}", clock.cycles_to_ns(since) / 1e6);
-            let line = resa.describe(&names);
-            if line == *last {
+            if *moved {
+                let names: Vec<&str> = stats.types.iter().map(|t| t.name.as_str()).collect();
+                tracing::info!(at_ms, "DARC reservation: {}", resa.describe(&names));
+            } else {
                 tracing::debug!(
                     at_ms,
                     "DARC reservation: demand re-profiled, cores unchanged"
                 );
-            } else {
-                tracing::info!(at_ms, "DARC reservation: {line}");
-                *last = line;
             }
         }
     }

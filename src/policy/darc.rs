@@ -519,7 +519,7 @@ impl Darc {
         // the premise of the refill at completion (the event still reports the demand).
         let same_cores = self.resa.as_ref().is_some_and(|r| r.same_cores(&resa));
         if same_cores {
-            self.push_event(now, &resa);
+            self.push_event(now, &resa, false);
             self.resa = Some(resa);
             return;
         }
@@ -554,12 +554,12 @@ impl Darc {
                 .flat_map(|g| &g.types)
                 .fold(0, |m, &t| m | 1 << t);
         }
-        self.push_event(now, &resa);
+        self.push_event(now, &resa, true);
         self.resa = Some(resa);
         self.changed = true;
     }
 
-    fn push_event(&mut self, now: Cycles, resa: &Reservation) {
+    fn push_event(&mut self, now: Cycles, resa: &Reservation, moved: bool) {
         if self.events.len() >= MAX_PENDING_EVENTS {
             self.events.pop_front();
             self.events_dropped += 1;
@@ -567,6 +567,7 @@ impl Darc {
         self.events.push_back(Event::Reservation {
             at: now,
             resa: resa.clone(),
+            moved,
         });
     }
 
@@ -1050,7 +1051,7 @@ mod tests {
 
     fn resa_events(d: &mut Darc) -> Vec<(Cycles, Reservation)> {
         std::iter::from_fn(|| d.poll_event())
-            .map(|Event::Reservation { at, resa }| (at, resa))
+            .map(|Event::Reservation { at, resa, .. }| (at, resa))
             .collect()
     }
 
@@ -1261,9 +1262,12 @@ mod tests {
         let idle_queues = TypedQueues::<()>::new(2, 4);
         assert!(d.next(idle_queues.state(), now).is_none());
         feed(&mut d, &mut now, &[50, 50], &[1_300, 100_000]);
-        let ev = resa_events(&mut d);
-        assert_eq!(ev.len(), 1);
-        assert!(close(ev[0].1.groups[0].mean_ns, 1_300.0));
+        let Some(Event::Reservation { resa, moved, .. }) = d.poll_event() else {
+            panic!("no event for the new demand")
+        };
+        assert!(d.poll_event().is_none());
+        assert!(close(resa.groups[0].mean_ns, 1_300.0));
+        assert!(!moved, "the event says the cores moved");
         assert!(!d.changed, "same cores, yet the tables were reinstalled");
         // Slow drift accumulates against the reservation's demand: +6 % then +12 %.
         feed(&mut d, &mut now, &[50, 50], &[1_380, 100_000]);

@@ -65,8 +65,14 @@ pub struct TypeInfo {
 /// Something a policy wants its driver to record (reservation changes, ...).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// DARC changed its core reservation at time `at`.
-    Reservation { at: Cycles, resa: Reservation },
+    /// DARC computed a reservation at time `at` from newly profiled demand; `moved`:
+    /// it puts some type or core elsewhere than the one before (else only the demand
+    /// figures changed, and the dispatch tables stayed).
+    Reservation {
+        at: Cycles,
+        resa: Reservation,
+        moved: bool,
+    },
 }
 
 /// A scheduling policy. See the module docs for the contract with its driver.

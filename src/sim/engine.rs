@@ -691,7 +691,7 @@ impl Engine<'_> {
             // 4. Policy events.
             while let Some(ev) = policy.poll_event() {
                 match ev {
-                    Event::Reservation { at, resa } => self.reservations.push((at, resa)),
+                    Event::Reservation { at, resa, .. } => self.reservations.push((at, resa)),
                 }
             }
         }
