@@ -1119,7 +1119,8 @@ pub struct RxCounters {
     pub oversized: u64,
     /// ARP requests for our IP that were answered.
     pub arp_answered: u64,
-    /// ARP replies received (the server never asks; ignored).
+    /// ARP replies received (the server never asks), and ARP requests too short to
+    /// answer: ignored.
     pub arp_ignored: u64,
 }
 
@@ -1213,7 +1214,11 @@ impl DpdkRx {
                 true
             }
             Ok(Frame::ArpRequest { .. }) => {
-                if m.arp_reply(&self.local) && self.arp_lane.with(|l| l.tx(m)) {
+                // A failed send is counted by the lane; a request too short to answer
+                // is ignored, as replies are.
+                if !m.arp_reply(&self.local) {
+                    self.counters.arp_ignored += 1;
+                } else if self.arp_lane.with(|l| l.tx(m)) {
                     self.counters.arp_answered += 1;
                 }
                 false
@@ -1576,7 +1581,7 @@ pub struct ClientCounters {
     /// ARP requests for our IP, answered (a peer that replies by IP, such as a
     /// kernel, asks).
     pub arp_answered: u64,
-    /// ARP replies after resolution: ignored.
+    /// ARP replies after resolution, and ARP requests too short to answer: ignored.
     pub ignored: u64,
     /// Frames in chained mbufs (larger than one mbuf's room): not read. A reply among
     /// them is lost to the client, so psp-client counts these as malformed.
@@ -1823,7 +1828,10 @@ impl DpdkClient {
                         each(&data[HEADERS_LEN..HEADERS_LEN + payload_len], f)
                     }
                     Ok(Frame::ArpRequest { .. }) => {
-                        if m.arp_reply(&self.local) && self.lane.tx(m) {
+                        // A failed send is counted by the lane.
+                        if !m.arp_reply(&self.local) {
+                            self.counters.ignored += 1;
+                        } else if self.lane.tx(m) {
                             self.counters.arp_answered += 1;
                         }
                     }
