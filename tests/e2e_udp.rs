@@ -319,6 +319,8 @@ fn the_periodic_stats_line_reports_the_counters() {
     let stats = test_support::line_containing(log, want, Duration::from_secs(20))
         .unwrap_or_else(|seen| panic!("no stats line with the 3 requests answered:\n{seen:#?}"));
     assert!(stats.contains("| dispatcher busy "), "{stats}");
+    // Its stderr is a pipe, not a terminal: no colour codes in the log.
+    assert!(!stats.contains('\x1b'), "{stats:?}");
 }
 
 /// A log filter that does not parse is a usage error naming `--log` (it was ignored

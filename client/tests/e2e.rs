@@ -206,6 +206,25 @@ fn the_demo_serves_every_type_of_a_preset_at_a_carried_rate() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     assert!(!text.contains("unknown_type"), "{text}");
+    // A server config of the user's lacking some of the workload's types: said.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("server.yml");
+    std::fs::write(&cfg, psp_client::demo::QUICKSTART).unwrap();
+    let args = psp_client::demo::DemoArgs {
+        config_path: Some(cfg),
+        workload: "tpcc".into(),
+        duration: Duration::from_millis(100),
+        warmup: Duration::from_millis(50),
+        quiet: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    psp_client::demo::run(&args, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("the server config declares no type id 5 (StockLevel)"),
+        "{text}"
+    );
     let text = demo("extreme-bimodal", None);
     assert!(text.contains("offering 10000"), "{text}");
     assert!(text.contains(" = 10000 requests/s"), "{text}");
