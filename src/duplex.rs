@@ -335,6 +335,32 @@ impl<J, C> DispatchEnd<J, C> {
         Some(c)
     }
 
+    /// Collects the oldest completion, if it is there, and hands it to `then`, which
+    /// may answer with the next job: that job is sent at once, with no capacity check
+    /// (the completion just collected freed a slot). `None` when there was no
+    /// completion; otherwise whether a job was sent, or what `then` said instead.
+    ///
+    /// This is [`pop`](Self::pop) then [`push`](Self::push) for the dispatcher's refill
+    /// of a freed worker, less the push's test for room.
+    #[inline]
+    pub fn pop_then<T>(&mut self, then: impl FnOnce(C) -> Result<J, T>) -> Option<Result<(), T>> {
+        let c = self.pop()?;
+        // A panic in `then` leaves the channel consistent: the completion is taken.
+        let job = match then(c) {
+            Ok(job) => job,
+            Err(t) => return Some(Err(t)),
+        };
+        debug_assert!(self.sent.wrapping_sub(self.collected) < self.limit);
+        let slot = self.slot(self.sent);
+        // SAFETY: as in `push`: at most `limit` jobs were out before the `pop` above
+        // collected one, and nothing was sent since, so fewer than `limit` are out and
+        // the slot for `sent` is free.
+        unsafe { slot.write(job) };
+        slot.stamp.store(job_stamp(self.sent), Ordering::Release);
+        self.sent = self.sent.wrapping_add(1);
+        Some(Ok(()))
+    }
+
     /// Starts loading the slot the oldest completion will come back in, if a job is
     /// out: a hint that changes nothing else. A dispatcher that will look at many
     /// channels calls it on all of them first, so that the loads overlap.
@@ -526,6 +552,38 @@ mod tests {
             assert_eq!(d.pop(), Some(i * 2));
             assert_eq!(d.pop(), None);
         }
+    }
+
+    #[test]
+    fn a_collected_completion_refills_its_worker_even_when_full() {
+        // Three jobs out of three, across the positions' wrap: the channel is full,
+        // yet each completion collected makes room for exactly the job `pop_then` sends.
+        let (mut d, mut w) = channel_from::<u64, u64>(3, usize::MAX - 1);
+        for i in 0..3 {
+            d.push(i).unwrap();
+        }
+        assert_eq!(d.pop_then(Err::<u64, _>), None);
+        for i in 3..10 {
+            let j = w.take().unwrap();
+            assert_eq!(j, if i < 6 { i - 3 } else { 1000 + i - 3 });
+            w.complete(j + 100);
+            assert_eq!(
+                d.pop_then(|c| {
+                    assert_eq!(c, j + 100);
+                    Ok::<_, ()>(1000 + i)
+                }),
+                Some(Ok(()))
+            );
+            assert_eq!(d.outstanding(), 3);
+            assert_eq!(d.push(99), Err(99));
+        }
+        // The jobs sent went out in order behind the ones already there.
+        let jobs: Vec<u64> = std::iter::from_fn(|| w.take()).collect();
+        assert_eq!(jobs, [1007, 1008, 1009]);
+        // A completion the closure declines is collected all the same.
+        w.complete(7);
+        assert_eq!(d.pop_then(|c| Err::<u64, _>(c * 2)), Some(Err(14)));
+        assert_eq!(d.outstanding(), 2);
     }
 
     #[test]

@@ -51,6 +51,51 @@ fn one_slot_carries_round_trips_across_laps() {
     });
 }
 
+/// The dispatcher's refill: each completion collected by `pop_then` sends the next job
+/// into the slot it freed, with no test for room; the worker sees every job once, in
+/// order, and each completion comes back once.
+#[test]
+fn a_refill_goes_into_the_slot_its_completion_freed() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        const N: usize = 3;
+        let (mut d, mut w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
+        let t = thread::spawn(move || {
+            let mut next = 0;
+            while next < N {
+                match w.take() {
+                    Some(j) => {
+                        assert_eq!(*j, next);
+                        w.complete(Arc::new(*j + 100));
+                        next += 1;
+                    }
+                    None => thread::yield_now(),
+                }
+            }
+        });
+        d.push(Arc::new(0)).expect("the slot is free");
+        for i in 0..N {
+            let sent = loop {
+                let r = d.pop_then(|c| {
+                    assert_eq!(*c, i + 100);
+                    if i + 1 < N {
+                        Ok(Arc::new(i + 1))
+                    } else {
+                        Err(())
+                    }
+                });
+                match r {
+                    Some(sent) => break sent,
+                    None => thread::yield_now(),
+                }
+            };
+            assert_eq!(sent.is_ok(), i + 1 < N);
+        }
+        t.join().unwrap();
+    });
+}
+
 /// Two slots, the worker holding both jobs before it completes them: completions come
 /// back in job order, and the dispatcher refills a slot only after collecting it.
 #[test]

@@ -473,7 +473,8 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         if self.outstanding == 0 {
             return false;
         }
-        let (mut got, mut refilled) = (0u64, 0u64);
+        // Completions taken, and those whose worker got no next job at once.
+        let (mut got, mut freed) = (0u64, 0u64);
         let Core {
             links,
             queues,
@@ -489,10 +490,10 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             link.jobs.prefetch();
         }
         for (w, link) in links.iter_mut().enumerate() {
-            // In job order, while there are any: for an idle worker `pop` reads no
+            // In job order, while there are any: for an idle worker `pop_then` reads no
             // memory, and for one holding a single job (c-FCFS, DARC) it stops after
             // that job's without a second look.
-            while let Some(c) = link.jobs.pop() {
+            while let Some(sent) = link.jobs.pop_then(|c| {
                 got += 1;
                 counts.replies[c.status as usize % STATUS_SLOTS] += 1;
                 counts.completed[c.ty % MAX_TYPES] += 1;
@@ -501,29 +502,34 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                 }
                 if !*settled {
                     policy.on_completion(w, c.ty, c.service, now);
-                    continue;
+                    return Err(());
                 }
                 match policy.on_completion_next(w, c.ty, c.service, now, queues.state()) {
-                    Refill::Take(ty) => {
-                        send_head(&*policy, queues, link, w, ty);
-                        refilled += 1;
-                        // The job just sent is not done: no need to look. Any later
-                        // completions of this worker wait for the next turn.
-                        break;
+                    Refill::Take(ty) => Ok(head_job(&*policy, queues, ty)),
+                    Refill::Idle => Err(()),
+                    Refill::Ask => {
+                        *settled = false;
+                        Err(())
                     }
-                    Refill::Idle => {}
-                    Refill::Ask => *settled = false,
                 }
+            }) {
+                if sent.is_ok() {
+                    // The job just sent is not done: no need to look. Any later
+                    // completions of this worker wait for the next turn.
+                    link.wake = true;
+                    break;
+                }
+                freed += 1;
             }
         }
         if got == 0 {
             return false;
         }
-        self.outstanding -= got - refilled;
+        self.outstanding -= freed;
         while let Some(e) = policy.poll_event() {
             log_event(&e, &self.settings.clock, self.load.started, &self.stats);
         }
-        if refilled > 0 && self.settings.wake_workers {
+        if got > freed && self.settings.wake_workers {
             self.wake_pushed();
         }
         true
@@ -733,8 +739,8 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
 }
 
 /// Carries out a decision: the head of `ty`'s queue goes down worker `w`'s channel
-/// (`link`), which is to be woken. A decision from an empty queue or past the
-/// channel's capacity is the policy's bug: a panic naming it.
+/// (`link`), which is to be woken. A decision past the channel's capacity is the
+/// policy's bug: a panic naming it.
 #[inline(always)]
 fn send_head<Pkt, P: Policy + ?Sized>(
     policy: &P,
@@ -743,13 +749,24 @@ fn send_head<Pkt, P: Policy + ?Sized>(
     w: WorkerIdx,
     ty: TypeIdx,
 ) {
-    let Some((_arrival, pkt)) = queues.pop(ty) else {
-        empty_queue(policy.name(), ty)
-    };
-    if link.jobs.push(Job { pkt, ty }).is_err() {
+    if link.jobs.push(head_job(policy, queues, ty)).is_err() {
         overfilled(policy.name(), w, link.jobs.capacity())
     }
     link.wake = true;
+}
+
+/// The head of `ty`'s queue as a job. A decision from an empty queue is the policy's
+/// bug: a panic naming it.
+#[inline(always)]
+fn head_job<Pkt, P: Policy + ?Sized>(
+    policy: &P,
+    queues: &mut TypedQueues<Pkt>,
+    ty: TypeIdx,
+) -> Job<Pkt> {
+    let Some((_arrival, pkt)) = queues.pop(ty) else {
+        empty_queue(policy.name(), ty)
+    };
+    Job { pkt, ty }
 }
 
 #[cold]
