@@ -218,7 +218,8 @@ impl<G: Generator> Transport for Mem<G> {
         };
         Ok(Split {
             rx: MemRx {
-                pool: (0..self.buffers).map(|_| MemPkt::new()).collect(),
+                pool: (0..self.buffers).map(|_| Some(MemPkt::new())).collect(),
+                free: self.buffers,
                 gen: self.gen,
                 seq: 0,
                 limit: self.limit,
@@ -234,7 +235,12 @@ impl<G: Generator> Transport for Mem<G> {
 /// The receive side: the buffer pool and the generator.
 #[derive(Debug)]
 pub struct MemRx<G> {
-    pool: Vec<MemPkt>,
+    /// A slot for every buffer, the free ones first: `pool[..free]` are `Some`, the
+    /// rest `None` (their buffers are out). Fixed, so that giving a buffer back is a
+    /// store with no growth path (a `Vec` push's reallocation call, though never
+    /// taken, made the dispatcher's completion loop move registers around it).
+    pool: Box<[Option<MemPkt>]>,
+    free: usize,
     gen: G,
     seq: u64,
     limit: u64,
@@ -250,7 +256,16 @@ impl<G> MemRx<G> {
 
     /// Free buffers in the pool.
     pub fn free_buffers(&self) -> usize {
-        self.pool.len()
+        self.free
+    }
+
+    /// Takes a free buffer.
+    #[inline]
+    fn take_buffer(&mut self) -> Option<MemPkt> {
+        // With no free buffer the index wraps to usize::MAX: none there either.
+        let p = self.pool.get_mut(self.free.wrapping_sub(1))?.take()?;
+        self.free -= 1;
+        Some(p)
     }
 
     fn exhausted(&self) -> bool {
@@ -266,13 +281,15 @@ impl<G: Generator> RxQueue for MemRx<G> {
     #[inline(never)]
     fn rx_burst(&mut self, out: &mut Vec<MemPkt>, max: usize) -> io::Result<usize> {
         let want = (max as u64).min(self.limit - self.seq) as usize;
-        let n = want.min(self.pool.len());
+        let n = want.min(self.free);
         if n < want {
             self.no_buffer += 1;
         }
         let mut got = 0;
         while got < n {
-            let Some(mut p) = self.pool.pop() else { break };
+            let Some(mut p) = self.take_buffer() else {
+                break;
+            };
             match self.gen.next(self.seq, &mut p.0.data) {
                 Some(len) => {
                     p.0.len = len.min(MAX_MSG);
@@ -281,7 +298,7 @@ impl<G: Generator> RxQueue for MemRx<G> {
                     got += 1;
                 }
                 None => {
-                    self.pool.push(p);
+                    self.recycle(p);
                     break;
                 }
             }
@@ -294,13 +311,22 @@ impl<G: Generator> RxQueue for MemRx<G> {
         Ok(got)
     }
 
+    /// Every buffer comes from this pool, which has a slot for each: the slot at
+    /// `free` is empty. (Were it not, or were there none, the buffer given back would
+    /// be a stranger's: it is forgotten, a leak rather than a call on this path.)
     #[inline]
     fn recycle(&mut self, pkt: MemPkt) {
-        self.pool.push(pkt);
+        match self.pool.get_mut(self.free) {
+            Some(slot) => {
+                std::mem::forget(slot.replace(pkt));
+                self.free += 1;
+            }
+            None => std::mem::forget(pkt),
+        }
     }
 
     fn wait(&mut self, timeout: Duration, also: Option<RawFd>) {
-        if !self.pool.is_empty() && !self.exhausted() {
+        if self.free > 0 && !self.exhausted() {
             return; // a request may be ready now (the generator decides)
         }
         match also {
