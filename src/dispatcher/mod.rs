@@ -497,7 +497,6 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             // memory, and for one holding a single job (c-FCFS, DARC) it stops after
             // that job's without a second look.
             while let Some(sent) = link.jobs.pop_then(|c| {
-                got += 1;
                 counts.replies[c.status as usize % STATUS_SLOTS] += 1;
                 counts.completed[c.ty % MAX_TYPES] += 1;
                 if let Some(pkt) = c.pkt {
@@ -516,6 +515,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                     }
                 }
             }) {
+                got += 1;
                 if sent.is_ok() {
                     // The job just sent is not done: no need to look. Any later
                     // completions of this worker wait for the next turn.
