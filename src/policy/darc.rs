@@ -368,6 +368,24 @@ struct Window {
     total: u64,
 }
 
+/// [`Darc::serves`]: held inline (a pointer fewer to follow per completion), and
+/// shown in `Debug` without its tail of equal masks (the workers that do not exist).
+#[derive(Clone)]
+struct Serves([u64; WorkerSet::CAPACITY]);
+
+impl std::fmt::Debug for Serves {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let last = self.0[WorkerSet::CAPACITY - 1];
+        let n = self.0.iter().rposition(|&m| m != last).map_or(0, |i| i + 1);
+        write!(
+            f,
+            "{:x?} then {} x {last:x}",
+            &self.0[..n],
+            WorkerSet::CAPACITY - n
+        )
+    }
+}
+
 /// The DARC policy. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Darc {
@@ -397,7 +415,7 @@ pub struct Darc {
     /// every type before the first reservation. A fixed array indexed modulo its
     /// length: no bounds check per completion (from the first reservation on, workers
     /// beyond `n_workers` serve none).
-    serves: Box<[u64; WorkerSet::CAPACITY]>,
+    serves: Serves,
     resa: Option<Reservation>,
     /// What a completion must look at beyond the refill: bit [`CHANGED`], the
     /// reservation changed since `next` last returned `None` (an idle worker may be
@@ -459,7 +477,7 @@ impl Darc {
             narrow: Vec::new(),
             grouped: 0,
             group_types: vec![u64::MAX],
-            serves: Box::new([u64::MAX; WorkerSet::CAPACITY]),
+            serves: Serves([u64::MAX; WorkerSet::CAPACITY]),
             resa: None,
             window: Window {
                 sum: vec![0; n_types],
@@ -558,7 +576,7 @@ impl Darc {
         };
         self.grouped = self.slots.iter().fold(0, |m, s| m | s.types);
         self.group_types = self.slots.iter().map(|s| s.types).collect();
-        for (w, serves) in self.serves.iter_mut().enumerate() {
+        for (w, serves) in self.serves.0.iter_mut().enumerate() {
             *serves = resa
                 .groups
                 .iter()
@@ -676,7 +694,7 @@ impl Darc {
             return None;
         }
         // No reservation yet (c-FCFS: one group, served by all) needs no case of its own.
-        let bits = waiting & self.serves[worker % WorkerSet::CAPACITY];
+        let bits = waiting & self.serves.0[worker % WorkerSet::CAPACITY];
         if bits != 0 {
             if bits & (bits - 1) == 0 {
                 // One waiting type `worker` may serve (under load, often the longest
@@ -1221,6 +1239,22 @@ mod tests {
         q.pop(0);
         assert_eq!(d.next(q.state(), 3), None);
         assert!(d.poll_event().is_none());
+    }
+
+    #[test]
+    fn debug_shows_the_masks_of_existing_workers_only() {
+        let types = vec![info("A", None, None), info("B", Some(1), None)];
+        let d = Darc::new(&cfg(Profile::Dynamic, 10), &types, 2, Clock::NANOS);
+        let s = format!("{d:?}");
+        assert!(s.contains("serves: [] then 256 x ffffffffffffffff"), "{s}");
+        let types = vec![
+            info("A", Some(1_000), Some(0.5)),
+            info("B", Some(100_000), Some(0.5)),
+        ];
+        let d = Darc::new(&cfg(Profile::Static, 10), &types, 4, Clock::NANOS);
+        let s = format!("{d:?}");
+        assert!(s.contains(" then 252 x 0"), "{s}");
+        assert!(s.len() < 4_000, "{} characters", s.len());
     }
 
     #[test]
