@@ -53,11 +53,22 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         anyhow::bail!("--timeline: needs an output directory (--outdir)");
     }
     let mut net = Net::open(plan)?;
+    let n = plan.points.len();
+    writeln!(
+        out,
+        "{n} run point{} against {} over {}\n",
+        if n == 1 { "" } else { "s" },
+        plan.server,
+        match plan.backend {
+            Backend::Udp => "kernel UDP",
+            #[cfg(feature = "dpdk")]
+            Backend::Dpdk(_) => "DPDK",
+        }
+    )?;
     let mut all = Vec::new();
     let mut wrong = 0;
     // Points that got no reply at all, and the first error one of them saw.
     let (mut silent, mut silent_error) = (0, None);
-    let n = plan.points.len();
     for (k, point) in plan.points.iter().enumerate() {
         let (reports, outcome, schedule) = run_point(plan, &mut net, point, k, n)?;
         let unix_start = unix_time_of(&outcome);

@@ -293,8 +293,9 @@ fn a_run_with_no_server_fails_and_says_why() {
 fn the_command_line_runs_a_sweep_and_plots_it() {
     let dir = tempfile::tempdir().unwrap();
     let server = App::new(server_config(2)).start().unwrap();
+    let addr = server.local_addr().to_string();
     let out = client()
-        .args(["--server", &server.local_addr().to_string()])
+        .args(["--server", &addr])
         .args(["--workers", "2", "--loads", "0.02:0.04:0.02"])
         .args([
             "--duration",
@@ -316,6 +317,10 @@ fn the_command_line_runs_a_sweep_and_plots_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("2 run points against {addr} over kernel UDP\n")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("load 0.020") && stdout.contains("load 0.040"),
         "{stdout}"
