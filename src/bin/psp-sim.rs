@@ -34,6 +34,9 @@ fn run() -> Result<()> {
             .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}"))
             .exit(),
     };
+    for w in cli::unused_settings(&args) {
+        eprintln!("psp-sim: warning: {w}");
+    }
     let bar = ProgressBar::new(n).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} points {msg}")
             .expect("static template")

@@ -353,12 +353,66 @@ pub fn parse_range(s: &str, flag: &str) -> Result<Vec<f64>> {
     }
 }
 
+/// Warnings for the flags of a policy the run does not include, set to other than
+/// their defaults: they change nothing (a sweep may mix policies, and the recorded
+/// commands under `results/sim/` pass d-FCFS's flags to every run, so this warns
+/// rather than refuses).
+pub fn unused_settings(args: &Args) -> Vec<String> {
+    let kinds: Vec<PolicyKind> = args
+        .policies
+        .iter()
+        .filter_map(|name| parse_enum(name.trim()).ok())
+        .collect();
+    // The defaults, as clap gives them.
+    let d = Cli::parse_from(["psp-sim"]).run;
+    let per_policy: [(PolicyKind, Vec<(&str, bool)>); 2] = [
+        (
+            PolicyKind::Darc,
+            vec![
+                ("--n-resas", args.n_resas.is_some()),
+                ("--spillway", args.spillway.is_some()),
+                ("--delta", args.delta != d.delta),
+                ("--window", args.window != d.window),
+                ("--profile", args.profile != d.profile),
+            ],
+        ),
+        (
+            PolicyKind::Dfcfs,
+            vec![
+                ("--assign", args.assign != d.assign),
+                ("--depth", args.depth != d.depth),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (kind, flags) in per_policy {
+        if kinds.contains(&kind) {
+            continue;
+        }
+        for (flag, _) in flags.iter().filter(|(_, set)| *set) {
+            out.push(format!(
+                "{flag} is a {} setting, but --policies {} has no {}: it changes nothing",
+                kind.name(),
+                args.policies.join(","),
+                kind.name()
+            ));
+        }
+    }
+    out
+}
+
 /// A policy variant: its CSV name and its config.
 fn policies(args: &Args) -> Result<Vec<(String, PolicyConfig)>> {
+    let kinds = args
+        .policies
+        .iter()
+        .map(|name| {
+            parse_enum::<PolicyKind>(name.trim())
+                .map_err(|e| anyhow::anyhow!("--policies: {e} (cfcfs, dfcfs, darc)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::new();
-    for name in &args.policies {
-        let kind: PolicyKind = parse_enum(name.trim())
-            .map_err(|e| anyhow::anyhow!("--policies: {e} (cfcfs, dfcfs, darc)"))?;
+    for &kind in &kinds {
         let base = PolicyConfig {
             kind,
             delta: args.delta,
@@ -819,6 +873,42 @@ mod tests {
                 "--queue-capacity",
             ),
         ]);
+    }
+
+    #[test]
+    fn a_setting_of_a_policy_the_run_lacks_draws_a_warning() {
+        let warnings = |extra: &[&str]| {
+            let argv = ["psp-sim", "--workers", "4"].iter().chain(extra);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert!(points(&cli.run).is_ok(), "{extra:?} refused");
+            unused_settings(&cli.run)
+        };
+        for (extra, flag) in [
+            (&["--policies", "cfcfs", "--n-resas", "2"][..], "--n-resas"),
+            (&["--policies", "cfcfs,dfcfs", "--delta", "0.5"], "--delta"),
+            (&["--policies", "dfcfs", "--profile", "static"], "--profile"),
+            (&["--policies", "cfcfs", "--spillway", "0"], "--spillway"),
+            (&["--policies", "cfcfs", "--window", "10"], "--window"),
+            (&["--policies", "darc", "--depth", "8"], "--depth"),
+            (&["--policies", "cfcfs,darc", "--assign", "jsq"], "--assign"),
+        ] {
+            let w = warnings(extra);
+            assert_eq!(w.len(), 1, "{extra:?}: {w:?}");
+            assert!(w[0].starts_with(flag), "{extra:?}: {w:?}");
+        }
+        assert_eq!(
+            warnings(&["--policies", "cfcfs", "--window", "10"])[0],
+            "--window is a darc setting, but --policies cfcfs has no darc: it changes nothing"
+        );
+        // Set to their defaults, or with their policy in the run: no warning.
+        for extra in [
+            &["--policies", "cfcfs", "--delta", "0.2"][..],
+            &["--policies", "cfcfs,darc", "--n-resas", "2"],
+            &["--policies", "dfcfs", "--depth", "8"],
+            &[],
+        ] {
+            assert_eq!(warnings(extra), Vec::<String>::new(), "{extra:?}");
+        }
     }
 
     #[test]
