@@ -14,6 +14,27 @@ use loom::sync::Arc;
 use loom::thread;
 use persephone::duplex;
 
+/// A worker thread that expects jobs 0, 1, ... `n - 1` in order, one at a time, and
+/// completes each with its value plus 100.
+fn one_job_at_a_time(
+    mut w: duplex::WorkerEnd<Arc<usize>, Arc<usize>>,
+    n: usize,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut next = 0;
+        while next < n {
+            match w.take() {
+                Some(j) => {
+                    assert_eq!(*j, next);
+                    w.complete(Arc::new(*j + 100));
+                    next += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+    })
+}
+
 /// One slot used for several round trips: every job reaches the worker once and in
 /// order, and every completion comes back once, carrying what the worker wrote. The
 /// positions start just below `usize::MAX`, so they (and the stamps) wrap around.
@@ -23,20 +44,8 @@ fn one_slot_carries_round_trips_across_laps() {
     b.preemption_bound = Some(3);
     b.check(|| {
         const N: usize = 3;
-        let (mut d, mut w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
-        let t = thread::spawn(move || {
-            let mut next = 0;
-            while next < N {
-                match w.take() {
-                    Some(j) => {
-                        assert_eq!(*j, next);
-                        w.complete(Arc::new(*j + 100));
-                        next += 1;
-                    }
-                    None => thread::yield_now(),
-                }
-            }
-        });
+        let (mut d, w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
+        let t = one_job_at_a_time(w, N);
         for i in 0..N {
             d.push(Arc::new(i)).expect("the slot is free");
             let c = loop {
@@ -60,20 +69,8 @@ fn a_refill_goes_into_the_slot_its_completion_freed() {
     b.preemption_bound = Some(3);
     b.check(|| {
         const N: usize = 3;
-        let (mut d, mut w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
-        let t = thread::spawn(move || {
-            let mut next = 0;
-            while next < N {
-                match w.take() {
-                    Some(j) => {
-                        assert_eq!(*j, next);
-                        w.complete(Arc::new(*j + 100));
-                        next += 1;
-                    }
-                    None => thread::yield_now(),
-                }
-            }
-        });
+        let (mut d, w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
+        let t = one_job_at_a_time(w, N);
         d.push(Arc::new(0)).expect("the slot is free");
         for i in 0..N {
             let sent = loop {
