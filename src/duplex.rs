@@ -362,8 +362,8 @@ impl<J, C> DispatchEnd<J, C> {
         };
         debug_assert!(self.sent.wrapping_sub(self.collected) < self.limit);
         let slot = self.slot(self.sent);
-        // SAFETY: as in `push`: at most `limit` jobs were out before the `pop` above
-        // collected one, and nothing was sent since, so fewer than `limit` are out and
+        // SAFETY: as in `push`: at most `limit` jobs were out before the completion
+        // above was collected, and nothing was sent since, so fewer than `limit` are out and
         // the slot for `sent` is free.
         unsafe { slot.write(job) };
         slot.stamp.store(job_stamp(self.sent), Ordering::Release);

@@ -93,6 +93,40 @@ fn a_refill_goes_into_the_slot_its_completion_freed() {
     });
 }
 
+/// The refill with room to spare: two slots, one job out, so each job `pop_then` sends
+/// goes into the other slot than the completion it collected (the worker may already be
+/// looking there).
+#[test]
+fn a_refill_into_the_other_slot_is_seen_once_and_in_order() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        const N: usize = 3;
+        let (mut d, w) = duplex::channel::<Arc<usize>, Arc<usize>>(2);
+        let t = one_job_at_a_time(w, N);
+        d.push(Arc::new(0)).expect("a slot is free");
+        for i in 0..N {
+            let sent = loop {
+                let r = d.pop_then(|c| {
+                    assert_eq!(*c, i + 100);
+                    if i + 1 < N {
+                        Ok(Arc::new(i + 1))
+                    } else {
+                        Err(())
+                    }
+                });
+                match r {
+                    Some(sent) => break sent,
+                    None => thread::yield_now(),
+                }
+            };
+            assert_eq!(sent.is_ok(), i + 1 < N);
+            assert_eq!(d.outstanding(), usize::from(i + 1 < N));
+        }
+        t.join().unwrap();
+    });
+}
+
 /// Two slots, the worker holding both jobs before it completes them: completions come
 /// back in job order, and the dispatcher refills a slot only after collecting it.
 #[test]

@@ -312,8 +312,9 @@ impl<G: Generator> RxQueue for MemRx<G> {
     }
 
     /// Every buffer comes from this pool, which has a slot for each: the slot at
-    /// `free` is empty. (Were it not, or were there none, the buffer given back would
-    /// be a stranger's: it is forgotten, a leak rather than a call on this path.)
+    /// `free` is empty. Were it not, or were there no slot left, a buffer not from this
+    /// pool would have been given back: then the slot's old buffer, or the one given
+    /// back, is forgotten (a leak, rather than a drop call on this path).
     #[inline]
     fn recycle(&mut self, pkt: MemPkt) {
         match self.pool.get_mut(self.free) {

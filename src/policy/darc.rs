@@ -369,7 +369,8 @@ struct Window {
 }
 
 /// [`Darc::serves`]: held inline (a pointer fewer to follow per completion), and
-/// shown in `Debug` without its tail of equal masks (the workers that do not exist).
+/// shown in `Debug` with its tail of equal masks folded into a count (after a
+/// reservation, the workers that do not exist; before it, every worker).
 #[derive(Clone)]
 struct Serves([u64; WorkerSet::CAPACITY]);
 
@@ -420,8 +421,8 @@ pub struct Darc {
     /// What a completion must look at beyond the refill: bit [`CHANGED`], the
     /// reservation changed since `next` last returned `None` (an idle worker may be
     /// eligible for a waiting request, which only `next` finds); bit [`PROFILING`],
-    /// dynamic mode. One test per completion for both (static DARC: 2 instructions
-    /// instead of 5).
+    /// dynamic mode. One test per refill (`on_completion_next`) for both (static
+    /// DARC: 2 instructions instead of 5).
     attention: u8,
 
     window: Window,
@@ -1242,7 +1243,7 @@ mod tests {
     }
 
     #[test]
-    fn debug_shows_the_masks_of_existing_workers_only() {
+    fn debug_folds_the_tail_of_equal_masks() {
         let types = vec![info("A", None, None), info("B", Some(1), None)];
         let d = Darc::new(&cfg(Profile::Dynamic, 10), &types, 2, Clock::NANOS);
         let s = format!("{d:?}");

@@ -374,6 +374,7 @@ pub fn unused_settings(args: &Args) -> Vec<String> {
                 ("--delta", args.delta != d.delta),
                 ("--window", args.window != d.window),
                 ("--profile", args.profile != d.profile),
+                ("--no-hints", args.no_hints),
             ],
         ),
         (
@@ -889,6 +890,7 @@ mod tests {
             (&["--policies", "dfcfs", "--profile", "static"], "--profile"),
             (&["--policies", "cfcfs", "--spillway", "0"], "--spillway"),
             (&["--policies", "cfcfs", "--window", "10"], "--window"),
+            (&["--policies", "cfcfs", "--no-hints"], "--no-hints"),
             (&["--policies", "darc", "--depth", "8"], "--depth"),
             (&["--policies", "cfcfs,darc", "--assign", "jsq"], "--assign"),
         ] {
