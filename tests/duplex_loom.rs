@@ -60,69 +60,56 @@ fn one_slot_carries_round_trips_across_laps() {
     });
 }
 
-/// The dispatcher's refill: each completion collected by `pop_then` sends the next job
-/// into the slot it freed, with no test for room; the worker sees every job once, in
-/// order, and each completion comes back once.
+/// The dispatcher's refill, modelled: with job 0 out on `d` (to a worker running
+/// [`one_job_at_a_time`]), each completion `pop_then` collects sends the next job of
+/// `n`, with no test for room; the worker sees every job once, in order, and each
+/// completion comes back once.
+fn refill_each_completion(d: &mut duplex::DispatchEnd<Arc<usize>, Arc<usize>>, n: usize) {
+    for i in 0..n {
+        let sent = loop {
+            let r = d.pop_then(|c| {
+                assert_eq!(*c, i + 100);
+                if i + 1 < n {
+                    Ok(Arc::new(i + 1))
+                } else {
+                    Err(())
+                }
+            });
+            match r {
+                Some(sent) => break sent,
+                None => thread::yield_now(),
+            }
+        };
+        assert_eq!(sent.is_ok(), i + 1 < n);
+        assert_eq!(d.outstanding(), usize::from(i + 1 < n));
+    }
+}
+
+/// One slot: each job goes into the slot its predecessor's completion freed.
 #[test]
 fn a_refill_goes_into_the_slot_its_completion_freed() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        const N: usize = 3;
         let (mut d, w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
-        let t = one_job_at_a_time(w, N);
+        let t = one_job_at_a_time(w, 3);
         d.push(Arc::new(0)).expect("the slot is free");
-        for i in 0..N {
-            let sent = loop {
-                let r = d.pop_then(|c| {
-                    assert_eq!(*c, i + 100);
-                    if i + 1 < N {
-                        Ok(Arc::new(i + 1))
-                    } else {
-                        Err(())
-                    }
-                });
-                match r {
-                    Some(sent) => break sent,
-                    None => thread::yield_now(),
-                }
-            };
-            assert_eq!(sent.is_ok(), i + 1 < N);
-        }
+        refill_each_completion(&mut d, 3);
         t.join().unwrap();
     });
 }
 
-/// The refill with room to spare: two slots, one job out, so each job `pop_then` sends
-/// goes into the other slot than the completion it collected (the worker may already be
-/// looking there).
+/// Room to spare: two slots, one job out, so each job goes into the other slot than
+/// the completion collected (the worker may already be looking there).
 #[test]
 fn a_refill_into_the_other_slot_is_seen_once_and_in_order() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        const N: usize = 3;
         let (mut d, w) = duplex::channel::<Arc<usize>, Arc<usize>>(2);
-        let t = one_job_at_a_time(w, N);
+        let t = one_job_at_a_time(w, 3);
         d.push(Arc::new(0)).expect("a slot is free");
-        for i in 0..N {
-            let sent = loop {
-                let r = d.pop_then(|c| {
-                    assert_eq!(*c, i + 100);
-                    if i + 1 < N {
-                        Ok(Arc::new(i + 1))
-                    } else {
-                        Err(())
-                    }
-                });
-                match r {
-                    Some(sent) => break sent,
-                    None => thread::yield_now(),
-                }
-            };
-            assert_eq!(sent.is_ok(), i + 1 < N);
-            assert_eq!(d.outstanding(), usize::from(i + 1 < N));
-        }
+        refill_each_completion(&mut d, 3);
         t.join().unwrap();
     });
 }
