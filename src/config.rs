@@ -734,7 +734,13 @@ impl Config {
                     if !online.contains(c) {
                         return err(
                             &format!("cpus[{i}]"),
-                            format!("core {c} is not available to this process (have {online:?})"),
+                            format!(
+                                "core {c} is not available to this process (have {online:?}); \
+                                 this config needs {} cores; on a smaller machine set \
+                                 pin: false (threads then share cores: for trying it, not \
+                                 for measuring)",
+                                self.cpus.len()
+                            ),
                         );
                     }
                 }
@@ -946,6 +952,22 @@ requests:
         assert_eq!(c.workers.handler, "spin");
         assert_eq!(c.workers.idle, IdleStrategy::Spin);
         assert_eq!(c.stats.interval_ms, 1000);
+    }
+
+    #[test]
+    fn a_core_the_machine_lacks_is_named_with_the_way_out() {
+        // No machine this runs on has core 100000 available to the tests.
+        let e =
+            parse_err("cpus: [0, 100000]\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}]");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cpus[1]") && msg.contains("core 100000"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("needs 2 cores") && msg.contains("pin: false"),
+            "{msg}"
+        );
     }
 
     #[test]
