@@ -14,17 +14,28 @@
 #                                        # costs, --dump-instr=yes, for kcachegrind or
 #                                        # callgrind_annotate) and print the top
 #                                        # functions of the DARC/4-type run
+#   scripts/callgrind.sh --budget NAME=MAX
+#                                        # count configuration NAME only, and fail if it
+#                                        # takes more than MAX instructions per request
+#                                        # (CI's regression check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 out=""
 annotate=0
+budget_name=""
+budget_max=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --annotate) annotate=1; shift ;;
-    *) echo "usage: $0 [--out FILE.csv] [--annotate]" >&2; exit 2 ;;
+    --budget)
+      budget_name=${2%%=*}; budget_max=${2#*=}
+      [[ "$2" == *=* && "$budget_max" =~ ^[0-9]+(\.[0-9]+)?$ ]] \
+        || { echo "--budget: expected NAME=MAX (e.g. darc-4types-14w-b32=215), got '$2'" >&2; exit 2; }
+      shift 2 ;;
+    *) echo "usage: $0 [--out FILE.csv] [--annotate] [--budget NAME=MAX]" >&2; exit 2 ;;
   esac
 done
 
@@ -44,6 +55,7 @@ total_ir() { sed -n 's/^summary: \([0-9]*\).*/\1/p' "$1"; }
 
 count() { # name, args...
   local name=$1; shift
+  [ -z "$budget_name" ] || [ "$name" = "$budget_name" ] || return 0
   local irs=()
   local dump=()
   [ "$annotate" = 1 ] && dump=(--dump-instr=yes)
@@ -88,6 +100,17 @@ count darc-4types-1w-b32    --policy darc  --types 4  --workers 1  --batch 32
 
 if [ -n "$out" ]; then
   cp "$tmp/table.csv" "$out"
+fi
+if [ -n "$budget_name" ]; then
+  got=$(awk -F, -v n="$budget_name" '$1 == n { print $(NF - 2) }' "$tmp/table.csv")
+  [ -n "$got" ] || { echo "--budget: no configuration named $budget_name" >&2; exit 2; }
+  if python3 -c "import sys; sys.exit(0 if $got <= $budget_max else 1)"; then
+    echo "$budget_name: $got instructions per request, within the budget of $budget_max"
+  else
+    echo "$budget_name: $got instructions per request, over the budget of $budget_max:" \
+      "a regression on the dispatcher's hot path (scripts/callgrind.sh --annotate shows where)" >&2
+    exit 1
+  fi
 fi
 if [ "$annotate" = 1 ]; then
   echo
