@@ -658,3 +658,31 @@ stats: { interval_ms: 0 }
     assert!(child.wait().unwrap().success(), "{rest}");
     assert!(rest.contains("balanced        true"), "{rest}");
 }
+
+/// `policy.n_resas` with more entries than the groups its types form (delta merges
+/// SHORT and LONG into one here): the entries past the last group are ignored, and the
+/// log says so when the reservation is made, instead of dropping them in silence.
+#[test]
+fn n_resas_entries_past_the_groups_are_named_as_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yml");
+    std::fs::write(
+        &cfg,
+        "pin: false
+dispatcher: { idle: park }
+workers: { number: 2, handler: spin, idle: park }
+policy: { kind: darc, profile: static, delta: 10, n_resas: [1, 1] }
+net: { backend: udp, bind: 127.0.0.1:0 }
+requests:
+  - { id: 1, name: SHORT, mean_ns: 1000, ratio: 0.5 }
+  - { id: 2, name: LONG, mean_ns: 10000, ratio: 0.5 }
+",
+    )
+    .unwrap();
+    let mut child = Killed(spawn(&cfg, Stdio::piped()));
+    let log = test_support::lines_of(child.stderr.take().unwrap());
+    let want = "policy.n_resas: its last 1 entry is ignored: the types formed 1 group(s)";
+    if let Err(seen) = test_support::line_containing(&log, want, Duration::from_secs(10)) {
+        panic!("no warning {want:?}:\n{seen:#?}");
+    }
+}

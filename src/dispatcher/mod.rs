@@ -366,6 +366,11 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         // The clock at the start of the last turn, if it found work.
         let mut working: Option<Cycles> = None;
         self.load.started = Some(rdtsc());
+        // A reservation made before the loop (DARC's static profile) is logged now,
+        // not at the first completion.
+        while let Some(e) = policy.poll_event() {
+            log_event(&e, &self.settings.clock, self.load.started, &self.stats);
+        }
         loop {
             // One clock read per turn: every request of the turn is stamped with it.
             let now = rdtsc();
@@ -807,6 +812,19 @@ fn log_event(e: &Event, clock: &Clock, started: Option<Cycles>, stats: &Stats) {
             if *moved {
                 let names: Vec<&str> = stats.types.iter().map(|t| t.name.as_str()).collect();
                 tracing::info!(at_ms, "DARC reservation: {}", resa.describe(&names));
+                if resa.unused_n_resas > 0 {
+                    tracing::warn!(
+                        "policy.n_resas: its last {} entr{} ignored: the types formed \
+                         {} group(s) (types within policy.delta of each other share one)",
+                        resa.unused_n_resas,
+                        if resa.unused_n_resas == 1 {
+                            "y is"
+                        } else {
+                            "ies are"
+                        },
+                        resa.groups.len()
+                    );
+                }
             } else {
                 tracing::debug!(
                     at_ms,

@@ -118,6 +118,9 @@ pub struct Reservation {
     pub n_workers: usize,
     /// The per-type loads this reservation was computed from, shortest mean first.
     pub stats: Vec<TypeStat>,
+    /// Entries of `n_resas` past the last group, ignored: types within `delta` of each
+    /// other merged into fewer groups than the list has entries.
+    pub unused_n_resas: usize,
 }
 
 impl Reservation {
@@ -312,11 +315,13 @@ pub fn reserve(
             spilled,
         });
     }
+    let unused_n_resas = n_resas.map_or(0, |n| n.len().saturating_sub(groups.len()));
     Reservation {
         groups,
         spillway,
         n_workers,
         stats,
+        unused_n_resas,
     }
 }
 
@@ -947,6 +952,18 @@ mod tests {
             13,
         );
         assert_eq!(r2.groups, r.groups);
+        assert_eq!(r2.unused_n_resas, 0);
+    }
+
+    #[test]
+    fn n_resas_entries_past_the_last_group_are_counted_as_unused() {
+        let ts = [stat(0, 1_000.0, 0.5), stat(1, 100_000.0, 0.5)];
+        let two = reserve(&ts, 4, 0.2, Some(&[1, 2, 1]), 3);
+        assert_eq!((two.groups.len(), two.unused_n_resas), (2, 1));
+        // Within delta of each other (99 000 < 1 000 · 100), the two types are one group.
+        let one = reserve(&ts, 4, 100.0, Some(&[1, 2, 1]), 3);
+        assert_eq!((one.groups.len(), one.unused_n_resas), (1, 2));
+        assert_eq!(reserve(&ts, 4, 0.2, Some(&[1]), 3).unused_n_resas, 0);
     }
 
     #[test]
