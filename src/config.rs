@@ -237,6 +237,30 @@ pub struct PolicyConfig {
     pub seed: u64,
 }
 
+impl PolicyConfig {
+    /// The keys of policies other than `kinds` that differ from their defaults, each
+    /// with the policy that reads it: settings that change nothing (a value equal to
+    /// the default cannot be told from an absent key). Not `depth`: in the daemon it
+    /// also sizes the buffer pool, under every policy. Shared by the daemon's config
+    /// check and psp-sim's, whose runs may name several policies.
+    pub fn foreign_keys(&self, kinds: &[PolicyKind]) -> Vec<(PolicyKind, &'static str)> {
+        let d = PolicyConfig::default();
+        [
+            (PolicyKind::Darc, "delta", self.delta != d.delta),
+            (PolicyKind::Darc, "window", self.window != d.window),
+            (PolicyKind::Darc, "profile", self.profile != d.profile),
+            (PolicyKind::Darc, "n_resas", self.n_resas.is_some()),
+            (PolicyKind::Darc, "spillway", self.spillway.is_some()),
+            (PolicyKind::Dfcfs, "assign", self.assign != d.assign),
+            (PolicyKind::Dfcfs, "seed", self.seed != d.seed),
+        ]
+        .into_iter()
+        .filter(|&(reader, _, set)| set && !kinds.contains(&reader))
+        .map(|(reader, key, _)| (reader, key))
+        .collect()
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
@@ -682,27 +706,13 @@ impl Config {
                 ));
             }
         }
-        // Another policy's keys, and whether each differs from its default (a value
-        // equal to the default cannot be told from an absent key; it changes nothing).
         let p = &self.policy;
-        let dp = PolicyConfig::default();
-        let others: &[(PolicyKind, &str, bool)] = &[
-            (PolicyKind::Darc, "delta", p.delta != dp.delta),
-            (PolicyKind::Darc, "window", p.window != dp.window),
-            (PolicyKind::Darc, "profile", p.profile != dp.profile),
-            (PolicyKind::Darc, "n_resas", p.n_resas.is_some()),
-            (PolicyKind::Darc, "spillway", p.spillway.is_some()),
-            (PolicyKind::Dfcfs, "assign", p.assign != dp.assign),
-            (PolicyKind::Dfcfs, "seed", p.seed != dp.seed),
-        ];
-        for &(reader, key, set) in others {
-            if set && p.kind != reader {
-                out.push(format!(
-                    "policy.{key} is set but policy.kind is {}: only {} reads it",
-                    p.kind.name(),
-                    reader.name()
-                ));
-            }
+        for (reader, key) in p.foreign_keys(&[p.kind]) {
+            out.push(format!(
+                "policy.{key} is set but policy.kind is {}: only {} reads it",
+                p.kind.name(),
+                reader.name()
+            ));
         }
         out
     }
@@ -1162,9 +1172,10 @@ requests:
         assert!(u[3].starts_with("policy.assign"), "{u:?}");
         assert!(u[3].ends_with("only dfcfs reads it"), "{u:?}");
         let c = Config::parse(&format!(
-            "{BASE}policy: {{ kind: darc, assign: random, seed: 3, delta: 0.3 }}\n"
+            "{BASE}policy: {{ kind: darc, assign: random, seed: 3, depth: 8, delta: 0.3 }}\n"
         ))
         .unwrap();
+        // `depth` sizes the buffer pool under every policy: no warning for it.
         let u = c.unused_settings();
         assert_eq!(u.len(), 2, "{u:?}");
         assert!(

@@ -363,43 +363,56 @@ pub fn unused_settings(args: &Args) -> Vec<String> {
         .iter()
         .filter_map(|name| parse_enum(name.trim()).ok())
         .collect();
-    // The defaults, as clap gives them.
-    let d = Cli::parse_from(["psp-sim"]).run;
-    let per_policy: [(PolicyKind, Vec<(&str, bool)>); 2] = [
-        (
-            PolicyKind::Darc,
-            vec![
-                ("--n-resas", args.n_resas.is_some()),
-                ("--spillway", args.spillway.is_some()),
-                ("--delta", args.delta != d.delta),
-                ("--window", args.window != d.window),
-                ("--profile", args.profile != d.profile),
-                ("--no-hints", args.no_hints),
-            ],
-        ),
+    let mut cfg = policy_config(args, PolicyKind::default());
+    // --seed seeds the arrivals too: not d-FCFS's alone.
+    cfg.seed = PolicyConfig::default().seed;
+    // `--n-resas` is a range spec here, not the config's list: set or not.
+    cfg.n_resas = args.n_resas.as_ref().map(|_| Vec::new());
+    let mut foreign: Vec<(PolicyKind, String)> = cfg
+        .foreign_keys(&kinds)
+        .into_iter()
+        .map(|(reader, key)| (reader, format!("--{}", key.replace('_', "-"))))
+        .collect();
+    // The simulator's own: DARC's hints, and d-FCFS's depth (which, unlike the
+    // daemon's, sizes nothing else).
+    for (reader, flag, set) in [
+        (PolicyKind::Darc, "--no-hints", args.no_hints),
         (
             PolicyKind::Dfcfs,
-            vec![
-                ("--assign", args.assign != d.assign),
-                ("--depth", args.depth != d.depth),
-            ],
+            "--depth",
+            args.depth != PolicyConfig::default().depth,
         ),
-    ];
-    let mut out = Vec::new();
-    for (kind, flags) in per_policy {
-        if kinds.contains(&kind) {
-            continue;
-        }
-        for (flag, _) in flags.iter().filter(|(_, set)| *set) {
-            out.push(format!(
-                "{flag} is a {} setting, but --policies {} has no {}: it changes nothing",
-                kind.name(),
-                args.policies.join(","),
-                kind.name()
-            ));
+    ] {
+        if set && !kinds.contains(&reader) {
+            foreign.push((reader, flag.into()));
         }
     }
-    out
+    foreign
+        .into_iter()
+        .map(|(reader, flag)| {
+            format!(
+                "{flag} is a {} setting, but --policies {} has no {}: it changes nothing",
+                reader.name(),
+                args.policies.join(","),
+                reader.name()
+            )
+        })
+        .collect()
+}
+
+/// The policy config of `kind` the flags give (before `--n-resas`, a range of variants).
+fn policy_config(args: &Args, kind: PolicyKind) -> PolicyConfig {
+    PolicyConfig {
+        kind,
+        delta: args.delta,
+        window: args.window,
+        profile: args.profile,
+        n_resas: None,
+        spillway: args.spillway,
+        assign: args.assign,
+        depth: args.depth,
+        seed: args.seed,
+    }
 }
 
 /// A policy variant: its CSV name and its config.
@@ -414,17 +427,7 @@ fn policies(args: &Args) -> Result<Vec<(String, PolicyConfig)>> {
         .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::new();
     for &kind in &kinds {
-        let base = PolicyConfig {
-            kind,
-            delta: args.delta,
-            window: args.window,
-            profile: args.profile,
-            n_resas: None,
-            spillway: args.spillway,
-            assign: args.assign,
-            depth: args.depth,
-            seed: args.seed,
-        };
+        let base = policy_config(args, kind);
         match (&args.n_resas, kind) {
             (Some(spec), PolicyKind::Darc) => {
                 for k in parse_range(spec, "--n-resas")? {
