@@ -304,16 +304,27 @@ impl<J, C> DispatchEnd<J, C> {
         if self.sent.wrapping_sub(self.collected) >= self.limit {
             return Err(job);
         }
+        // SAFETY: fewer than `limit` jobs are out (tested just above).
+        unsafe { self.send(job) };
+        Ok(())
+    }
+
+    /// Writes `job` into the slot for position `sent` and publishes it to the worker.
+    ///
+    /// # Safety
+    /// Fewer than `limit` jobs must be out. The slot is then free: fewer than
+    /// `limit <= slots` jobs are out, so either it was never used (first lap: no job
+    /// stamp for any position maps to it yet) or we collected the completion of its
+    /// previous occupant, after seeing the worker's release of it with acquire; the
+    /// worker will not touch it again until the stamp below says there is a job.
+    #[inline(always)]
+    unsafe fn send(&mut self, job: J) {
+        debug_assert!(self.sent.wrapping_sub(self.collected) < self.limit);
         let slot = self.slot(self.sent);
-        // SAFETY: the slot is free: fewer than `limit <= slots` jobs are out, so either
-        // it was never used (first lap: no job stamp for any position maps to it yet) or
-        // we collected the completion of its previous occupant, after seeing the
-        // worker's release of it with acquire; the worker will not touch it again until
-        // the stamp below says there is a job.
+        // SAFETY: the slot is free (the caller's promise, above).
         unsafe { slot.write(job) };
         slot.stamp.store(job_stamp(self.sent), Ordering::Release);
         self.sent = self.sent.wrapping_add(1);
-        Ok(())
     }
 
     /// The slot of the oldest completion, if it is there (its done stamp seen with
@@ -360,14 +371,9 @@ impl<J, C> DispatchEnd<J, C> {
             Ok(job) => job,
             Err(t) => return Some(Err(t)),
         };
-        debug_assert!(self.sent.wrapping_sub(self.collected) < self.limit);
-        let slot = self.slot(self.sent);
-        // SAFETY: as in `push`: at most `limit` jobs were out before the completion
-        // above was collected, and nothing was sent since, so fewer than `limit` are out and
-        // the slot for `sent` is free.
-        unsafe { slot.write(job) };
-        slot.stamp.store(job_stamp(self.sent), Ordering::Release);
-        self.sent = self.sent.wrapping_add(1);
+        // SAFETY: at most `limit` jobs were out before the completion above was
+        // collected, and nothing was sent since: fewer than `limit` are out.
+        unsafe { self.send(job) };
         Some(Ok(()))
     }
 
