@@ -87,9 +87,9 @@ impl TypeTable {
     }
 
     /// The index of type `id`, if it is one. Always below
-    /// [`MAX_TYPES`](crate::policy::MAX_TYPES), which the tests (and the `%` on the
-    /// slow path) say to the compiler: it then drops the bounds checks of the per-type
-    /// arrays the index goes to.
+    /// [`MAX_TYPES`](crate::policy::MAX_TYPES), which the range test (and the `%` on
+    /// the slow path) tells the compiler: it then drops the bounds checks of the
+    /// per-type arrays the index goes to.
     #[inline]
     pub fn lookup(&self, id: u32) -> Option<TypeIdx> {
         if (id as usize) < DIRECT_IDS {
