@@ -70,6 +70,21 @@ pub trait Generator: Send {
     /// Writes request number `seq` (0, 1, ...) into `buf` and returns its length, or
     /// returns `None` if there is no request to receive now.
     fn next(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize>;
+
+    /// Writes requests `seq`, `seq + 1`, ... into `bufs` in order, until the buffers
+    /// run out or [`Generator::next`] has none; returns how many it wrote.
+    #[inline]
+    fn fill(&mut self, seq: u64, bufs: &mut [MemPkt]) -> usize {
+        let mut got = 0;
+        for p in bufs {
+            let Some(len) = self.next(seq + got as u64, &mut p.0.data) else {
+                break;
+            };
+            p.0.len = len.min(MAX_MSG);
+            got += 1;
+        }
+        got
+    }
 }
 
 impl<F> Generator for F
@@ -105,17 +120,44 @@ impl Cycle {
     }
 }
 
+impl Cycle {
+    /// The template after `i`.
+    #[inline]
+    fn after(&self, i: usize) -> usize {
+        if i + 1 == self.templates.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// Writes request `seq` from template `t`.
+    #[inline]
+    fn write(t: &[u8; HEADER_LEN], seq: u64, buf: &mut [u8]) {
+        buf[..HEADER_LEN].copy_from_slice(t);
+        buf[8..16].copy_from_slice(&seq.to_le_bytes());
+    }
+}
+
 impl Generator for Cycle {
     #[inline]
     fn next(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
-        let t = &self.templates[self.next];
-        self.next += 1;
-        if self.next == self.templates.len() {
-            self.next = 0;
-        }
-        buf[..HEADER_LEN].copy_from_slice(t);
-        buf[8..16].copy_from_slice(&seq.to_le_bytes());
+        Cycle::write(&self.templates[self.next], seq, buf);
+        self.next = self.after(self.next);
         Some(HEADER_LEN)
+    }
+
+    /// As the default, with the template index kept in a register for the burst.
+    #[inline]
+    fn fill(&mut self, seq: u64, bufs: &mut [MemPkt]) -> usize {
+        let mut i = self.next;
+        for (k, p) in bufs.iter_mut().enumerate() {
+            Cycle::write(&self.templates[i], seq + k as u64, &mut p.0.data);
+            p.0.len = HEADER_LEN;
+            i = self.after(i);
+        }
+        self.next = i;
+        bufs.len()
     }
 }
 
@@ -218,8 +260,11 @@ impl<G: Generator> Transport for Mem<G> {
         };
         Ok(Split {
             rx: MemRx {
-                pool: (0..self.buffers).map(|_| Some(MemPkt::new())).collect(),
-                free: self.buffers,
+                pool: {
+                    let mut pool = Vec::with_capacity(self.buffers);
+                    pool.extend((0..self.buffers).map(|_| MemPkt::new()));
+                    pool
+                },
                 gen: self.gen,
                 seq: 0,
                 limit: self.limit,
@@ -235,12 +280,10 @@ impl<G: Generator> Transport for Mem<G> {
 /// The receive side: the buffer pool and the generator.
 #[derive(Debug)]
 pub struct MemRx<G> {
-    /// A slot for every buffer, the free ones first: `pool[..free]` are `Some`, the
-    /// rest `None` (their buffers are out). Fixed, so that giving a buffer back is a
-    /// store with no growth path (a `Vec` push's reallocation call, though never
-    /// taken, made the dispatcher's completion loop move registers around it).
-    pool: Box<[Option<MemPkt>]>,
-    free: usize,
+    /// The free buffers. Its capacity, set once, is the number of buffers: giving one
+    /// back never grows it (and the push is guarded by a capacity test, so that the
+    /// dispatcher's completion loop carries no reallocation call).
+    pool: Vec<MemPkt>,
     gen: G,
     seq: u64,
     limit: u64,
@@ -256,20 +299,31 @@ impl<G> MemRx<G> {
 
     /// Free buffers in the pool.
     pub fn free_buffers(&self) -> usize {
-        self.free
-    }
-
-    /// Takes a free buffer.
-    #[inline]
-    fn take_buffer(&mut self) -> Option<MemPkt> {
-        // With no free buffer the index wraps to usize::MAX: none there either.
-        let p = self.pool.get_mut(self.free.wrapping_sub(1))?.take()?;
-        self.free -= 1;
-        Some(p)
+        self.pool.len()
     }
 
     fn exhausted(&self) -> bool {
         self.seq >= self.limit
+    }
+
+    /// Every buffer comes from this pool, which has room for each. Were it full, a
+    /// buffer not from this pool would have been given back: it is forgotten (a leak,
+    /// rather than a drop call or a reallocation on this path).
+    #[inline]
+    fn free_slot(&mut self, pkt: MemPkt) {
+        if self.pool.len() < self.pool.capacity() {
+            self.pool.push(pkt);
+        } else {
+            std::mem::forget(pkt);
+        }
+    }
+
+    /// Gives back the buffers from `out[from..]`, which the generator left empty.
+    #[cold]
+    fn unused(&mut self, out: &mut Vec<MemPkt>, from: usize) {
+        for p in out.drain(from..) {
+            self.free_slot(p);
+        }
     }
 }
 
@@ -281,27 +335,22 @@ impl<G: Generator> RxQueue for MemRx<G> {
     #[inline(never)]
     fn rx_burst(&mut self, out: &mut Vec<MemPkt>, max: usize) -> io::Result<usize> {
         let want = (max as u64).min(self.limit - self.seq) as usize;
-        let n = want.min(self.free);
+        let n = want.min(self.pool.len());
         if n < want {
             self.no_buffer += 1;
         }
-        let mut got = 0;
-        while got < n {
-            let Some(mut p) = self.take_buffer() else {
-                break;
-            };
-            match self.gen.next(self.seq, &mut p.0.data) {
-                Some(len) => {
-                    p.0.len = len.min(MAX_MSG);
-                    self.seq += 1;
-                    out.push(p);
-                    got += 1;
-                }
-                None => {
-                    self.recycle(p);
-                    break;
-                }
-            }
+        if n == 0 {
+            return Ok(0);
+        }
+        // Like a NIC driver: first hand out the buffers (a copy of pointers), then
+        // fill them.
+        let start = out.len();
+        let from = self.pool.len() - n;
+        out.extend(self.pool.drain(from..));
+        let got = self.gen.fill(self.seq, &mut out[start..]);
+        self.seq += got as u64;
+        if got < n {
+            self.unused(out, start + got);
         }
         if got > 0 && self.exhausted() {
             if let Some(stop) = &self.stop {
@@ -311,23 +360,13 @@ impl<G: Generator> RxQueue for MemRx<G> {
         Ok(got)
     }
 
-    /// Every buffer comes from this pool, which has a slot for each: the slot at
-    /// `free` is empty. Were it not, or were there no slot left, a buffer not from this
-    /// pool would have been given back: then the slot's old buffer, or the one given
-    /// back, is forgotten (a leak, rather than a drop call on this path).
     #[inline]
     fn recycle(&mut self, pkt: MemPkt) {
-        match self.pool.get_mut(self.free) {
-            Some(slot) => {
-                std::mem::forget(slot.replace(pkt));
-                self.free += 1;
-            }
-            None => std::mem::forget(pkt),
-        }
+        self.free_slot(pkt);
     }
 
     fn wait(&mut self, timeout: Duration, also: Option<RawFd>) {
-        if self.free > 0 && !self.exhausted() {
+        if !self.pool.is_empty() && !self.exhausted() {
             return; // a request may be ready now (the generator decides)
         }
         match also {
@@ -432,6 +471,28 @@ mod tests {
         assert_eq!(rx.rx_burst(&mut out, 32).unwrap(), 0);
         assert_eq!(rx.received(), 5);
         let _ = &mut workers;
+    }
+
+    #[test]
+    fn cycle_fills_a_burst_as_it_makes_requests_one_by_one() {
+        let mut burst = Cycle::new(&[3, 5, 8]);
+        let mut one_by_one = burst.clone();
+        // Start mid-cycle, so that the burst wraps around the list.
+        let mut skip = [0u8; MAX_MSG];
+        burst.next(0, &mut skip);
+        one_by_one.next(0, &mut skip);
+        let mut bufs: Vec<MemPkt> = (0..5).map(|_| MemPkt::new()).collect();
+        assert_eq!(burst.fill(10, &mut bufs), 5);
+        for (k, p) in bufs.iter().enumerate() {
+            let mut want = [0u8; MAX_MSG];
+            let len = one_by_one.next(10 + k as u64, &mut want).unwrap();
+            assert_eq!(p.msg(), &want[..len], "request {k}");
+        }
+        let ids: Vec<u64> = bufs
+            .iter()
+            .map(|p| Header::parse(p.msg()).unwrap().id)
+            .collect();
+        assert_eq!(ids, [10, 11, 12, 13, 14]);
     }
 
     #[test]
