@@ -347,6 +347,21 @@ fn a_bad_log_filter_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("did you mean \"debug\""), "{err}");
     assert!(out.stdout.is_empty(), "nothing started");
+    // RUST_LOG overrides --log, and is held to the same rules, by name.
+    for (bad, says) in [("wran", "did you mean \"warn\""), ("[", "RUST_LOG \"[\"")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_psp-app"))
+            .args(["--cfg", "configs/quickstart.yml", "--log", "info"])
+            .env("RUST_LOG", bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("RUST_LOG") && err.contains(says),
+            "{bad}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "nothing started");
+    }
 }
 
 /// A port already taken is a start-up error naming the key, with the system's reason

@@ -25,21 +25,23 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+    // RUST_LOG, when set, overrides --log; either one, if bad, is a usage error naming
+    // it, rather than ignored.
+    let (source, spec) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => ("RUST_LOG", v),
+        _ => ("--log", args.log.clone()),
+    };
+    let filter = match misspelt_level(&spec).map_or_else(
+        || tracing_subscriber::EnvFilter::try_new(&spec).map_err(|e| e.to_string()),
+        Err,
+    ) {
         Ok(f) => f,
-        // A bad --log is a usage error, named, rather than ignored.
-        Err(_) => match misspelt_level(&args.log).map_or_else(
-            || tracing_subscriber::EnvFilter::try_new(&args.log).map_err(|e| e.to_string()),
-            Err,
-        ) {
-            Ok(f) => f,
-            Err(e) => Args::command()
-                .error(
-                    clap::error::ErrorKind::ValueValidation,
-                    format!("--log {:?}: {e}", args.log),
-                )
-                .exit(),
-        },
+        Err(e) => Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{source} {spec:?}: {e}"),
+            )
+            .exit(),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -103,22 +105,87 @@ fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Why `filter` is refused though EnvFilter would take it: a bare word that looks like
-/// a misspelt level (`debugg`) is a *target* to EnvFilter, and would silence every
-/// line not from a target of that name, warnings and stats included.
+/// a misspelt level (`debugg`, `wran`) is a *target* to EnvFilter, and would silence
+/// every line not from a target of that name, warnings and stats included. A bare word
+/// is taken for a level when it is two edits or fewer from one (a target name such as
+/// `persephone` is far from every level).
 fn misspelt_level(filter: &str) -> Option<String> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     filter.split(',').map(str::trim).find_map(|d| {
         let w = d.to_ascii_lowercase();
         let bare = !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic());
-        let near = LEVELS.iter().find(|l| w != **l && w.starts_with(&l[..3]))?;
-        bare.then(|| {
-            format!(
-                "{d:?} is not a level ({}); as a target name it would silence every \
-                 other line (did you mean {near:?}?)",
-                LEVELS.join(", ")
-            )
-        })
+        if !bare || LEVELS.contains(&w.as_str()) {
+            return None;
+        }
+        let near = LEVELS
+            .iter()
+            .find(|l| w.starts_with(&l[..3]) || edits(&w, l) <= 2)?;
+        Some(format!(
+            "{d:?} is not a level ({}); as a target name it would silence every \
+             other line (did you mean {near:?}?)",
+            LEVELS.join(", ")
+        ))
     })
+}
+
+/// Edits (insertions, deletions, substitutions, swaps of neighbours) from `a` to `b`.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // d[i][j]: edits from a[..i] to b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let sub = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + sub);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_misses_of_a_level_are_refused_and_target_names_are_not() {
+        for bad in [
+            "debugg",
+            "wran",
+            "inof",
+            "eror",
+            "trce",
+            "Warning",
+            "info,debugg",
+        ] {
+            assert!(misspelt_level(bad).is_some(), "{bad}");
+        }
+        for ok in [
+            "info",
+            "WARN",
+            "persephone",
+            "psp_app",
+            "persephone=debug",
+            "warn,persephone::dispatcher=trace",
+            "",
+        ] {
+            assert_eq!(misspelt_level(ok), None, "{ok}");
+        }
+        assert!(misspelt_level("wran")
+            .unwrap()
+            .contains("did you mean \"warn\""));
+    }
 }
 
 /// How long after the first signal a second one still counts as the same.
