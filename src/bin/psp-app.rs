@@ -119,7 +119,7 @@ fn misspelt_level(filter: &str) -> Option<String> {
         }
         let near = LEVELS
             .iter()
-            .find(|l| w.starts_with(&l[..3]) || edits(&w, l) <= 2)?;
+            .find(|l| w.starts_with(&l[..3]) || strsim::damerau_levenshtein(&w, l) <= 2)?;
         Some(format!(
             "{d:?} is not a level ({}); as a target name it would silence every \
              other line (did you mean {near:?}?)",
@@ -128,30 +128,13 @@ fn misspelt_level(filter: &str) -> Option<String> {
     })
 }
 
-/// Edits (insertions, deletions, substitutions, swaps of neighbours) from `a` to `b`.
-fn edits(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    // d[i][j]: edits from a[..i] to b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let sub = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + sub);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
+/// How long after the first signal a second one still counts as the same.
+const SAME_SIGNAL: Duration = Duration::from_millis(200);
+
+/// A line on stdout, if anyone still reads it.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 #[cfg(test)]
@@ -186,13 +169,4 @@ mod tests {
             .unwrap()
             .contains("did you mean \"warn\""));
     }
-}
-
-/// How long after the first signal a second one still counts as the same.
-const SAME_SIGNAL: Duration = Duration::from_millis(200);
-
-/// A line on stdout, if anyone still reads it.
-fn say(line: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
