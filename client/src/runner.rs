@@ -37,6 +37,17 @@ pub struct Extra {
     pub timeline: Option<Duration>,
 }
 
+/// After a run that missed its schedule: `--realtime` keeps other work from
+/// delaying the sender, where it is allowed and was not used.
+fn realtime_hint(plan: &Plan) -> &'static str {
+    let udp = matches!(plan.backend, Backend::Udp);
+    if udp && !plan.realtime && crate::sys::realtime_permitted() {
+        " (--realtime would keep other work from delaying the sender)"
+    } else {
+        ""
+    }
+}
+
 /// Runs every point of `plan`, printing a table per point to `out`. Returns the
 /// reports of all points, in order.
 pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
@@ -56,13 +67,19 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
     let n = plan.points.len();
     writeln!(
         out,
-        "{n} run point{} against {} over {}\n",
+        "{n} run point{} against {} over {}{}\n",
         if n == 1 { "" } else { "s" },
         plan.server,
         match plan.backend {
             Backend::Udp => "kernel UDP",
             #[cfg(feature = "dpdk")]
             Backend::Dpdk(_) => "DPDK",
+        },
+        // Whether the sender could be delayed by other work says much about adherence.
+        if plan.realtime {
+            ", sender and receiver real-time (SCHED_FIFO)"
+        } else {
+            ""
         }
     )?;
     let mut all = Vec::new();
@@ -89,18 +106,20 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
                 writeln!(
                     out,
                     "INVALID: only {:.2} % of requests were sent within {:?} of schedule \
-                     (< {:.0} %): the client, not the server, was the limit",
+                     (< {:.0} %): the client, not the server, was the limit{}",
                     r.adherence * 100.0,
                     plan.slack,
-                    VALID_ADHERENCE * 100.0
+                    VALID_ADHERENCE * 100.0,
+                    realtime_hint(plan),
                 )?;
             } else if r.adherence < WARN_ADHERENCE {
                 writeln!(
                     out,
                     "warning: schedule adherence {:.3} % < {:.1} %: the client may be \
-                     perturbing the measurement",
+                     perturbing the measurement{}",
                     r.adherence * 100.0,
-                    WARN_ADHERENCE * 100.0
+                    WARN_ADHERENCE * 100.0,
+                    realtime_hint(plan),
                 )?;
             }
         }
