@@ -1153,14 +1153,22 @@ impl RunArgs {
         if let Some(s) = &self.server {
             return resolve(s, "--server");
         }
-        let ip = self.ip.or(file.ip);
-        let port = self.port.or(file.port);
-        let mut a = match (ip, &file.server) {
-            (Some(ip), _) => SocketAddr::new(ip, 6789),
-            (None, Some(s)) => resolve(s, "server")?,
-            (None, None) => SocketAddr::from(([127, 0, 0, 1], 6789)),
+        // The file names the server one way or the other, as the flags must.
+        if file.server.is_some() && (file.ip.is_some() || file.port.is_some()) {
+            return err(
+                "server",
+                "gives the address and its port: not with `ip` or `port` in the same file",
+            );
+        }
+        // Flags override the file's address part by part.
+        let mut a = match &file.server {
+            Some(s) => resolve(s, "server")?,
+            None => SocketAddr::from(([127, 0, 0, 1], 6789)),
         };
-        if let Some(p) = port {
+        if let Some(ip) = self.ip.or(file.ip) {
+            a.set_ip(ip);
+        }
+        if let Some(p) = self.port.or(file.port) {
             a.set_port(p);
         }
         if a.port() == 0 {
@@ -1194,6 +1202,36 @@ mod tests {
 
     fn plan(flags: &[&str], yaml: &str) -> Result<Plan, ConfigError> {
         args(flags).merge(FileConfig::parse(yaml)?, None)
+    }
+
+    /// A file names its server by `server`, or by `ip` and `port`, not both; flags
+    /// override the file's address part by part.
+    #[test]
+    fn the_server_address_comes_one_way_from_the_file() {
+        for yaml in [
+            "ip: 127.0.0.1\nserver: 127.0.0.1:1\n",
+            "port: 7\nserver: 127.0.0.1:1\n",
+        ] {
+            let e = plan(&["--rate", "5"], yaml).unwrap_err();
+            assert_eq!(e.key, "server", "{yaml}");
+            assert!(e.msg.contains("not with `ip` or `port`"), "{}", e.msg);
+        }
+        let addr = |flags: &[&str], yaml: &str| {
+            let mut f = vec!["--rate", "5"];
+            f.extend_from_slice(flags);
+            plan(&f, yaml).unwrap().server.to_string()
+        };
+        assert_eq!(addr(&[], "server: 10.0.0.1:7000\n"), "10.0.0.1:7000");
+        assert_eq!(
+            addr(&["--ip", "10.0.0.2"], "server: 10.0.0.1:7000\n"),
+            "10.0.0.2:7000"
+        );
+        assert_eq!(
+            addr(&["--port", "8000"], "server: 10.0.0.1:7000\n"),
+            "10.0.0.1:8000"
+        );
+        assert_eq!(addr(&[], "ip: 10.0.0.3\nport: 7001\n"), "10.0.0.3:7001");
+        assert_eq!(addr(&[], ""), "127.0.0.1:6789");
     }
 
     /// psp-sim's spelling of the arrival process is understood too.

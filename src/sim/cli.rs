@@ -113,7 +113,7 @@ pub struct Args {
     /// A phased run instead of a load sweep: YAML with `phases: [{workload, load | rps,
     /// duration_ms | duration | requests}]` and an optional `name:` (default: the file's
     /// stem); psp-client's spellings `rate` and `duration: 500ms` are accepted.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["workload", "loads", "requests", "duration"])]
     pub phases: Option<PathBuf>,
     /// Offered loads (fractions of the workers' capacity): `start:end:step`
     /// (inclusive), or a comma-separated list.
@@ -877,6 +877,27 @@ mod tests {
                 "--queue-capacity",
             ),
         ]);
+    }
+
+    /// A phases file sets each phase's workload, load and length: the sweep's flags
+    /// for them are refused beside it, not ignored.
+    #[test]
+    fn phases_conflict_with_the_flags_they_replace() {
+        for flag in [
+            &["--loads", "0.3"][..],
+            &["--workload", "tpcc"],
+            &["--requests", "10"],
+            &["--duration", "1s"],
+        ] {
+            let argv = ["psp-sim", "--phases", "p.yml"].iter().chain(flag);
+            let e = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flag:?}"
+            );
+        }
+        assert!(Cli::try_parse_from(["psp-sim", "--phases", "p.yml", "--workers", "4"]).is_ok());
     }
 
     #[test]
