@@ -4,10 +4,18 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Runs psp-sim on 4 workers into `outdir`; a sweep gets `--requests 200` (a phases
+/// file, which sets its own lengths, refuses it).
 fn psp_sim(outdir: &Path, args: &[&str]) -> Output {
+    let phased = args.contains(&"--phases");
     Command::new(env!("CARGO_BIN_EXE_psp-sim"))
-        .args(["--workers", "4", "--requests", "200", "--outdir"])
+        .args(["--workers", "4", "--outdir"])
         .arg(outdir)
+        .args(if phased {
+            &[][..]
+        } else {
+            &["--requests", "200"]
+        })
         .args(args)
         .env("RUST_BACKTRACE", "1")
         .output()
