@@ -19,7 +19,6 @@
 //! (99.5 % GET / 0.5 % SCAN).
 
 use persephone::apps::kv::{self, wire, Command, Outcome, Reply};
-use persephone::proto::HEADER_LEN;
 use persephone::workload::{ServiceDist, TypeMix, Workload};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -120,14 +119,6 @@ impl KvSpec {
         GET_NS + SCAN_PAIR_NS * self.scan_len as u64
     }
 
-    /// The largest reply datagram this workload can get back (a full SCAN).
-    pub fn max_reply(&self) -> usize {
-        let pair = wire::PAIR_OVERHEAD + 8 + self.value_size;
-        (HEADER_LEN + wire::REPLY_HEADER_LEN + pair * self.scan_len as usize)
-            .max(HEADER_LEN + wire::REPLY_HEADER_LEN + self.value_size)
-            .min(65_507)
-    }
-
     /// A kv preset with nominal service times for this spec.
     pub fn preset(&self, name: &str) -> Option<Workload> {
         let get_share = match name {
@@ -183,6 +174,10 @@ pub struct KvPlan {
 
 /// Bytes of the largest request payload the kv workload sends (a SCAN).
 pub const MAX_REQUEST: usize = 4 + 8 + 2 + 2;
+
+/// The longest reply a kv request can get: a whole UDP datagram (whatever the
+/// server's value size, which need not be the one a run expects).
+pub const MAX_REPLY: usize = 65_507;
 
 impl KvPlan {
     /// Draws a key for every request of `s` from a stream seeded by `seed` (apart from

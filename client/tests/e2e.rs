@@ -344,3 +344,40 @@ fn the_command_line_runs_a_sweep_and_plots_it() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("cli darc SHORT"));
 }
+
+/// A kv run whose value size is not the server's gets replies longer than it expects:
+/// they arrive whole and are checked, so they count as wrong answers (the run fails
+/// saying so), not as malformed datagrams cut short by a receive buffer sized for the
+/// run's own value size.
+#[test]
+fn kv_replies_longer_than_expected_are_wrong_not_malformed() {
+    let mut cfg = Config::parse(psp_client::demo::KV_CONFIG).unwrap();
+    cfg.net.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.stats.interval_ms = 0;
+    let server_values = cfg.kv.as_ref().unwrap().value_size;
+    let server = App::new(cfg).start().unwrap();
+    let spec = psp_client::kv::KvSpec {
+        value_size: server_values / 2,
+        ..Default::default()
+    };
+    let w = spec.preset("kv").unwrap();
+    let mut p = plan(server.local_addr(), w, 300.0, None);
+    p.kv = Some(spec);
+    p.sample = None;
+    let mut out = Vec::new();
+    let result = psp_client::runner::run(&p, &mut out);
+    server.shutdown();
+    let text = String::from_utf8(out).unwrap();
+    let err = result.expect_err("wrong answers fail the run").to_string();
+    assert!(err.contains("kv replies were wrong"), "{err}");
+    // Every GET and SCAN answer is wrong (a value of the other size), none cut short.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("checked answers (phase 0)"))
+        .unwrap_or_else(|| panic!("no checks line in\n{text}"));
+    assert!(
+        line.contains("GET 0 verified") && line.contains("SCAN 0 verified"),
+        "{line}"
+    );
+    assert!(!text.contains("malformed"), "{text}");
+}
