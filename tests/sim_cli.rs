@@ -266,3 +266,27 @@ fn the_clients_spellings_are_understood() {
     let n: f64 = all.split(',').nth(sent).unwrap().parse().unwrap();
     assert!((300.0..500.0).contains(&n), "{n} requests in {all}");
 }
+
+/// With nobody reading its stdout and stderr, an error ends psp-sim with status 1, as
+/// when they are read, not a panic (101) at its line.
+#[test]
+fn an_error_with_stderr_gone_is_status_1_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // An output directory inside a file cannot be made: an error after the flags parse.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let run = |gone: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_psp-sim"));
+        c.args(["--workers", "1", "--requests", "10", "--loads", "0.5"])
+            .args(["--policies", "cfcfs", "--outdir"])
+            .arg(file.join("out"));
+        if gone {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            c.stdout(writer.try_clone().unwrap()).stderr(writer);
+        }
+        c.output().unwrap().status.code()
+    };
+    assert_eq!(run(false), Some(1));
+    assert_eq!(run(true), Some(1));
+}

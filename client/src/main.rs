@@ -1,5 +1,6 @@
 //! psp-client - open-loop load generator for persephone: `psp-client --help`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,6 +100,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colours for a terminal only, not for a log file or a pipe.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr's reader gone) is lost, not a panic.
+        .log_internal_errors(false)
         .init();
     let mut out = std::io::stdout();
     let result = match cli.cmd {
@@ -116,7 +119,7 @@ fn main() -> ExitCode {
                 ..PlotOptions::default()
             },
         )
-        .map(|()| println!("wrote {}", a.out.display())),
+        .map(|()| say(format_args!("wrote {}", a.out.display()))),
         Some(Cmd::Demo(a)) => psp_client::demo::run(&a, &mut out),
         Some(Cmd::PlotTimeline(a)) => plot::plot_timeline_files(
             &a.timeline,
@@ -127,15 +130,21 @@ fn main() -> ExitCode {
             a.factor,
             a.title.as_deref(),
         )
-        .map(|s| println!("{s}wrote {}", a.out.display())),
+        .map(|s| say(format_args!("{s}wrote {}", a.out.display()))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("psp-client: {e:#}");
+            // Not eprintln!, which panics when stderr's reader is gone (`2>&1 | head`).
+            let _ = writeln!(std::io::stderr(), "psp-client: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A line on stdout, if anyone still reads it.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn run(args: &RunArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {

@@ -381,3 +381,18 @@ fn kv_replies_longer_than_expected_are_wrong_not_malformed() {
     );
     assert!(!text.contains("malformed"), "{text}");
 }
+
+/// With nobody reading its stderr (`psp-client ... 2>&1 | head` after head exits), an
+/// error still ends the run with status 1, not a panic (101) at the error's line.
+#[test]
+fn an_error_with_stderr_gone_is_status_1_not_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_psp-client"))
+        .args(["plot", "no-such-run.csv", "-o", "never.svg"])
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}

@@ -1,5 +1,6 @@
 //! psp-sim.rs - the simulator's command line (see `persephone::sim::cli`).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -13,7 +14,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("psp-sim: {e:#}");
+            // Not eprintln!, which panics when stderr's reader is gone (`2>&1 | head`).
+            let _ = writeln!(std::io::stderr(), "psp-sim: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -23,7 +25,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Cmd::Plot(p)) = &cli.cmd {
         cli::plot(p)?;
-        println!("wrote {}", p.out.display());
+        say(format_args!("wrote {}", p.out.display()));
         return Ok(());
     }
     let args = cli.run;
@@ -35,7 +37,7 @@ fn run() -> Result<()> {
             .exit(),
     };
     for w in cli::unused_settings(&args) {
-        eprintln!("psp-sim: warning: {w}");
+        let _ = writeln!(std::io::stderr(), "psp-sim: warning: {w}");
     }
     let bar = ProgressBar::new(n).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} points {msg}")
@@ -53,9 +55,17 @@ fn run() -> Result<()> {
     bar.finish_and_clear();
     if !verbose {
         for (p, r) in &all {
-            println!("{}", cli::summary(p, r));
+            say(format_args!("{}", cli::summary(p, r)));
         }
     }
-    println!("wrote {}/sim.csv and sim.json", args.outdir.display());
+    say(format_args!(
+        "wrote {}/sim.csv and sim.json",
+        args.outdir.display()
+    ));
     Ok(())
+}
+
+/// A line on stdout, if anyone still reads it (the outputs are written either way).
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
