@@ -56,6 +56,17 @@ pub enum IdleStrategy {
     Park,
 }
 
+impl IdleStrategy {
+    /// The YAML spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdleStrategy::Spin => "spin",
+            IdleStrategy::Yield => "yield",
+            IdleStrategy::Park => "park",
+        }
+    }
+}
+
 /// The whole server configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +202,17 @@ pub enum Assign {
     Jsq,
 }
 
+impl Assign {
+    /// The YAML spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Assign::RoundRobin => "round_robin",
+            Assign::Random => "random",
+            Assign::Jsq => "jsq",
+        }
+    }
+}
+
 /// How DARC learns per-type service times and ratios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -277,10 +299,11 @@ impl Default for PolicyConfig {
     }
 }
 
-/// A socket address, or `host:port` resolved ([`crate::net::resolve`]); the error
-/// quotes the value.
+/// `net.bind`: a socket address, or `host:port` resolved ([`crate::net::resolve`]); the
+/// error names the key (the YAML error's path stops at `net`) and quotes the value.
 fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    crate::net::resolve(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    crate::net::resolve(&String::deserialize(d)?)
+        .map_err(|e| serde::de::Error::custom(format_args!("bind: {e}")))
 }
 
 fn default_delta() -> f64 {
@@ -657,11 +680,24 @@ impl Config {
     /// [`crate::App::request_type`]); [`crate::App::start`] validates the result.
     pub fn parse_unvalidated(text: &str) -> Result<Config, ConfigError> {
         serde_yaml::from_str(text).map_err(|e| {
-            let loc = e
-                .location()
-                .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
-                .unwrap_or_default();
-            ConfigError::new("", format!("{loc}{e}"))
+            let mut msg = e.to_string();
+            let loc = match e.location() {
+                Some(l) => {
+                    // Said once, in front: drop the message's own " at line L column C".
+                    let tail = format!(" at line {} column {}", l.line(), l.column());
+                    if let Some(m) = msg.strip_suffix(&tail) {
+                        msg = m.to_string();
+                    }
+                    format!("line {}, column {}: ", l.line(), l.column())
+                }
+                None => String::new(),
+            };
+            // The YAML error's path ends at the struct (`net: bind: ...`, from
+            // `socket_addr`): name the key in dotted form, as validation errors do.
+            if let Some(m) = msg.strip_prefix("net: bind: ") {
+                msg = format!("net.bind: {m}");
+            }
+            ConfigError::new("", format!("{loc}{msg}"))
         })
     }
 
@@ -713,6 +749,38 @@ impl Config {
                 p.kind.name(),
                 reader.name()
             ));
+        }
+        if p.kind == PolicyKind::Dfcfs
+            && p.assign != Assign::Random
+            && p.seed != PolicyConfig::default().seed
+        {
+            out.push(format!(
+                "policy.seed is set but policy.assign is {}: only random assignment reads it",
+                p.assign.name()
+            ));
+        }
+        if p.kind == PolicyKind::Darc && p.n_resas.as_ref().is_some_and(|n| n.is_empty()) {
+            out.push(
+                "policy.n_resas is empty: every group's cores come from its demand, as \
+                 without it"
+                    .into(),
+            );
+        }
+        for (section, idle, max_park_us) in [
+            (
+                "dispatcher",
+                self.dispatcher.idle,
+                self.dispatcher.max_park_us,
+            ),
+            ("workers", self.workers.idle, self.workers.max_park_us),
+        ] {
+            if idle != IdleStrategy::Park && max_park_us != default_max_park_us() {
+                out.push(format!(
+                    "{section}.max_park_us is set but {section}.idle is {}: only park \
+                     sleeps",
+                    idle.name()
+                ));
+            }
         }
         out
     }
@@ -1207,6 +1275,34 @@ requests:
             c.unused_settings(),
             ["cpus is set but pin is false: threads are not pinned"]
         );
+        // Settings that the policy's or the idle strategy's own choices leave unread.
+        let c = Config::parse(&format!(
+            "{}policy: {{ kind: dfcfs, seed: 7 }}\n\
+             dispatcher: {{ idle: spin, max_park_us: 50 }}\n\
+             workers: {{ number: 2, idle: yield, max_park_us: 50 }}\n",
+            BASE.replace("workers: { number: 2 }\n", "")
+        ))
+        .unwrap();
+        assert_eq!(
+            c.unused_settings(),
+            [
+                "policy.seed is set but policy.assign is round_robin: only random \
+                 assignment reads it",
+                "dispatcher.max_park_us is set but dispatcher.idle is spin: only park sleeps",
+                "workers.max_park_us is set but workers.idle is yield: only park sleeps",
+            ]
+        );
+        let c = Config::parse(&format!(
+            "{BASE}policy: {{ kind: dfcfs, assign: random, seed: 7 }}\n\
+             dispatcher: {{ idle: park, max_park_us: 50 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.unused_settings(), Vec::<String>::new());
+        let c = Config::parse(&format!("{BASE}policy: {{ kind: darc, n_resas: [] }}\n")).unwrap();
+        assert_eq!(
+            c.unused_settings(),
+            ["policy.n_resas is empty: every group's cores come from its demand, as without it"]
+        );
     }
 
     #[test]
@@ -1267,6 +1363,20 @@ requests:
     fn yaml_syntax_errors_have_line_and_column() {
         let e = parse_err("workers: { number: 1\nrequests: [");
         assert!(e.to_string().contains("line"), "{e}");
+    }
+
+    /// A bad `net.bind` names the key in dotted form, and the position once.
+    #[test]
+    fn a_bad_bind_address_names_net_bind_and_its_line_once() {
+        let e = parse_err(
+            "pin: false\nnet: { bind: 127.0.0.1:99999 }\nrequests: [{ id: 1, name: A }]\n",
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("line 2, column 6: net.bind: \"127.0.0.1:99999\" is not a HOST:PORT"),
+            "{text}"
+        );
+        assert_eq!(text.matches("line").count(), 1, "{text}");
     }
 
     #[test]
