@@ -59,6 +59,11 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--duration", "100ms"], "cannot be used with"),
         // An error of psp-sim's own checks (was exit status 1).
         (&["--warmup", "2"], "--warmup"),
+        // psp-client's kv presets need the KV store: the presets psp-sim has are listed.
+        (
+            &["--workload", "kv"],
+            "high-bimodal, extreme-bimodal, tpcc, rocksdb",
+        ),
     ] {
         let o = psp_sim(&out, args);
         let stderr = String::from_utf8_lossy(&o.stderr);
@@ -219,6 +224,14 @@ fn a_per_type_plot_draws_one_load_and_names_the_types() {
         "{err}"
     );
     assert!(!svg.exists(), "a failed plot left {}", svg.display());
+    // A load the run does not have: named, with the loads it has.
+    let none = plot(&["--load", "0.6"]);
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(none.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--load 0.6: ") && err.contains("(its loads: 0.5, 0.7)"),
+        "{err}"
+    );
     let one = plot(&["--load", "0.7"]);
     assert!(one.status.success(), "{one:?}");
     let text = std::fs::read_to_string(&svg).unwrap();

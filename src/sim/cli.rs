@@ -261,8 +261,12 @@ fn load_workload_from(name: &str, base: &Path) -> Result<Workload> {
         return Ok(w);
     }
     let path = base.join(name);
-    let text = fs::read_to_string(&path)
-        .with_context(|| format!("--workload {name}: neither a preset nor a readable file"))?;
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "--workload {name}: neither a preset ({}) nor a readable file",
+            crate::workload::PRESETS.join(", ")
+        )
+    })?;
     Workload::from_yaml(&text).with_context(|| format!("workload file {}", path.display()))
 }
 

@@ -223,6 +223,16 @@ pub fn per_type(
         .collect();
     points.sort_unstable();
     points.dedup();
+    if let (Some(l), true) = (load, points.is_empty()) {
+        let mut loads: Vec<&str> = t.rows.iter().map(|r| r[lc].as_str()).collect();
+        loads.sort_unstable_by(|a, b| num(a).unwrap_or(0.0).total_cmp(&num(b).unwrap_or(0.0)));
+        loads.dedup();
+        anyhow::bail!(
+            "--load {l}: {} has no run point at that load (its loads: {})",
+            csv.display(),
+            loads.join(", ")
+        );
+    }
     if points.len() > 1 {
         let list: Vec<String> = points
             .iter()
