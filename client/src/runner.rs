@@ -100,17 +100,26 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
             silent += 1;
             silent_error = silent_error.or_else(|| outcome.first_error.clone());
         }
+        // With network errors (nothing listening: ECONNREFUSED, on the sends or the
+        // receives), those, not the client's pace, are what to look at first.
+        let why = if outcome.send_errors + outcome.recv_errors > 0 {
+            "; the run also saw network errors (below): check those first".to_string()
+        } else {
+            format!(
+                ": the client, not the server, was the limit{}",
+                realtime_hint(plan)
+            )
+        };
         for r in &reports {
             write!(out, "{}", r.table())?;
             if r.adherence < VALID_ADHERENCE {
                 writeln!(
                     out,
                     "INVALID: only {:.2} % of requests were sent within {:?} of schedule \
-                     (< {:.0} %): the client, not the server, was the limit{}",
+                     (< {:.0} %){why}",
                     r.adherence * 100.0,
                     plan.slack,
                     VALID_ADHERENCE * 100.0,
-                    realtime_hint(plan),
                 )?;
             } else if r.adherence < WARN_ADHERENCE {
                 writeln!(
