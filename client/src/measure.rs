@@ -145,15 +145,10 @@ pub fn reports(s: &Schedule, o: &Outcome, meta: &Meta, rules: &Rules) -> Vec<Run
         windows.push((o.target(span.start_ns), o.target(span.end_ns), row));
     }
     // Throughput: the `ok` replies received during each window, whichever request
-    // they answer (the warm-up's and earlier phases' included).
+    // they answer (the warm-up's and earlier phases' included), and however late: one
+    // past `--timeout` is lost as a latency sample, but the server did that work then.
     for i in 0..s.len() {
-        if !matches!(
-            judge(s, o, rules, i).0,
-            Fate::Replied {
-                status: Status::Ok,
-                ..
-            }
-        ) {
+        if o.sent_at[i] == 0 || o.reply_status(i) != Some(Status::Ok) || o.wrong(i) {
             continue;
         }
         let at = o.reply_at[i];
@@ -587,6 +582,24 @@ mod tests {
         // 0, 2 (at 5 ms, the window's last instant) and 3 are ok; 3 came after it.
         assert_eq!((all.ok, all.ok_in_window), (3, 2));
         assert_eq!(all.latency.len(), 3, "all three are latency samples");
+        assert!(
+            (r.achieved_rps() - 400.0).abs() < 1e-6,
+            "{}",
+            r.achieved_rps()
+        );
+    }
+
+    /// An `ok` reply past the timeout is lost as a latency sample, but received during
+    /// the window it is the window's throughput: past saturation, with the queueing
+    /// delay over the timeout, `achieved_rps` still says what the server serves.
+    #[test]
+    fn achieved_counts_ok_replies_past_the_timeout() {
+        let (s, o) = fixture();
+        let r = &reports(&s, &o, &Meta::default(), &RULES)[0];
+        let all = r.overall();
+        // 2's ok reply, 2 ms after its send at 2 ms, is past the 1 ms timeout.
+        assert_eq!((all.ok, all.lost), (1, 2));
+        assert_eq!(all.ok_in_window, 2, "0's reply and 2's late one");
         assert!(
             (r.achieved_rps() - 400.0).abs() < 1e-6,
             "{}",

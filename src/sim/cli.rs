@@ -113,7 +113,13 @@ pub struct Args {
     /// A phased run instead of a load sweep: YAML with `phases: [{workload, load | rps,
     /// duration_ms | duration | requests}]` and an optional `name:` (default: the file's
     /// stem); psp-client's spellings `rate` and `duration: 500ms` are accepted.
-    #[arg(long, conflicts_with_all = ["workload", "loads", "requests", "duration"])]
+    /// No warm-up: phase 0 starts from an empty system (its rows are measured from
+    /// the first request; psp-client warms up with phase 0 first). --warmup is refused
+    /// with it.
+    #[arg(
+        long,
+        conflicts_with_all = ["workload", "loads", "requests", "duration", "warmup"]
+    )]
     pub phases: Option<PathBuf>,
     /// Offered loads (fractions of the workers' capacity): `start:end:step`
     /// (inclusive), or a comma-separated list.
@@ -892,6 +898,7 @@ mod tests {
             &["--workload", "tpcc"],
             &["--requests", "10"],
             &["--duration", "1s"],
+            &["--warmup", "0.2"],
         ] {
             let argv = ["psp-sim", "--phases", "p.yml"].iter().chain(flag);
             let e = Cli::try_parse_from(argv).unwrap_err();
