@@ -369,11 +369,9 @@ fn send_loop(
             batch.push(|buf| encode_request(schedule, epoch, i, sent_at_field, buf).unwrap_or(0));
             i += 1;
         }
-        let now = rdtsc().max(1);
+        let before = rdtsc().max(1);
         let (ok, err) = batch.send(sock);
-        for s in &mut sent_at[first..first + ok] {
-            *s = now;
-        }
+        stamp_sends(&mut sent_at[first..first + ok], before, rdtsc().max(1));
         sent += ok as u64;
         if let Some(e) = err {
             // The failed datagram stays unsent (sent_at 0: late and lost); the ones
@@ -390,6 +388,17 @@ fn send_loop(
     deadline.store(rdtsc() + timeout_c, Ordering::Release);
     live.sender_done.store(true, Ordering::Release);
     st
+}
+
+/// Stamps the datagrams one send call took, in order: the first left as the call
+/// began, the others by the time it returned (over loopback the call delivers each in
+/// turn, a few microseconds apiece), so that a catch-up batch's later sends are judged
+/// by when they may have left, not by when the first did.
+fn stamp_sends(sent_at: &mut [Cycles], before: Cycles, after: Cycles) {
+    if let Some((first, rest)) = sent_at.split_first_mut() {
+        *first = before;
+        rest.fill(after);
+    }
 }
 
 /// Sleeps while `target` is more than `spin_c` away, then spins until it.
@@ -570,6 +579,16 @@ pub(crate) fn record_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_after_its_first_datagram_is_stamped_when_the_call_returned() {
+        let mut sent_at = [0; 4];
+        stamp_sends(&mut sent_at[..3], 100, 130);
+        assert_eq!(sent_at, [100, 130, 130, 0]);
+        stamp_sends(&mut sent_at[3..], 200, 210);
+        assert_eq!(sent_at[3], 200, "a batch of one: when the call began");
+        stamp_sends(&mut [], 1, 2);
+    }
 
     /// Every request tried settles exactly once, answered or timed out, in whichever
     /// order the reply and the timeout come.
