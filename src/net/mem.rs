@@ -346,7 +346,12 @@ impl<G: Generator> RxQueue for MemRx<G> {
         // fill them.
         let start = out.len();
         let from = self.pool.len() - n;
-        out.extend(self.pool.drain(from..));
+        if n == 1 {
+            // One buffer (a worker freed per turn): without `drain`'s set-up.
+            out.extend(self.pool.pop());
+        } else {
+            out.extend(self.pool.drain(from..));
+        }
         let got = self.gen.fill(self.seq, &mut out[start..]);
         self.seq += got as u64;
         if got < n {
