@@ -897,44 +897,19 @@ mod tests {
     /// their measured means swap order the list does, but no core moves.
     #[test]
     fn a_group_whose_types_swap_order_keeps_its_cores() {
-        let before = reserve(
-            &[
-                stat(0, 5_700.0, 0.44),
-                stat(1, 6_000.0, 0.04),
-                stat(2, 90_000.0, 0.5),
-            ],
-            14,
-            0.2,
-            None,
-            13,
-        );
-        let after = reserve(
-            &[
-                stat(0, 6_100.0, 0.44),
-                stat(1, 5_900.0, 0.04),
-                stat(2, 90_000.0, 0.5),
-            ],
-            14,
-            0.2,
-            None,
-            13,
-        );
+        // Payment and OrderStatus (means `a`, `b` ns) and a long type, on 14 workers.
+        let resa = |a: f64, b: f64| {
+            let types = [stat(0, a, 0.44), stat(1, b, 0.04), stat(2, 90_000.0, 0.5)];
+            reserve(&types, 14, 0.2, None, 13)
+        };
+        let before = resa(5_700.0, 6_000.0);
+        let after = resa(6_100.0, 5_900.0);
         assert_eq!(before.groups[0].types, [0, 1]);
         assert_eq!(after.groups[0].types, [1, 0]);
         assert!(before.same_cores(&after));
         assert!(after.same_cores(&before));
         // A type that moves to another group does move cores.
-        let split = reserve(
-            &[
-                stat(0, 5_700.0, 0.44),
-                stat(1, 9_000.0, 0.04),
-                stat(2, 90_000.0, 0.5),
-            ],
-            14,
-            0.2,
-            None,
-            13,
-        );
+        let split = resa(5_700.0, 9_000.0);
         assert!(!before.same_cores(&split));
     }
 
