@@ -65,7 +65,13 @@ pub fn judge(s: &Schedule, o: &Outcome, rules: &Rules, i: usize) -> (Fate, bool,
     if o.sent_at[i] == 0 {
         return (Fate::Unsent, true, 0);
     }
-    let delay_c = o.sent_at[i].saturating_sub(target);
+    // A send is stamped with an upper bound of when it left (see the engine's
+    // `stamp_sends`); its reply bounds it better when it came first.
+    let sent = match o.reply_status(i) {
+        Some(_) => o.sent_at[i].min(o.reply_at[i]),
+        None => o.sent_at[i],
+    };
+    let delay_c = sent.saturating_sub(target);
     let late = delay_c > slack_c;
     let delay_ns = o.clock.cycles_to_ns(delay_c) as u64;
     let fate = match o.reply_status(i) {
@@ -604,6 +610,27 @@ mod tests {
             (r.achieved_rps() - 400.0).abs() < 1e-6,
             "{}",
             r.achieved_rps()
+        );
+    }
+
+    /// A send stamped after its reply came (the upper bound a batch's later datagrams
+    /// get) left by the reply: its delay is bounded by the reply, so latency, from the
+    /// scheduled time, is never below it.
+    #[test]
+    fn a_send_is_no_later_than_its_reply() {
+        let (s, mut o) = fixture();
+        let t = o.start + s.at_ns[0];
+        o.sent_at[0] = t + 40_000;
+        o.reply_at[0] = t + 30_000;
+        let (fate, late, delay) = judge(&s, &o, &RULES, 0);
+        assert_eq!(delay, 30_000);
+        assert!(late, "30 us past the 10 us slack");
+        assert_eq!(
+            fate,
+            Fate::Replied {
+                status: Status::Ok,
+                latency_ns: 30_000
+            }
         );
     }
 
