@@ -50,6 +50,14 @@ use serde_json::{json, Value};
 
 use crate::proto::Status;
 
+/// Writes a line on stdout, if anyone still reads it: `println!` panics once the reader
+/// has gone (`| head`), and a program's results (files written, a daemon serving) must
+/// not end in a panic for it. The programs' one way to print a result line.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 /// Slowdowns are recorded in fixed point: `slowdown × SLOWDOWN_SCALE`.
 pub const SLOWDOWN_SCALE: u64 = 1000;
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use persephone::report::say;
 use psp_client::config::RunArgs;
 use psp_client::demo::DemoArgs;
 use psp_client::plot::{self, PanelKind, PlotOptions, XAxis};
@@ -140,11 +141,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A line on stdout, if anyone still reads it.
-fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn run(args: &RunArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {

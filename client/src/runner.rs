@@ -82,6 +82,8 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
             ""
         }
     )?;
+    // Asked once (it tries SCHED_FIFO on a scratch thread), for the lines below.
+    let hint = realtime_hint(plan);
     let mut all = Vec::new();
     let mut wrong = 0;
     // Points that got no reply at all, and the first error one of them saw.
@@ -105,10 +107,7 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         let why = if outcome.send_errors + outcome.recv_errors > 0 {
             "; the run also saw network errors (below): check those first".to_string()
         } else {
-            format!(
-                ": the client, not the server, was the limit{}",
-                realtime_hint(plan)
-            )
+            format!(": the client, not the server, was the limit{hint}")
         };
         for r in &reports {
             write!(out, "{}", r.table())?;
@@ -125,10 +124,9 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
                 writeln!(
                     out,
                     "warning: schedule adherence {:.3} % < {:.1} %: the client may be \
-                     perturbing the measurement{}",
+                     perturbing the measurement{hint}",
                     r.adherence * 100.0,
                     WARN_ADHERENCE * 100.0,
-                    realtime_hint(plan),
                 )?;
             }
         }

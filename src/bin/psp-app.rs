@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use persephone::config::Config;
+use persephone::report::say;
 use persephone::App;
 
 /// A microsecond-scale request scheduler (c-FCFS, d-FCFS, DARC).
@@ -130,12 +131,6 @@ fn misspelt_level(filter: &str) -> Option<String> {
 
 /// How long after the first signal a second one still counts as the same.
 const SAME_SIGNAL: Duration = Duration::from_millis(200);
-
-/// A line on stdout, if anyone still reads it.
-fn say(line: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
+use persephone::report::say;
 use persephone::sim::cli::{self, Cli, Cmd};
 
 fn main() -> ExitCode {
@@ -63,9 +64,4 @@ fn run() -> Result<()> {
         args.outdir.display()
     ));
     Ok(())
-}
-
-/// A line on stdout, if anyone still reads it (the outputs are written either way).
-fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stdout(), "{line}");
 }
