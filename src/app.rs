@@ -9,10 +9,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::apps::kv;
-use crate::config::{Backend, Config, ConfigError, IdleStrategy, RequestType};
+use crate::config::{Backend, Config, ConfigError, IdleStrategy, RequestType, Wire};
 use crate::dispatcher::{self, Classifier, Dispatcher, Doorbell, Stats, WorkerLink};
 use crate::idle::Idler;
-use crate::net::{udp::Udp, Transport};
+use crate::net::{psp_mb::PspMb, udp::Udp, Transport};
 use crate::policy::{self, TypeInfo, WorkerIdx};
 use crate::time::Clock;
 use crate::workers::{self, handler, Handler, Worker, WorkerReport};
@@ -232,7 +232,7 @@ impl App {
                     what: "local address",
                     error,
                 })?;
-                start_with(self.cfg, udp, addr, factory, self.classifier, clock)
+                start_on(self.cfg, udp, addr, factory, self.classifier, clock)
             }
             Backend::Dpdk => start_dpdk(self.cfg, factory, self.classifier, clock),
         }
@@ -381,7 +381,7 @@ fn start_dpdk(
         e => dpdk_err("DPDK port")(e),
     })?;
     let addr = SocketAddr::from((ip, n.udp_port));
-    start_with(cfg, transport, addr, factory, classifier, clock)
+    start_on(cfg, transport, addr, factory, classifier, clock)
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -406,6 +406,28 @@ fn pin(cfg: &Config, thread: &str, slot: usize) -> Result<(), StartError> {
             thread: thread.into(),
             core,
         })
+    }
+}
+
+/// [`start_with`] over `transport`, speaking `net.wire` on it.
+fn start_on<X: Transport>(
+    cfg: Config,
+    transport: X,
+    local_addr: SocketAddr,
+    factory: HandlerFactory,
+    classifier: Option<Box<dyn Classifier>>,
+    clock: Clock,
+) -> Result<Server, StartError>
+where
+    X::Rx: 'static,
+    X::Tx: 'static,
+{
+    match cfg.net.wire {
+        Wire::Native => start_with(cfg, transport, local_addr, factory, classifier, clock),
+        Wire::PspMb => {
+            let t = PspMb(transport);
+            start_with(cfg, t, local_addr, factory, classifier, clock)
+        }
     }
 }
 
@@ -647,6 +669,7 @@ impl Server {
             }
             if let Ok(r) = w.join() {
                 stats.tx_errors += r.tx_errors;
+                stats.withheld += r.withheld;
                 stats.panics += r.panics;
                 stats.overruns += r.overruns;
             }

@@ -330,11 +330,26 @@ pub enum Backend {
     Dpdk,
 }
 
+/// What requests and replies look like on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Wire {
+    /// Our header ([`crate::proto`]).
+    #[default]
+    Native,
+    /// Perséphone's 16-byte `PSP_MB` layout ([`crate::net::psp_mb`]), so the original
+    /// Perséphone client can load this server.
+    PspMb,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
     #[serde(default)]
     pub backend: Backend,
+    /// The wire format: `native` (default) or `psp_mb`.
+    #[serde(default)]
+    pub wire: Wire,
     /// UDP: address to bind (port 0 picks an ephemeral port); a host name
     /// (`localhost:6789`) is resolved, its first IPv4 address taken.
     #[serde(default = "default_bind", deserialize_with = "socket_addr")]
@@ -372,6 +387,7 @@ impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
             backend: Backend::default(),
+            wire: Wire::default(),
             bind: default_bind(),
             max_msg: default_max_msg(),
             max_amplification: default_max_amplification(),
@@ -887,6 +903,27 @@ impl Config {
                 ),
             );
         }
+        if n.wire == Wire::PspMb {
+            let need = crate::net::psp_mb::NATIVE_LEN;
+            if n.max_msg < need {
+                return err(
+                    "net.max_msg",
+                    format!(
+                        "must be at least {need} bytes with net.wire: psp_mb (a request \
+                         is rewritten in place into our header and the spin payload), got {}",
+                        n.max_msg
+                    ),
+                );
+            }
+            if self.workers.handler == "kv" {
+                return err(
+                    "net.wire",
+                    "psp_mb carries no kv operation, only a service time: use \
+                     workers.handler: spin (or echo) with it, or net.wire: native for kv"
+                        .to_string(),
+                );
+            }
+        }
         if n.buffers.saturating_mul(n.max_msg) > MAX_BUFFER_BYTES {
             return err(
                 "net.buffers",
@@ -1141,6 +1178,18 @@ requests:
             (
                 "pin: false\nworkers: { number: 1 }\nnet: { buffers: 100000000000 }\nrequests: [{id: 1, name: A}]",
                 "net.buffers",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { wire: psp_mb, max_msg: 35 }\nrequests: [{id: 1, name: A}]",
+                "net.max_msg: must be at least 36 bytes with net.wire: psp_mb",
+            ),
+            (
+                "pin: false\nworkers: { number: 1, handler: kv }\nnet: { wire: psp_mb }\nrequests: [{id: 1, name: GET}]",
+                "net.wire: psp_mb carries no kv operation",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { wire: psp }\nrequests: [{id: 1, name: A}]",
+                "unknown variant `psp`, expected `native` or `psp_mb`",
             ),
             (
                 "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk }\nrequests: [{id: 1, name: A}]",

@@ -727,6 +727,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             self.queues.total_len() as u64 + self.outstanding - s.abandoned.min(self.outstanding);
         s.rx_drops = self.rx.drops();
         s.tx_errors = self.tx.errors();
+        s.withheld = self.tx.withheld();
         s.policy = policy.summary();
         let clock = &self.settings.clock;
         if let Some(start) = self.load.started {

@@ -114,6 +114,9 @@ pub struct Stats {
     pub rx_errors: u64,
     /// Replies the transport failed to send (dispatcher and workers).
     pub tx_errors: u64,
+    /// Replies not sent because the wire format has no status for them (`net.wire:
+    /// psp_mb` sends only `ok` replies); each is also counted under its status.
+    pub withheld: u64,
     /// Requests accepted and not yet answered (queued or at a worker).
     pub in_flight: u64,
     /// Requests still at a worker when shutdown stopped waiting for them.
@@ -237,8 +240,10 @@ impl Stats {
             ("kernel_overflow", self.rx_drops.overflow),
             ("oversized", self.rx_drops.oversized),
             ("bad_frame", self.rx_drops.bad_frame),
+            ("bad_psp_mb", self.rx_drops.bad_psp_mb),
             ("rx_errors", self.rx_errors),
             ("tx_errors", self.tx_errors),
+            ("withheld", self.withheld),
             ("abandoned", self.abandoned),
         ];
         all.into_iter().filter(|(_, v)| *v > 0).collect()
@@ -267,14 +272,17 @@ impl fmt::Display for Stats {
         }
         writeln!(
             f,
-            "rx drops        no_buffer {} kernel_overflow {} oversized {} bad_frame {}",
+            "rx drops        no_buffer {} kernel_overflow {} oversized {} bad_frame {} \
+             bad_psp_mb {}",
             self.rx_drops.no_buffer,
             self.rx_drops.overflow,
             self.rx_drops.oversized,
-            self.rx_drops.bad_frame
+            self.rx_drops.bad_frame,
+            self.rx_drops.bad_psp_mb
         )?;
         writeln!(f, "rx_errors       {}", self.rx_errors)?;
         writeln!(f, "tx_errors       {}", self.tx_errors)?;
+        writeln!(f, "withheld        {}", self.withheld)?;
         writeln!(f, "handler panics  {}", self.panics)?;
         writeln!(f, "overruns        {}", self.overruns)?;
         writeln!(f, "in_flight       {}", self.in_flight)?;

@@ -1307,6 +1307,7 @@ impl RxQueue for DpdkRx {
             bad_frame: self.counters.frames.total()
                 + self.counters.unsupported_mbuf
                 + self.counters.arp_ignored,
+            bad_psp_mb: 0,
         }
     }
 }

@@ -9,11 +9,13 @@
 //! - `dpdk` (cargo feature `dpdk`): DPDK poll-mode drivers.
 //! - [`frame`]: Ethernet/IPv4/UDP/ARP parsing and in-place replies over plain bytes,
 //!   for the DPDK transport (no `unsafe`, tested and fuzzed without DPDK).
+//! - [`psp_mb`]: Perséphone's `PSP_MB` wire format over any of them (`net.wire`).
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod frame;
 pub mod mem;
+pub mod psp_mb;
 pub mod udp;
 
 use std::io;
@@ -97,6 +99,8 @@ pub struct RxDrops {
     /// (DPDK: the Ethernet/IPv4/UDP checks, ARP not for us, unsupported mbufs; the
     /// log names each reason). Always 0 over kernel UDP, where the kernel filters.
     pub bad_frame: u64,
+    /// Datagrams dropped for not being `PSP_MB` requests (`net.wire: psp_mb` only).
+    pub bad_psp_mb: u64,
 }
 
 /// A transmit side (one per thread that sends).
@@ -119,6 +123,12 @@ pub trait TxQueue: Send {
 
     /// Replies that could not be sent so far.
     fn errors(&self) -> u64;
+
+    /// Replies not sent because the wire format cannot carry their status (`net.wire:
+    /// psp_mb` has none: only `ok` replies go out), so far.
+    fn withheld(&self) -> u64 {
+        0
+    }
 }
 
 /// A network backend, split into its parts once at start-up.

@@ -265,7 +265,7 @@ impl RxQueue for UdpRx {
             no_buffer: self.no_buffer,
             overflow: socket_drops(&self.socket).unwrap_or(0),
             oversized: self.oversized,
-            bad_frame: 0,
+            ..RxDrops::default()
         }
     }
 }

@@ -131,6 +131,8 @@ pub struct WorkerReport {
     /// Requests whose handler overran the budget (answered `timeout`).
     pub overruns: u64,
     pub tx_errors: u64,
+    /// Replies the wire format had no status for (see [`TxQueue::withheld`]).
+    pub withheld: u64,
 }
 
 impl<T: TxQueue> Worker<T> {
@@ -165,6 +167,7 @@ impl<T: TxQueue> Worker<T> {
         }
         self.tx.flush();
         report.tx_errors = self.tx.errors();
+        report.withheld = self.tx.withheld();
         report
     }
 

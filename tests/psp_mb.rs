@@ -1,0 +1,93 @@
+//! `net.wire: psp_mb`: the daemon answers what Perséphone's own client sends (its
+//! `PSP_MB` request, built here byte by byte as its `gen_next_req` does) the way
+//! Perséphone's server does, and counts what it cannot answer in that format.
+
+use std::collections::HashSet;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use persephone::config::Config;
+use persephone::proto::{self, Status};
+use persephone::App;
+
+/// u32 id, u32 type, u32 size (4), u32 run_ns: little-endian words.
+fn psp_mb(words: [u32; 4]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+#[test]
+fn the_original_clients_requests_are_served_in_its_format() {
+    let cfg = Config::parse(
+        "pin: false
+dispatcher: { idle: park }
+workers: { number: 2, handler: spin, idle: park }
+policy: { kind: darc, window: 20 }
+net: { bind: 127.0.0.1:0, wire: psp_mb }
+requests:
+  - { id: 1, name: SHORT }
+  - { id: 2, name: LONG }
+stats: { interval_ms: 0 }
+",
+    )
+    .unwrap();
+    let server = App::new(cfg).start().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let to = server.local_addr();
+
+    // Not PSP_MB requests: one byte short, one too long, a wrong size field, and one
+    // of our native requests. Then a PSP_MB request of a type the server lacks.
+    let mut native = vec![0; proto::HEADER_LEN + 8];
+    proto::encode_request(&mut native, 1, 7, 0, &proto::spin_payload(100)).unwrap();
+    let good = psp_mb([1, 1, 4, 100]);
+    for bad in [
+        &good[..15],
+        &[&good[..], &[0]].concat(),
+        &psp_mb([1, 1, 8, 100]),
+        &native,
+    ] {
+        sock.send_to(bad, to).unwrap();
+    }
+    sock.send_to(&psp_mb([2, 9, 4, 100]), to).unwrap();
+
+    // What Perséphone's client sends: its thread id in the top bits of the id.
+    let n = 200u32;
+    let id = |i: u32| (3 << 27) | i;
+    let ty = |i: u32| 1 + i % 2;
+    for i in 0..n {
+        let run_ns = if ty(i) == 1 { 1_000 } else { 20_000 };
+        sock.send_to(&psp_mb([id(i), ty(i), 4, run_ns]), to)
+            .unwrap();
+    }
+    let mut seen = HashSet::new();
+    let mut buf = [0u8; 2048];
+    for _ in 0..n {
+        let (len, _) = sock.recv_from(&mut buf).expect("a reply");
+        let reply = &buf[..len];
+        assert_eq!(len, 16, "a PSP_MB reply: {reply:?}");
+        let word = |k: usize| u32::from_le_bytes(reply[4 * k..4 * k + 4].try_into().unwrap());
+        let i = word(0) ^ (3 << 27);
+        assert!(
+            i < n && seen.insert(i),
+            "a reply to no request or twice: {reply:?}"
+        );
+        assert_eq!(word(1), ty(i), "the type echoed");
+        assert_eq!((word(2), word(3)), (4, 0), "size 4 and run_ns zeroed");
+    }
+
+    let stats = server.shutdown();
+    assert_eq!(stats.replies_with(Status::Ok), n as u64);
+    assert_eq!(stats.rx_drops.bad_psp_mb, 4, "{stats}");
+    assert_eq!(stats.replies_with(Status::UnknownType), 1, "{stats}");
+    assert_eq!(
+        stats.withheld, 1,
+        "the unknown type's rejection is not sent"
+    );
+    assert_eq!(
+        stats.received,
+        n as u64 + 1,
+        "the dropped ones are not received"
+    );
+    assert!(stats.balanced(), "{stats}");
+}
