@@ -22,6 +22,7 @@
 //! timeline: 100ms                # timeline.csv: counts and latency per 100 ms
 //! max_concurrency: 0             # cap on outstanding requests (0: none)
 //! realtime: false                # SCHED_FIFO sender/receiver threads (root)
+//! wire: native                   # or psp_mb: Perséphone's 16-byte requests
 //! backend: udp                   # or dpdk (built with --features dpdk), with:
 //! dpdk:                          #   net::dpdk::ClientSection
 //!   eal_args: [--no-huge, --no-pci, --file-prefix, psp-client, "--vdev=net_memif0,..."]
@@ -42,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use persephone::config::Wire;
 use persephone::workload::{Workload, PRESETS};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -297,6 +299,8 @@ pub struct FileConfig {
     pub phases: Option<Vec<PhaseConfig>>,
     /// Transport: `udp` (kernel sockets) or `dpdk`.
     pub backend: Option<BackendArg>,
+    /// Wire format: `native` or `psp_mb`.
+    pub wire: Option<WireArg>,
     /// DPDK settings, read by the `dpdk` backend.
     #[cfg(feature = "dpdk")]
     pub dpdk: Option<ClientSection>,
@@ -350,6 +354,10 @@ pub struct RunArgs {
     /// needs a build with `--features dpdk`) [default: udp].
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
+    /// Wire format: ours, or Perséphone's 16-byte PSP_MB requests (to load
+    /// Perséphone's own server, or psp-app with net.wire: psp_mb) [default: native].
+    #[arg(long, value_enum)]
+    pub wire: Option<WireArg>,
     /// Label recorded in every output row (plots group curves by label and policy).
     #[arg(long)]
     pub label: Option<String>,
@@ -435,6 +443,24 @@ pub enum BackendArg {
     Dpdk,
 }
 
+/// `--wire` values (YAML `wire:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WireArg {
+    Native,
+    #[value(name = "psp_mb", alias = "psp-mb")]
+    PspMb,
+}
+
+impl From<WireArg> for Wire {
+    fn from(w: WireArg) -> Wire {
+        match w {
+            WireArg::Native => Wire::Native,
+            WireArg::PspMb => Wire::PspMb,
+        }
+    }
+}
+
 /// How requests reach the server.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -494,6 +520,8 @@ pub struct Plan {
     pub progress: bool,
     /// Send KV requests (GET/SCAN) and check the answers, instead of `spin` payloads.
     pub kv: Option<KvSpec>,
+    /// The wire format the server speaks.
+    pub wire: Wire,
 }
 
 /// The command line's defaults, shared by [`RunArgs::plan`] and [`Plan::new`].
@@ -538,6 +566,7 @@ impl Plan {
             realtime: false,
             progress: false,
             kv: None,
+            wire: Wire::Native,
         }
     }
 }
@@ -965,6 +994,15 @@ impl RunArgs {
         } else {
             None
         };
+        let (wire, wire_key) = pick(&self.wire, &file.wire, "wire", "wire");
+        let wire = wire.map_or(Wire::Native, Wire::from);
+        if wire == Wire::PspMb && kv.is_some() {
+            return err(
+                wire_key,
+                "psp_mb carries a service time only, not a kv operation: a kv run needs \
+                 the native wire format",
+            );
+        }
         Ok(Plan {
             server,
             backend,
@@ -982,6 +1020,7 @@ impl RunArgs {
             realtime,
             progress: !self.quiet,
             kv,
+            wire,
         })
     }
 
@@ -1393,6 +1432,9 @@ mod tests {
             (&["--rate", "5"], "arrival: bursty\n", "arrival"),
             (&["--rate", "5"], "realtime: maybe\n", "realtime"),
             (&["--rate", "5"], "backend: rdma\n", "backend: unknown variant `rdma`"),
+            (&["--rate", "5"], "wire: psp\n", "wire: unknown variant `psp`"),
+            (&["--rate", "5", "--workload", "kv", "--wire", "psp_mb"], "", "--wire: psp_mb carries"),
+            (&["--rate", "5", "--workload", "kv"], "wire: psp_mb\n", "wire: psp_mb carries"),
             (&["--rate", "5"], "dpdk: { eal_args: [], ip: 10.0.0.2 }\n", "backend: the config has a `dpdk:` section"),
             (
                 &["--rate", "5"],

@@ -37,7 +37,7 @@ use std::time::Duration;
 use persephone::net::dpdk::{self, DpdkClient, MAX_BURST};
 use persephone::time::{rdtsc, Clock, Cycles};
 
-use crate::engine::{self, Live, Options, Outcome, Reply, INDEX_BITS, NO_REPLY};
+use crate::engine::{self, Codec, Live, Options, Outcome, Reply, NO_REPLY};
 use crate::schedule::Schedule;
 
 /// Plays `schedule` through `client`. `watch` is called on the calling thread about
@@ -50,14 +50,9 @@ pub fn run(
     mut watch: impl FnMut(&Live),
 ) -> io::Result<Outcome> {
     let n = schedule.len();
-    if n as u64 >= 1 << INDEX_BITS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "schedule too long for 40-bit request ids",
-        ));
-    }
+    let codec = Codec::new(opts.wire, opts.epoch);
+    codec.check_len(n)?;
     let clock = Clock::tsc();
-    let epoch = u64::from(opts.epoch & 0xff_ffff);
     // Preallocate every per-request slot before time 0.
     let mut slots = Slots {
         sent_at: vec![0; n],
@@ -71,7 +66,7 @@ pub fn run(
             .spawn_scoped(s, || {
                 dpdk::register_thread();
                 poll_loop(
-                    schedule, opts, client, clock, start, epoch, &mut slots, live,
+                    schedule, opts, client, clock, start, codec, &mut slots, live,
                 )
             })?;
         while !poller.is_finished() {
@@ -124,7 +119,7 @@ fn poll_loop(
     client: &mut DpdkClient,
     clock: Clock,
     start: Cycles,
-    epoch: u64,
+    codec: Codec,
     slots: &mut Slots,
     live: &Live,
 ) -> PollStats {
@@ -160,7 +155,7 @@ fn poll_loop(
                 }
             }
             let stamp = rdtsc().max(1);
-            if client.send_with(|buf| engine::encode_request(schedule, epoch, i, due, buf)) {
+            if client.send_with(|buf| engine::encode_request(schedule, codec, i, due, buf)) {
                 slots.sent_at[i] = stamp;
                 sent += 1;
             } else {
@@ -179,7 +174,7 @@ fn poll_loop(
             match engine::record_reply(
                 msg,
                 schedule,
-                epoch,
+                codec,
                 &mut slots.reply_at,
                 &mut slots.status,
                 now,

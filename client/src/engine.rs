@@ -25,6 +25,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use persephone::config::Wire;
+use persephone::net::psp_mb;
 use persephone::proto::{self, Header, Kind, Status};
 use persephone::time::{rdtsc, Clock, Cycles};
 
@@ -35,7 +37,69 @@ use crate::sys::{self, RecvBatch, SendBatch};
 /// Bits of the wire id that carry the request number; the bits above carry the run's
 /// epoch, so stray replies to an earlier run are recognised.
 pub const INDEX_BITS: u32 = 40;
-const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+/// [`INDEX_BITS`] in `PSP_MB`'s 32-bit ids: 4 bits are left for the epoch.
+pub const PSP_MB_INDEX_BITS: u32 = 28;
+
+/// How requests are written and replies read: the wire format, and the run's epoch in
+/// the ids' high bits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Codec {
+    wire: Wire,
+    epoch: u64,
+}
+
+impl Codec {
+    /// The ids of run `epoch` (its low 24 bits, or 4 with `PSP_MB`) in `wire`.
+    pub(crate) fn new(wire: Wire, epoch: u32) -> Codec {
+        let epoch = match wire {
+            Wire::Native => epoch & 0xff_ffff,
+            Wire::PspMb => epoch & 0xf,
+        };
+        Codec {
+            wire,
+            epoch: epoch.into(),
+        }
+    }
+
+    fn index_bits(&self) -> u32 {
+        match self.wire {
+            Wire::Native => INDEX_BITS,
+            Wire::PspMb => PSP_MB_INDEX_BITS,
+        }
+    }
+
+    /// Whether the ids can number `n` requests.
+    pub(crate) fn check_len(&self, n: usize) -> io::Result<()> {
+        let bits = self.index_bits();
+        if n as u64 >= 1 << bits {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a point of {n} requests is too long for {bits}-bit request numbers{}: \
+                     shorten --duration or lower the rate",
+                    if self.wire == Wire::PspMb {
+                        " (PSP_MB ids have 32 bits)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn id(&self, i: usize) -> u64 {
+        (self.epoch << self.index_bits()) | i as u64
+    }
+
+    /// The request number in `id`, if `id` is of this run.
+    #[inline]
+    fn index(&self, id: u64) -> Option<u64> {
+        let bits = self.index_bits();
+        (id >> bits == self.epoch).then_some(id & ((1 << bits) - 1))
+    }
+}
 
 /// How to play a schedule.
 #[derive(Debug, Clone)]
@@ -53,8 +117,10 @@ pub struct Options {
     pub lead: Duration,
     /// Socket buffer sizes (SO_RCVBUF/SO_SNDBUF), bytes.
     pub socket_buffer: usize,
-    /// Tag of this run in the ids' high bits (24 bits are used).
+    /// Tag of this run in the ids' high bits (24 bits are used; 4 with `PSP_MB`).
     pub epoch: u32,
+    /// The wire format the server speaks.
+    pub wire: Wire,
     /// Run the sender and receiver threads in the real-time FIFO class, so that a
     /// machine shared with the server and other work runs them the moment a send is
     /// due or a reply arrives (needs root or CAP_SYS_NICE).
@@ -71,6 +137,7 @@ impl Options {
             lead: Duration::from_millis(5),
             socket_buffer: 8 << 20,
             epoch: 1,
+            wire: Wire::Native,
             realtime: false,
         }
     }
@@ -208,12 +275,8 @@ pub fn run(
     mut watch: impl FnMut(&Live),
 ) -> io::Result<Outcome> {
     let n = schedule.len();
-    if n as u64 > INDEX_MASK {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "schedule too long for 40-bit request ids",
-        ));
-    }
+    let codec = Codec::new(opts.wire, opts.epoch);
+    codec.check_len(n)?;
     let bind: SocketAddr = if opts.server.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal address")
     } else {
@@ -230,7 +293,6 @@ pub fn run(
     let rx_sock = sock.try_clone()?;
 
     let clock = Clock::tsc();
-    let epoch = (opts.epoch & 0xff_ffff) as u64;
     // Preallocate every per-request slot before time 0.
     let mut sent_at = vec![0 as Cycles; n];
     let mut reply_at = vec![0 as Cycles; n];
@@ -262,7 +324,7 @@ pub fn run(
                 &sock,
                 clock,
                 start,
-                epoch,
+                codec,
                 &mut sent_at,
                 live,
                 &deadline,
@@ -275,7 +337,7 @@ pub fn run(
             recv_loop(
                 schedule,
                 &rx_sock,
-                epoch,
+                codec,
                 &mut reply_at,
                 &mut status,
                 live,
@@ -330,7 +392,7 @@ fn send_loop(
     sock: &UdpSocket,
     clock: Clock,
     start: Cycles,
-    epoch: u64,
+    codec: Codec,
     sent_at: &mut [Cycles],
     live: &Live,
     deadline: &AtomicU64,
@@ -366,7 +428,7 @@ fn send_loop(
         while i < n && !batch.is_full() && i - first < room && (i == first || target(i) <= now) {
             let sent_at_field = target(i);
             // 28 + 16 bytes always fit the 64-byte buffer.
-            batch.push(|buf| encode_request(schedule, epoch, i, sent_at_field, buf).unwrap_or(0));
+            batch.push(|buf| encode_request(schedule, codec, i, sent_at_field, buf).unwrap_or(0));
             i += 1;
         }
         let before = rdtsc().max(1);
@@ -431,7 +493,7 @@ struct RecvStats {
 fn recv_loop(
     schedule: &Schedule,
     sock: &UdpSocket,
-    epoch: u64,
+    codec: Codec,
     reply_at: &mut [Cycles],
     status: &mut [u8],
     live: &Live,
@@ -454,7 +516,7 @@ fn recv_loop(
             Ok(k) => {
                 let now = rdtsc();
                 for j in 0..k {
-                    match record_reply(batch.get(j), schedule, epoch, reply_at, status, now) {
+                    match record_reply(batch.get(j), schedule, codec, reply_at, status, now) {
                         Reply::Matched(i) => {
                             answered += 1;
                             settled.answered(i);
@@ -512,20 +574,30 @@ pub(crate) enum Reply {
     Unexpected,
 }
 
-/// Writes request `i` of `schedule` (header and payload) into `buf`: the wire id
-/// carries `epoch` and `i`, the header's timestamp `sent_at_field`. Returns the
-/// length, or `None` if `buf` is too small (never for 64 bytes or more).
+/// Writes request `i` of `schedule` into `buf` in the codec's wire format: the id
+/// carries the codec's epoch and `i`, a native header's timestamp `sent_at_field`
+/// (`PSP_MB` has none, and carries the service time in 32 bits of ns, saturated).
+/// Returns the length, or `None` if `buf` is too small (never for 64 bytes or more).
 #[inline]
 pub(crate) fn encode_request(
     schedule: &Schedule,
-    epoch: u64,
+    codec: Codec,
     i: usize,
     sent_at_field: Cycles,
     buf: &mut [u8],
 ) -> Option<usize> {
     let ty_idx = schedule.ty[i] as usize;
     let ty = &schedule.types[ty_idx];
-    let id = (epoch << INDEX_BITS) | i as u64;
+    let id = codec.id(i);
+    if codec.wire == Wire::PspMb {
+        let m = psp_mb::Message {
+            // 4 bits of epoch and 28 of index.
+            id: id as u32,
+            ty: ty.id,
+            run_ns: u32::try_from(schedule.service_ns[i]).unwrap_or(u32::MAX),
+        };
+        return m.write(buf);
+    }
     let mut payload = [0u8; kv::MAX_REQUEST];
     let len = match &schedule.kv {
         Some(plan) => plan.encode(i, ty_idx, &mut payload),
@@ -544,25 +616,33 @@ pub(crate) fn encode_request(
 pub(crate) fn record_reply(
     msg: &[u8],
     schedule: &Schedule,
-    epoch: u64,
+    codec: Codec,
     reply_at: &mut [Cycles],
     status: &mut [u8],
     now: Cycles,
 ) -> Reply {
-    let h = match Header::parse(msg) {
-        Ok(h) => h,
-        Err(_) => return Reply::Malformed,
+    let (id, ty, s) = match codec.wire {
+        Wire::Native => match Header::parse(msg) {
+            Ok(Header {
+                kind: Kind::Reply(s),
+                id,
+                ty,
+                ..
+            }) => (id, ty, s),
+            _ => return Reply::Malformed,
+        },
+        // A PSP_MB reply has no status: it is an `ok` one (its run_ns zeroed; with
+        // run_ns set it is a request, e.g. from an echo server).
+        Wire::PspMb => match psp_mb::Message::parse(msg) {
+            Some(m) if m.run_ns == 0 => (m.id.into(), m.ty, Status::Ok),
+            _ => return Reply::Malformed,
+        },
     };
-    let s = match h.kind {
-        Kind::Reply(s) => s,
-        Kind::Request => return Reply::Malformed,
-    };
-    let idx = h.id & INDEX_MASK;
-    if h.id >> INDEX_BITS != epoch || idx >= schedule.len() as u64 {
+    let Some(idx) = codec.index(id).filter(|&i| i < schedule.len() as u64) else {
         return Reply::Unexpected;
-    }
+    };
     let idx = idx as usize;
-    if schedule.types[schedule.ty[idx] as usize].id != h.ty || status[idx] != NO_REPLY {
+    if schedule.types[schedule.ty[idx] as usize].id != ty || status[idx] != NO_REPLY {
         return Reply::Unexpected;
     }
     reply_at[idx] = now;
@@ -579,6 +659,99 @@ pub(crate) fn record_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::{Arrival, Phase};
+    use persephone::workload::Workload;
+
+    /// High Bimodal's 1 µs and 100 µs requests, 1 ms apart.
+    fn schedule(n: u64) -> Schedule {
+        Schedule::build(
+            &[Phase {
+                workload: Workload::preset("high-bimodal").unwrap(),
+                rate: 1000.0,
+                load: None,
+                duration: Duration::from_millis(n),
+            }],
+            Duration::ZERO,
+            Arrival::Uniform,
+            1,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn psp_mb_requests_are_what_perséphone_sends_and_its_replies_match() {
+        let mut s = schedule(5);
+        let last = s.len() - 1;
+        assert!(last >= 2, "a few requests");
+        s.service_ns[last] = 1 << 40; // past 32 bits of ns
+        let codec = Codec::new(Wire::PspMb, 0x13); // 4 bits kept: 3
+        let (mut reply_at, mut status) = (vec![0; s.len()], vec![NO_REPLY; s.len()]);
+        for i in 0..s.len() {
+            let mut buf = [0u8; 64];
+            let len = encode_request(&s, codec, i, 99, &mut buf).unwrap();
+            assert_eq!(len, 16);
+            let m = psp_mb::Message::parse(&buf[..len]).unwrap();
+            let ty = s.types[s.ty[i] as usize].id;
+            assert_eq!((m.id, m.ty), ((3 << 28) | i as u32, ty));
+            let want = if i == last {
+                u32::MAX
+            } else {
+                s.service_ns[i] as u32
+            };
+            assert_eq!(m.run_ns, want, "the service time, saturated");
+            // Echoed as a request (run_ns kept): not a reply.
+            let rec = |msg: &[u8], r: &mut [Cycles], st: &mut [u8]| {
+                record_reply(msg, &s, codec, r, st, 7)
+            };
+            assert_eq!(
+                rec(&buf[..len], &mut reply_at, &mut status),
+                Reply::Malformed
+            );
+            // Perséphone's reply: run_ns zeroed.
+            buf[12..16].fill(0);
+            let r = rec(&buf[..len], &mut reply_at, &mut status);
+            assert_eq!(r, Reply::Matched(i));
+            assert_eq!(status[i], 1 + Status::Ok as u8);
+            let again = rec(&buf[..len], &mut reply_at, &mut status);
+            assert_eq!(again, Reply::Unexpected, "a second reply");
+        }
+        // Another run's epoch, and an index past the schedule.
+        let mut other = [0u8; 16];
+        let m = |id| psp_mb::Message {
+            id,
+            ty: 1,
+            run_ns: 0,
+        };
+        m(2 << 28).write(&mut other).unwrap();
+        let r = record_reply(&other, &s, codec, &mut reply_at, &mut status, 7);
+        assert_eq!(r, Reply::Unexpected);
+        m((3 << 28) | 1000).write(&mut other).unwrap();
+        let r = record_reply(&other, &s, codec, &mut reply_at, &mut status, 7);
+        assert_eq!(r, Reply::Unexpected);
+        // A native reply is not a PSP_MB one.
+        let mut native = [0u8; 64];
+        let n = encode_request(&s, Codec::new(Wire::Native, 1), 0, 0, &mut native).unwrap();
+        proto::make_reply(&mut native, Status::Ok, 0);
+        let r = record_reply(&native[..n - 8], &s, codec, &mut reply_at, &mut status, 7);
+        assert_eq!(r, Reply::Malformed);
+    }
+
+    #[test]
+    fn native_ids_carry_24_bits_of_epoch_and_psp_mb_ids_4() {
+        let n = Codec::new(Wire::Native, 0x0123_4567);
+        assert_eq!(n.id(5), (0x23_4567 << 40) | 5);
+        assert_eq!(n.index(n.id(5)), Some(5));
+        let p = Codec::new(Wire::PspMb, 0x0123_4567);
+        assert_eq!(p.id(5), (7 << 28) | 5);
+        assert_eq!(p.index(p.id(5)), Some(5));
+        assert_eq!(p.index(n.id(5)), None);
+        assert!(p.check_len((1 << 28) - 1).is_ok());
+        let e = p.check_len(1 << 28).unwrap_err().to_string();
+        assert!(
+            e.contains("28-bit request numbers (PSP_MB ids have 32 bits)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_batch_after_its_first_datagram_is_stamped_when_the_call_returned() {

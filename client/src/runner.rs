@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use persephone::config::Wire;
 use persephone::report::{self, RunReport, SLOWDOWN_SCALE};
 
 use crate::config::{Backend, Plan, Point};
@@ -67,13 +68,18 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
     let n = plan.points.len();
     writeln!(
         out,
-        "{n} run point{} against {} over {}{}\n",
+        "{n} run point{} against {} over {}{}{}\n",
         if n == 1 { "" } else { "s" },
         plan.server,
         match plan.backend {
             Backend::Udp => "kernel UDP",
             #[cfg(feature = "dpdk")]
             Backend::Dpdk(_) => "DPDK",
+        },
+        match plan.wire {
+            Wire::Native => "",
+            Wire::PspMb =>
+                " in Perséphone's PSP_MB format (no reply statuses: rejections are lost)",
         },
         // Whether the sender could be delayed by other work says much about adherence.
         if plan.realtime {
@@ -133,6 +139,22 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         for c in &checks {
             writeln!(out, "{}", c.line())?;
             wrong += c.wrong();
+        }
+        let saturated = match plan.wire {
+            Wire::PspMb => schedule
+                .service_ns
+                .iter()
+                .filter(|&&ns| ns > u64::from(u32::MAX))
+                .count(),
+            Wire::Native => 0,
+        };
+        if saturated > 0 {
+            writeln!(
+                out,
+                "warning: {saturated} requests asked for more service than PSP_MB's 32-bit \
+                 run_ns holds (4.29 s): each was sent asking for {} ns",
+                u32::MAX
+            )?;
         }
         if outcome.send_errors + outcome.recv_errors > 0 {
             writeln!(
@@ -227,6 +249,7 @@ pub fn run_point(
         max_concurrency: plan.max_concurrency,
         spin: plan.spin,
         epoch: k as u32 + 1,
+        wire: plan.wire,
         realtime: plan.realtime,
         ..Options::new(plan.server)
     };

@@ -14,6 +14,7 @@
 //! - The memif peer restarting (issue 7): a first psp-client is killed (SIGKILL) in
 //!   the middle of its run; a second one, a new process on the same memif socket,
 //!   gets every request answered; the daemon's counters stay balanced.
+//! - The same 10 000 in Perséphone's PSP_MB format (`wire: psp_mb` on both sides).
 //!
 //! Each EAL has its own `--file-prefix`; every wait is bounded.
 #![cfg(feature = "dpdk")]
@@ -43,17 +44,23 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
 fn psp_client_over_memif_cfcfs() {
-    scenario("psp_client_over_memif_cfcfs", "cfcfs", false);
+    scenario("psp_client_over_memif_cfcfs", "cfcfs", false, "native");
 }
 
 #[test]
 fn psp_client_over_memif_dfcfs() {
-    scenario("psp_client_over_memif_dfcfs", "dfcfs", false);
+    scenario("psp_client_over_memif_dfcfs", "dfcfs", false, "native");
 }
 
 #[test]
 fn psp_client_over_memif_darc() {
-    scenario("psp_client_over_memif_darc", "darc", false);
+    scenario("psp_client_over_memif_darc", "darc", false, "native");
+}
+
+/// Perséphone's PSP_MB requests, over DPDK on both sides (`net.wire: psp_mb`).
+#[test]
+fn psp_client_over_memif_psp_mb() {
+    scenario("psp_client_over_memif_psp_mb", "darc", false, "psp_mb");
 }
 
 #[test]
@@ -62,16 +69,17 @@ fn the_daemon_serves_a_memif_client_that_restarts() {
         "the_daemon_serves_a_memif_client_that_restarts",
         "darc",
         true,
+        "native",
     );
 }
 
-fn scenario(test: &str, policy: &str, restart: bool) {
+fn scenario(test: &str, policy: &str, restart: bool, wire: &str) {
     if std::env::var(ROLE).as_deref() == Ok("server") {
         // Re-run by `parent` below as the server process (selected with --exact).
         return server();
     }
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    parent(test, policy, restart);
+    parent(test, policy, restart, wire);
 }
 
 /// The server process: the daemon on a memif server port, driven through stdin.
@@ -167,9 +175,9 @@ fn fields(line: &str) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
-fn parent(test: &str, policy: &str, restart: bool) {
+fn parent(test: &str, policy: &str, restart: bool, wire: &str) {
     let pid = std::process::id();
-    let tag = format!("{pid}-{policy}-{}", restart as u8);
+    let tag = format!("{pid}-{policy}-{}-{wire}", restart as u8);
     let dir = std::env::temp_dir().join(format!("psp-client-memif-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -190,6 +198,7 @@ workers: {{ number: {WORKERS}, handler: spin, idle: park }}
 policy: {{ kind: {policy}, window: 500 }}
 net:
   backend: dpdk
+  wire: {wire}
   eal_args: {args:?}
   port: 0
   ip: 10.0.0.1
@@ -231,7 +240,7 @@ stats: {{ interval_ms: 20 }}
     if restart {
         // A first client at 2 000 requests/s for a minute, killed once the daemon
         // has answered some of its requests.
-        let mut first = client(&dir, "first", &prefixes[1], &socket, 2_000, "60s")
+        let mut first = client(&dir, "first", &prefixes[1], &socket, 2_000, "60s", wire)
             .spawn()
             .expect("spawn psp-client");
         let deadline = Instant::now() + STEP;
@@ -280,7 +289,7 @@ stats: {{ interval_ms: 20 }}
     // 10 000 requests, exactly: uniform arrivals at k / 5 000 s, k = 1, 2, ... while
     // under 2.0001 s.
     let name = if restart { "second" } else { "run" };
-    let status = client(&dir, name, &prefixes[2], &socket, 5_000, "2.0001s")
+    let status = client(&dir, name, &prefixes[2], &socket, 5_000, "2.0001s", wire)
         .status()
         .expect("run psp-client");
     let out = read(&dir.join(format!("{name}.out")));
@@ -315,7 +324,15 @@ stats: {{ interval_ms: 20 }}
 }
 
 /// psp-client over memif: `--backend dpdk` from its config file, results in `dir/name`.
-fn client(dir: &Path, name: &str, prefix: &str, socket: &Path, rate: u32, dur: &str) -> Command {
+fn client(
+    dir: &Path,
+    name: &str,
+    prefix: &str,
+    socket: &Path,
+    rate: u32,
+    dur: &str,
+    wire: &str,
+) -> Command {
     let args = dpdk::memif_eal_args(prefix, "client", socket, "02:00:00:00:00:02");
     let cfg = dir.join(format!("{name}.yml"));
     std::fs::write(
@@ -333,6 +350,7 @@ workload:
 arrival: uniform
 warmup: 0s
 timeout: 5s
+wire: {wire}
 backend: dpdk
 dpdk:
   eal_args: {args:?}

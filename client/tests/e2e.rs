@@ -230,6 +230,37 @@ fn the_demo_serves_every_type_of_a_preset_at_a_carried_rate() {
     assert!(text.contains(" = 10000 requests/s"), "{text}");
 }
 
+/// `--wire psp_mb` against a server speaking it: every request answered, each after
+/// at least the service time it asked for (PSP_MB carries it in run_ns).
+#[test]
+fn psp_mb_runs_are_served_and_measured_like_native_ones() {
+    let mut cfg = server_config(2);
+    cfg.net.wire = persephone::config::Wire::PspMb;
+    let server = App::new(cfg).start().unwrap();
+    let w = Workload::preset("high-bimodal").unwrap();
+    let mut p = plan(server.local_addr(), w.clone(), 1000.0, None);
+    p.wire = persephone::config::Wire::PspMb;
+    let mut out = Vec::new();
+    let reports = psp_client::runner::run(&p, &mut out).unwrap();
+    let stats = server.shutdown();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("in Perséphone's PSP_MB format"), "{text}");
+    let r = &reports[0];
+    assert_eq!(r.malformed + r.unexpected, 0, "{text}");
+    for t in &r.types {
+        assert!(t.sent > 0 && t.ok == t.sent && t.lost == 0, "{text}");
+        let service = w.types.iter().find(|x| x.id == t.id).unwrap();
+        let fastest = t.latency.highest_equivalent(t.latency.min());
+        assert!(
+            fastest as f64 >= service.service.mean_ns(),
+            "{}: {fastest} ns: {text}",
+            t.name
+        );
+    }
+    assert_eq!(stats.withheld + stats.rx_drops.bad_psp_mb, 0, "{stats}");
+    assert_eq!(stats.answered(), stats.received);
+}
+
 fn client() -> Command {
     Command::new(env!("CARGO_BIN_EXE_psp-client"))
 }
