@@ -1,6 +1,7 @@
-//! `net.wire: psp_mb`: the daemon answers what Perséphone's own client sends (its
-//! `PSP_MB` request, built here byte by byte as its `gen_next_req` does) the way
-//! Perséphone's server does, and counts what it cannot answer in that format.
+//! `net.wire: psp_mb` (`configs/psp-mb.yml`): the daemon answers what Perséphone's own
+//! client sends (its `PSP_MB` request, built here byte by byte as its `gen_next_req`
+//! does) the way Perséphone's server does, and counts what it cannot answer in that
+//! format.
 
 use std::collections::HashSet;
 use std::net::UdpSocket;
@@ -17,19 +18,11 @@ fn psp_mb(words: [u32; 4]) -> Vec<u8> {
 
 #[test]
 fn the_original_clients_requests_are_served_in_its_format() {
-    let cfg = Config::parse(
-        "pin: false
-dispatcher: { idle: park }
-workers: { number: 2, handler: spin, idle: park }
-policy: { kind: darc, window: 20 }
-net: { bind: 127.0.0.1:0, wire: psp_mb }
-requests:
-  - { id: 1, name: SHORT }
-  - { id: 2, name: LONG }
-stats: { interval_ms: 0 }
-",
-    )
-    .unwrap();
+    // The shipped config, on an ephemeral port.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/psp-mb.yml");
+    let mut cfg = Config::load_unvalidated(path).unwrap();
+    cfg.net.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.stats.interval_ms = 0;
     let server = App::new(cfg).start().unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
