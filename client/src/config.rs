@@ -354,8 +354,9 @@ pub struct RunArgs {
     /// needs a build with `--features dpdk`) [default: udp].
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
-    /// Wire format: ours, or Perséphone's 16-byte PSP_MB requests (to load
-    /// Perséphone's own server, or psp-app with net.wire: psp_mb) [default: native].
+    /// Wire format: ours, or Perséphone's 16-byte PSP_MB requests, for psp-app with
+    /// net.wire: psp_mb (not Perséphone's own server, whose replies it cannot take)
+    /// [default: native].
     #[arg(long, value_enum)]
     pub wire: Option<WireArg>,
     /// Label recorded in every output row (plots group curves by label and policy).

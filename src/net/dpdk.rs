@@ -1020,6 +1020,8 @@ pub struct Dpdk {
     max_msg: usize,
     max_payload: usize,
     start_timeout: Duration,
+    /// Replies carry a UDP checksum (else 0: [`Transport::omit_udp_checksums`]).
+    udp_checksums: bool,
 }
 
 impl Dpdk {
@@ -1041,6 +1043,7 @@ impl Dpdk {
             max_msg: cfg.max_msg,
             max_payload,
             start_timeout: cfg.start_timeout,
+            udp_checksums: true,
         })
     }
 
@@ -1055,6 +1058,11 @@ impl Transport for Dpdk {
     type Rx = DpdkRx;
     type Tx = DpdkTx;
 
+    fn omit_udp_checksums(&mut self) -> io::Result<()> {
+        self.udp_checksums = false;
+        Ok(())
+    }
+
     fn split(self, n_workers: usize) -> io::Result<Split<DpdkRx, DpdkTx>> {
         let tx_queues = u16::try_from(n_workers + 1).map_err(|_| Error::TooManyQueues {
             port: self.port.id,
@@ -1065,6 +1073,11 @@ impl Transport for Dpdk {
         let (csum, rx_offload) =
             self.port
                 .configure_and_start(1, tx_queues, self.pool, self.start_timeout)?;
+        let csum = if self.udp_checksums {
+            csum
+        } else {
+            TxChecksums::IpOnly
+        };
         tracing::info!(
             port = self.port.id,
             mac = %fmt_mac(&self.local.mac),

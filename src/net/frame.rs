@@ -373,6 +373,9 @@ pub enum TxChecksums {
     /// IPv4 checksum is zeroed and the UDP checksum field holds the pseudo-header
     /// sum, as DPDK's offload contract asks.
     Offload,
+    /// The IPv4 checksum computed here; the UDP checksum 0, "none" (RFC 768), for
+    /// peers that send it back unchanged with new contents (`net.wire: psp_mb`).
+    IpOnly,
 }
 
 /// Turns the UDP request in `frame` (accepted by [`parse`] as [`Frame::Udp`]) into a
@@ -431,7 +434,7 @@ pub fn write_udp_headers(
     put16(ip, 10, 0);
     ip[12..16].copy_from_slice(&src.1.ip().octets());
     ip[16..20].copy_from_slice(&dst.1.ip().octets());
-    if csum == TxChecksums::Software {
+    if csum != TxChecksums::Offload {
         let c = checksum(0, ip);
         put16(ip, 10, c);
     }
@@ -450,6 +453,7 @@ pub fn write_udp_headers(
         },
         // The NIC adds the segment to this (uncomplemented) pseudo-header sum.
         TxChecksums::Offload => fold(pseudo),
+        TxChecksums::IpOnly => 0,
     };
     put16(frame, UDP + 6, c);
     Some(len)
@@ -734,6 +738,23 @@ mod tests {
         let nic = !fold(sum(0, &f[UDP..]));
         put16(&mut f, UDP + 6, nic);
         assert_eq!(nic, reference_udp_checksum(&f));
+    }
+
+    #[test]
+    fn ip_only_sends_no_udp_checksum_and_a_valid_ip_one() {
+        let mut f = request(b"ping");
+        let n = udp_reply_in_place(&mut f, &local(), 4, TxChecksums::IpOnly).unwrap();
+        assert_eq!(be16(&f, UDP + 6), 0, "none");
+        assert_eq!(checksum(0, &f[IP..IP + IPV4_LEN]), 0, "the IPv4 one holds");
+        let client = Local {
+            mac: CLIENT_MAC,
+            ip: *client().1.ip(),
+            udp_port: client().1.port(),
+        };
+        assert!(matches!(
+            parse(&f[..n], &client, RxChecks::ALL),
+            Ok(Frame::Udp { payload_len: 4, .. })
+        ));
     }
 
     #[test]

@@ -140,6 +140,14 @@ pub trait Transport {
     /// The receive side, the dispatcher's transmit side, and one transmit side for
     /// each of `n_workers` workers.
     fn split(self, n_workers: usize) -> io::Result<Split<Self::Rx, Self::Tx>>;
+
+    /// From now on, send replies with UDP checksum 0 (IPv4's "no checksum"), for
+    /// peers that send our reply's checksum field back in their next request
+    /// unchanged (Perséphone's client: [`psp_mb`]). The IPv4 header checksum is still
+    /// set. Transports without UDP headers have nothing to do.
+    fn omit_udp_checksums(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A transport's parts.

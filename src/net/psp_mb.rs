@@ -9,18 +9,22 @@
 //!     12    4 run_ns   the service time to spin, in ns; 0 in a reply
 //! ```
 //!
-//! A request is exactly these 16 bytes of UDP payload (over DPDK, right after the
-//! 42-byte Ethernet/IPv4/UDP header; the NIC pads the frame to the Ethernet minimum).
+//! A request is these 16 bytes of UDP payload (over DPDK, right after the 42-byte
+//! Ethernet/IPv4/UDP header; the NIC pads the frame to the Ethernet minimum).
+//! Perséphone's client may send a few bytes more: it sizes a datagram by reading a
+//! length from the buffer just past the request, which a reused buffer may hold
+//! (`prepare_outbound_packet`'s "dirty trick"), so bytes after the 16 are ignored.
 //!
 //! [`PspMb`] wraps any [`Transport`]. Its receive side rewrites each request in place
 //! into a native one (type, id, `sent_at` 0, and `run_ns` as the `spin` handler's
 //! payload), so the dispatcher, the policies, the workers and the handlers are the
 //! native ones and the native path pays nothing for the mode. A datagram that is not
 //! a `PSP_MB` request is dropped and counted (`bad_psp_mb`). Its transmit sides
-//! rewrite each `ok` reply back: id, type, size 4 and `run_ns` 0, 16 bytes, what
-//! Perséphone's own server sends. The format has no status, so a rejection or a
-//! handler's error is not sent (Perséphone's dispatcher drops what it cannot queue);
-//! it is counted under its status as usual and as `withheld`.
+//! rewrite each `ok` reply back: id, type, size 4 and `run_ns` 0, 16 bytes, with
+//! UDP checksum 0 (see [`PspMb`]'s `split`). Perséphone's client reads the id alone.
+//! The format has no status, so a rejection or a handler's error is not sent
+//! (Perséphone's dispatcher, too, drops a request its queue has no room for); it is
+//! counted under its status as usual and as `withheld`.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -46,9 +50,10 @@ pub struct Message {
 }
 
 impl Message {
-    /// Parses `msg`, which must be exactly [`LEN`] bytes with `size` [`SIZE`].
+    /// Parses the first [`LEN`] bytes of `msg`, which must hold that many, with
+    /// `size` [`SIZE`]; what follows them is ignored.
     pub fn parse(msg: &[u8]) -> Option<Message> {
-        let m: &[u8; LEN] = msg.try_into().ok()?;
+        let m: &[u8; LEN] = msg.first_chunk()?;
         let word = |i: usize| u32::from_le_bytes([m[i], m[i + 1], m[i + 2], m[i + 3]]);
         (word(8) == SIZE).then(|| Message {
             id: word(0),
@@ -118,7 +123,12 @@ impl<X: Transport> Transport for PspMb<X> {
     type Rx = PspMbRx<X::Rx>;
     type Tx = PspMbTx<X::Tx>;
 
-    fn split(self, n_workers: usize) -> io::Result<Split<Self::Rx, Self::Tx>> {
+    /// Splits the inner transport, its replies without UDP checksums: Perséphone's
+    /// client builds each request in a buffer that held an earlier reply and leaves
+    /// the UDP checksum field as it found it, so a reply's real checksum would come
+    /// back, wrong, in a later request, and the kernel or NIC drop it.
+    fn split(mut self, n_workers: usize) -> io::Result<Split<Self::Rx, Self::Tx>> {
+        self.0.omit_udp_checksums()?;
         let Split { rx, tx, workers } = self.0.split(n_workers)?;
         Ok(Split {
             rx: PspMbRx { inner: rx, bad: 0 },
@@ -268,16 +278,11 @@ mod tests {
     }
 
     #[test]
-    fn only_exact_psp_mb_requests_are_taken() {
+    fn only_psp_mb_requests_are_taken() {
         let good = request(1, 1, 1000);
         let mut bad_size = good.clone();
         bad_size[8] = 8;
-        for bytes in [
-            &good[..15],
-            &[good.as_slice(), &[0]].concat()[..],
-            &bad_size[..],
-            &[][..],
-        ] {
+        for bytes in [&good[..15], &bad_size[..], &[][..]] {
             let mut p = packet(bytes, 64);
             assert!(!to_native(&mut p), "{bytes:?}");
             assert_eq!(p.msg(), bytes, "left as it was");
@@ -285,6 +290,15 @@ mod tests {
         // A buffer too small for the native form.
         let mut p = packet(&good, NATIVE_LEN - 1);
         assert!(!to_native(&mut p));
+        // Bytes past the 16 (Perséphone's client may send some) are ignored, and the
+        // reply is 16 bytes.
+        let mut p = packet(&[good.as_slice(), &[7; 5]].concat(), 64);
+        assert!(to_native(&mut p));
+        assert_eq!(Header::parse(p.msg()).unwrap().id, 1);
+        let len = proto::make_reply(p.buf_mut(), Status::Ok, 0);
+        p.set_len(len);
+        assert!(to_psp_mb(&mut p));
+        assert_eq!(p.msg(), request(1, 1, 0));
     }
 
     #[test]
