@@ -232,9 +232,18 @@ impl App {
                     what: "local address",
                     error,
                 })?;
-                start_on(self.cfg, udp, addr, factory, self.classifier, clock)
+                start_on(self.launch(factory, clock), udp, addr)
             }
-            Backend::Dpdk => start_dpdk(self.cfg, factory, self.classifier, clock),
+            Backend::Dpdk => start_dpdk(self.launch(factory, clock)),
+        }
+    }
+
+    fn launch(self, factory: HandlerFactory, clock: Clock) -> Launch {
+        Launch {
+            cfg: self.cfg,
+            factory,
+            classifier: self.classifier,
+            clock,
         }
     }
 
@@ -325,13 +334,9 @@ fn buffers_for(c: &Config) -> (usize, Option<String>) {
 /// `net.backend: dpdk`: initialises EAL from `net.eal_args`, claims `net.port` and
 /// serves `net.ip`:`net.udp_port` on it (see `net::dpdk`).
 #[cfg(feature = "dpdk")]
-fn start_dpdk(
-    cfg: Config,
-    factory: HandlerFactory,
-    classifier: Option<Box<dyn Classifier>>,
-    clock: Clock,
-) -> Result<Server, StartError> {
+fn start_dpdk(l: Launch) -> Result<Server, StartError> {
     use crate::net::dpdk;
+    let cfg = &l.cfg;
     let dpdk_err = |what: &'static str| {
         move |e: dpdk::Error| StartError::Io {
             what,
@@ -381,16 +386,11 @@ fn start_dpdk(
         e => dpdk_err("DPDK port")(e),
     })?;
     let addr = SocketAddr::from((ip, n.udp_port));
-    start_on(cfg, transport, addr, factory, classifier, clock)
+    start_on(l, transport, addr)
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn start_dpdk(
-    _cfg: Config,
-    _factory: HandlerFactory,
-    _classifier: Option<Box<dyn Classifier>>,
-    _clock: Clock,
-) -> Result<Server, StartError> {
+fn start_dpdk(_: Launch) -> Result<Server, StartError> {
     Err(StartError::DpdkNotBuilt)
 }
 
@@ -409,40 +409,45 @@ fn pin(cfg: &Config, thread: &str, slot: usize) -> Result<(), StartError> {
     }
 }
 
-/// [`start_with`] over `transport`, speaking `net.wire` on it.
-fn start_on<X: Transport>(
+/// What starting a server needs besides its transport.
+struct Launch {
     cfg: Config,
-    transport: X,
-    local_addr: SocketAddr,
     factory: HandlerFactory,
     classifier: Option<Box<dyn Classifier>>,
     clock: Clock,
+}
+
+/// [`start_with`] over `transport`, speaking `net.wire` on it.
+fn start_on<X: Transport>(
+    l: Launch,
+    transport: X,
+    local_addr: SocketAddr,
 ) -> Result<Server, StartError>
 where
     X::Rx: 'static,
     X::Tx: 'static,
 {
-    match cfg.net.wire {
-        Wire::Native => start_with(cfg, transport, local_addr, factory, classifier, clock),
-        Wire::PspMb => {
-            let t = PspMb(transport);
-            start_with(cfg, t, local_addr, factory, classifier, clock)
-        }
+    match l.cfg.net.wire {
+        Wire::Native => start_with(l, transport, local_addr),
+        Wire::PspMb => start_with(l, PspMb(transport), local_addr),
     }
 }
 
 fn start_with<X: Transport>(
-    cfg: Config,
+    l: Launch,
     transport: X,
     local_addr: SocketAddr,
-    factory: HandlerFactory,
-    classifier: Option<Box<dyn Classifier>>,
-    clock: Clock,
 ) -> Result<Server, StartError>
 where
     X::Rx: 'static,
     X::Tx: 'static,
 {
+    let Launch {
+        cfg,
+        factory,
+        classifier,
+        clock,
+    } = l;
     let n = cfg.workers.number;
     let infos: Vec<TypeInfo> = cfg
         .requests
