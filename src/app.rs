@@ -429,7 +429,13 @@ where
 {
     match l.cfg.net.wire {
         Wire::Native => start_with(l, transport, local_addr),
-        Wire::PspMb => start_with(l, PspMb(transport), local_addr),
+        Wire::PspMb => {
+            tracing::info!(
+                "net.wire: psp_mb: Perséphone's 16-byte requests; only ok replies are sent \
+                 (the rest are counted as withheld), with UDP checksum 0"
+            );
+            start_with(l, PspMb(transport), local_addr)
+        }
     }
 }
 
