@@ -1,7 +1,7 @@
 //! `net.wire: psp_mb` (`configs/psp-mb.yml`): the daemon answers what Perséphone's own
 //! client sends (its `PSP_MB` request, built here byte by byte as its `gen_next_req`
-//! does) the way Perséphone's server does, and counts what it cannot answer in that
-//! format.
+//! does) with the 16-byte reply that client reads, and counts what it cannot answer
+//! in that format.
 
 use std::collections::HashSet;
 use std::net::UdpSocket;

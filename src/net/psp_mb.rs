@@ -194,6 +194,11 @@ impl<T> PspMbTx<T> {
     fn new(inner: T) -> PspMbTx<T> {
         PspMbTx { inner, withheld: 0 }
     }
+
+    /// The wrapped transmit side (to send frames of one's own, as tests do).
+    pub fn inner(&mut self) -> &mut T {
+        &mut self.inner
+    }
 }
 
 impl<T: TxQueue> TxQueue for PspMbTx<T> {
