@@ -1274,6 +1274,21 @@ mod tests {
         assert_eq!(addr(&[], ""), "127.0.0.1:6789");
     }
 
+    /// The wire format from a flag (either spelling) or the file, the flag first.
+    #[test]
+    fn the_wire_format_comes_from_the_flag_or_the_file() {
+        let wire = |flags: &[&str], yaml: &str| {
+            let mut f = vec!["--rate", "5"];
+            f.extend_from_slice(flags);
+            plan(&f, yaml).unwrap().wire
+        };
+        assert_eq!(wire(&[], ""), Wire::Native);
+        assert_eq!(wire(&["--wire", "psp_mb"], ""), Wire::PspMb);
+        assert_eq!(wire(&["--wire", "psp-mb"], ""), Wire::PspMb);
+        assert_eq!(wire(&[], "wire: psp_mb\n"), Wire::PspMb);
+        assert_eq!(wire(&["--wire", "native"], "wire: psp_mb\n"), Wire::Native);
+    }
+
     /// psp-sim's spelling of the arrival process is understood too.
     #[test]
     fn poisson_is_exponential() {
