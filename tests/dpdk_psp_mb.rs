@@ -8,37 +8,15 @@
 //! One scenario per test binary: EAL initialises once per process.
 #![cfg(feature = "dpdk")]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+mod ring;
 
-use persephone::net::dpdk::{self, Dpdk, DpdkConfig, DpdkPkt};
-use persephone::net::frame::{self, Local, TxChecksums, HEADERS_LEN};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use persephone::net::dpdk::{self, Dpdk, DpdkConfig};
 use persephone::net::psp_mb::{Message, PspMb};
 use persephone::net::{Packet, RxQueue, Transport, TxQueue};
 use persephone::proto::{self, Header, Status};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A UDP frame from `local` to `local` carrying `payload`, with a UDP checksum.
-fn hairpin(local: &Local, payload: &[u8]) -> Vec<u8> {
-    let me = (local.mac, SocketAddrV4::new(local.ip, local.udp_port));
-    let mut f = vec![0; HEADERS_LEN + payload.len()];
-    f[HEADERS_LEN..].copy_from_slice(payload);
-    frame::write_udp_headers(&mut f, me, me, payload.len(), TxChecksums::Software).unwrap();
-    f
-}
-
-/// Receives until `want` packets arrived, or `WAIT` passes.
-fn receive(rx: &mut impl RxQueue<Pkt = DpdkPkt>, want: usize) -> Vec<DpdkPkt> {
-    let deadline = Instant::now() + WAIT;
-    let mut out = Vec::new();
-    while out.len() < want && Instant::now() < deadline {
-        if rx.rx_burst(&mut out, 32).unwrap() == 0 {
-            std::thread::yield_now();
-        }
-    }
-    out
-}
 
 #[test]
 fn psp_mb_over_dpdk_replies_without_udp_checksum() {
@@ -69,9 +47,9 @@ fn psp_mb_over_dpdk_replies_without_udp_checksum() {
     let mut second = [0xeeu8; 20];
     request(8).write(&mut second).unwrap();
     for payload in [&first[..], &second[..], b"not psp_mb"] {
-        assert!(wtx.inner().send_frame(&hairpin(&local, payload)));
+        assert!(wtx.inner().send_frame(&ring::hairpin(&local, payload)));
     }
-    let pkts = receive(&mut rx, 2);
+    let pkts = ring::receive(&mut rx, 2, |_| true);
     assert_eq!(pkts.len(), 2, "the two requests");
     assert_eq!(rx.drops().bad_psp_mb, 1, "the other counted");
     let mut pkts = pkts.into_iter();
@@ -97,7 +75,7 @@ fn psp_mb_over_dpdk_replies_without_udp_checksum() {
 
     // Back through the receive side, which takes a reply like a request (size 4) and
     // rewrites it into a native one: its id, type and run_ns are the reply's.
-    let back = receive(&mut rx, 1);
+    let back = ring::receive(&mut rx, 1, |_| true);
     assert_eq!(back.len(), 1, "one reply left");
     let h = Header::parse(back[0].msg()).expect("read back");
     assert_eq!((h.id, h.ty), (0x1800_0007, 2), "id and type echoed");

@@ -7,35 +7,14 @@
 //! One scenario per test binary: EAL initialises once per process.
 #![cfg(feature = "dpdk")]
 
+mod ring;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use persephone::net::dpdk::{self, Dpdk, DpdkConfig, DpdkPkt, DpdkRx, Error};
-use persephone::net::frame::{self, Local, TxChecksums, HEADERS_LEN};
+use persephone::net::dpdk::{self, Dpdk, DpdkConfig, Error};
+use persephone::net::frame;
 use persephone::net::{Packet, RxQueue, Transport, TxQueue};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A UDP frame from `local` to `local` carrying `payload`.
-fn hairpin(local: &Local, payload: &[u8]) -> Vec<u8> {
-    let me = (local.mac, SocketAddrV4::new(local.ip, local.udp_port));
-    let mut f = vec![0; HEADERS_LEN + payload.len()];
-    f[HEADERS_LEN..].copy_from_slice(payload);
-    frame::write_udp_headers(&mut f, me, me, payload.len(), TxChecksums::Software).unwrap();
-    f
-}
-
-/// Receives until `want` packets arrived and `until` holds, or `WAIT` passes.
-fn receive(rx: &mut DpdkRx, want: usize, until: impl Fn(&DpdkRx) -> bool) -> Vec<DpdkPkt> {
-    let deadline = Instant::now() + WAIT;
-    let mut out = Vec::new();
-    while (out.len() < want || !until(rx)) && Instant::now() < deadline {
-        if rx.rx_burst(&mut out, 32).unwrap() == 0 {
-            std::thread::yield_now();
-        }
-    }
-    out
-}
 
 #[test]
 fn ring_loopback() {
@@ -88,9 +67,9 @@ fn ring_loopback() {
         .map(|i| format!("request {i}").into_bytes())
         .collect();
     for r in &requests {
-        assert!(wtx.send_frame(&hairpin(&local, r)));
+        assert!(wtx.send_frame(&ring::hairpin(&local, r)));
     }
-    let good = hairpin(&local, b"good");
+    let good = ring::hairpin(&local, b"good");
     let edit = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut g = good.clone();
         f(&mut g);
@@ -103,7 +82,7 @@ fn ring_loopback() {
         edit(&|g| g[22] = 1),                                // bad_ip_checksum (TTL changed)
         edit(&|g| g[36..38].copy_from_slice(&[0, 53])), // not_our_port (checked before the UDP checksum)
         edit(&|g| *g.last_mut().unwrap() ^= 1),         // bad_udp_checksum
-        hairpin(&local, &[7; 300]),                     // oversized (max_msg 256)
+        ring::hairpin(&local, &[7; 300]),               // oversized (max_msg 256)
     ];
     for f in &bad {
         assert!(wtx.send_frame(f));
@@ -115,7 +94,7 @@ fn ring_loopback() {
     frame::write_arp_request(&mut arp, asker.0, asker.1, Ipv4Addr::new(10, 0, 0, 77)).unwrap();
     assert!(wtx.send_frame(&arp));
 
-    let pkts = receive(&mut rx, n, |rx| {
+    let pkts = ring::receive(&mut rx, n, |rx| {
         let c = rx.counters();
         c.frames.total() + c.oversized + c.arp_answered >= 9
     });
@@ -169,7 +148,7 @@ fn ring_loopback() {
     );
     wtx.flush();
     assert_eq!(wtx.sent() - before, n as u64, "one burst");
-    let back = receive(&mut rx, n, |_| true);
+    let back = ring::receive(&mut rx, n, |_| true);
     assert_eq!(back.len(), n, "replies looped back");
     for (i, p) in back.iter().enumerate() {
         assert_eq!(p.msg(), replies[i].as_slice());
@@ -201,24 +180,24 @@ fn ring_loopback() {
     // A full TX queue: bounded retries, then drops counted, never a failure.
     let burst = 1100;
     let sent = (0..burst)
-        .filter(|_| wtx.send_frame(&hairpin(&local, b"flood")))
+        .filter(|_| wtx.send_frame(&ring::hairpin(&local, b"flood")))
         .count();
     assert!(sent < burst && sent >= 1000, "the ring holds ~1023: {sent}");
     assert_eq!(wtx.errors(), (burst - sent) as u64);
-    assert_eq!(receive(&mut rx, sent, |_| true).len(), sent);
+    assert_eq!(ring::receive(&mut rx, sent, |_| true).len(), sent);
 
     // A worker thread registers with EAL at start and gets its own lcore.
     let wtx = std::thread::spawn(move || {
         wtx.thread_init();
         let lcore = dpdk::current_lcore().expect("registered");
         assert_ne!(lcore, main_lcore);
-        assert!(wtx.send_frame(&hairpin(&local, b"from a worker thread")));
+        assert!(wtx.send_frame(&ring::hairpin(&local, b"from a worker thread")));
         wtx
     })
     .join()
     .expect("worker thread");
     assert_eq!(wtx.errors(), (burst - sent) as u64, "no new drops");
-    let last = receive(&mut rx, 1, |_| true);
+    let last = ring::receive(&mut rx, 1, |_| true);
     assert_eq!(last[0].msg(), b"from a worker thread");
     drop(last);
 
