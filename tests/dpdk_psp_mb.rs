@@ -10,10 +10,7 @@
 
 mod ring;
 
-use std::net::Ipv4Addr;
-use std::time::Duration;
-
-use persephone::net::dpdk::{self, Dpdk, DpdkConfig};
+use persephone::net::dpdk::{self, Dpdk};
 use persephone::net::psp_mb::{Message, PspMb};
 use persephone::net::{Packet, RxQueue, Transport, TxQueue};
 use persephone::proto::{self, Header, Status};
@@ -22,15 +19,7 @@ use persephone::proto::{self, Header, Status};
 fn psp_mb_over_dpdk_replies_without_udp_checksum() {
     dpdk::init_eal(&test_support::eal_args("pspmb", "net_ring0")).expect("EAL");
     let _cleanup = test_support::Cleanup(vec![dpdk::runtime_dir().expect("EAL runtime dir")]);
-    let transport = Dpdk::new(&DpdkConfig {
-        port: 0,
-        ip: Ipv4Addr::new(10, 0, 0, 1),
-        udp_port: 6789,
-        max_msg: 256,
-        mbufs: 4095,
-        start_timeout: Duration::from_secs(5),
-    })
-    .expect("port 0");
+    let transport = Dpdk::new(&ring::config()).expect("port 0");
     let local = transport.local();
     let parts = PspMb(transport).split(1).expect("configure and start");
     let (mut rx, mut dtx) = (parts.rx, parts.tx);

@@ -10,7 +10,6 @@
 mod ring;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::Duration;
 
 use persephone::net::dpdk::{self, Dpdk, DpdkConfig, Error};
 use persephone::net::frame;
@@ -29,14 +28,7 @@ fn ring_loopback() {
     );
     let main_lcore = dpdk::current_lcore().expect("the init thread is the main lcore");
 
-    let cfg = DpdkConfig {
-        port: 0,
-        ip: Ipv4Addr::new(10, 0, 0, 1),
-        udp_port: 6789,
-        max_msg: 256,
-        mbufs: 4095,
-        start_timeout: Duration::from_secs(5),
-    };
+    let cfg = ring::config();
     assert!(matches!(
         Dpdk::new(&DpdkConfig {
             port: 7,

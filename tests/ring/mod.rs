@@ -1,15 +1,27 @@
 //! What the one-process `net_ring` tests share (tests/dpdk_ring.rs, dpdk_psp_mb.rs):
 //! frames the server sends to itself, and a bounded receive loop.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use persephone::net::dpdk::DpdkPkt;
+use persephone::net::dpdk::{DpdkConfig, DpdkPkt};
 use persephone::net::frame::{self, Local, TxChecksums, HEADERS_LEN};
 use persephone::net::RxQueue;
 
 /// How long a receive waits for what it expects.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The `net_ring` port's settings: 10.0.0.1:6789, requests up to 256 bytes.
+pub fn config() -> DpdkConfig {
+    DpdkConfig {
+        port: 0,
+        ip: Ipv4Addr::new(10, 0, 0, 1),
+        udp_port: 6789,
+        max_msg: 256,
+        mbufs: 4095,
+        start_timeout: Duration::from_secs(5),
+    }
+}
 
 /// A UDP frame from `local` to `local` carrying `payload` (with its checksums): on
 /// `net_ring` its reply, sent back to the source, is again a frame for the server.
