@@ -330,15 +330,17 @@ pub enum Backend {
     Dpdk,
 }
 
-/// What requests and replies look like on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+/// What requests and replies look like on the wire (`net.wire`, and psp-client's
+/// `--wire`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Wire {
-    /// Our header ([`crate::proto`]).
+    // Plain text, no rustdoc links: psp-client's --help shows these lines.
+    /// Our header (src/proto.rs)
     #[default]
     Native,
-    /// Perséphone's 16-byte `PSP_MB` layout ([`crate::net::psp_mb`]), so the original
-    /// Perséphone client can load this server.
+    /// Perséphone's 16-byte PSP_MB requests (src/net/psp_mb.rs)
+    #[value(name = "psp_mb", alias = "psp-mb")]
     PspMb,
 }
 

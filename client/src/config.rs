@@ -300,7 +300,7 @@ pub struct FileConfig {
     /// Transport: `udp` (kernel sockets) or `dpdk`.
     pub backend: Option<BackendArg>,
     /// Wire format: `native` or `psp_mb`.
-    pub wire: Option<WireArg>,
+    pub wire: Option<Wire>,
     /// DPDK settings, read by the `dpdk` backend.
     #[cfg(feature = "dpdk")]
     pub dpdk: Option<ClientSection>,
@@ -358,7 +358,7 @@ pub struct RunArgs {
     /// net.wire: psp_mb (not Perséphone's own server, whose replies it cannot take)
     /// [default: native].
     #[arg(long, value_enum)]
-    pub wire: Option<WireArg>,
+    pub wire: Option<Wire>,
     /// Label recorded in every output row (plots group curves by label and policy).
     #[arg(long)]
     pub label: Option<String>,
@@ -442,24 +442,6 @@ pub struct RunArgs {
 pub enum BackendArg {
     Udp,
     Dpdk,
-}
-
-/// `--wire` values (YAML `wire:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum WireArg {
-    Native,
-    #[value(name = "psp_mb", alias = "psp-mb")]
-    PspMb,
-}
-
-impl From<WireArg> for Wire {
-    fn from(w: WireArg) -> Wire {
-        match w {
-            WireArg::Native => Wire::Native,
-            WireArg::PspMb => Wire::PspMb,
-        }
-    }
 }
 
 /// How requests reach the server.
@@ -996,7 +978,7 @@ impl RunArgs {
             None
         };
         let (wire, wire_key) = pick(&self.wire, &file.wire, "wire", "wire");
-        let wire = wire.map_or(Wire::Native, Wire::from);
+        let wire = wire.unwrap_or_default();
         if wire == Wire::PspMb && kv.is_some() {
             return err(
                 wire_key,

@@ -38,7 +38,7 @@ use crate::sys::{self, RecvBatch, SendBatch};
 /// epoch, so stray replies to an earlier run are recognised.
 pub const INDEX_BITS: u32 = 40;
 /// [`INDEX_BITS`] in `PSP_MB`'s 32-bit ids: 4 bits are left for the epoch.
-pub const PSP_MB_INDEX_BITS: u32 = 28;
+const PSP_MB_INDEX_BITS: u32 = 28;
 
 /// How requests are written and replies read: the wire format, and the run's epoch in
 /// the ids' high bits.

@@ -105,7 +105,7 @@ impl Transport for Udp {
 
     /// `SO_NO_CHECK` on the socket (its duplicates, the workers', share it).
     fn omit_udp_checksums(&mut self) -> io::Result<()> {
-        set_int_option(&self.socket, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1)
+        set_int_option(&self.socket, libc::SO_NO_CHECK, 1)
     }
 
     fn split(self, n_workers: usize) -> io::Result<Split<UdpRx, UdpTx>> {
@@ -362,22 +362,16 @@ fn set_buffer(
     capped: libc::c_int,
 ) -> io::Result<()> {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    set_int_option(socket, libc::SOL_SOCKET, forced, v)
-        .or_else(|_| set_int_option(socket, libc::SOL_SOCKET, capped, v))
+    set_int_option(socket, forced, v).or_else(|_| set_int_option(socket, capped, v))
 }
 
-/// `setsockopt` of an `int` option.
-fn set_int_option(
-    socket: &UdpSocket,
-    level: libc::c_int,
-    opt: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
+/// `setsockopt` of an `int` socket-level option.
+fn set_int_option(socket: &UdpSocket, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid fd, and a pointer to a c_int with its exact size.
     let r = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            level,
+            libc::SOL_SOCKET,
             opt,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
@@ -389,16 +383,16 @@ fn set_int_option(
     Ok(())
 }
 
-/// `getsockopt` of an `int` option.
+/// `getsockopt` of an `int` socket-level option.
 #[cfg(test)]
-fn int_option(socket: &UdpSocket, level: libc::c_int, opt: libc::c_int) -> io::Result<i32> {
+fn int_option(socket: &UdpSocket, opt: libc::c_int) -> io::Result<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: a valid fd, and a c_int out pointer with its size in `len`.
     let r = unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
-            level,
+            libc::SOL_SOCKET,
             opt,
             (&mut v as *mut libc::c_int).cast(),
             &mut len,
@@ -445,7 +439,7 @@ mod tests {
     /// `net.wire: psp_mb` replies carry UDP checksum 0, on every sender's socket.
     #[test]
     fn udp_checksums_can_be_omitted_on_every_sender() {
-        let no_check = |s: &UdpSocket| int_option(s, libc::SOL_SOCKET, libc::SO_NO_CHECK).unwrap();
+        let no_check = |s: &UdpSocket| int_option(s, libc::SO_NO_CHECK).unwrap();
         let t = Udp::bind("127.0.0.1:0".parse().unwrap(), 64, 4, 0).unwrap();
         let s = t.split(1).unwrap();
         assert_eq!(no_check(&s.workers[0].socket), 0, "checksummed by default");
