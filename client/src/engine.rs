@@ -574,6 +574,19 @@ pub(crate) enum Reply {
     Unexpected,
 }
 
+/// Requests of `schedule` whose service time `wire` cannot carry, sent saturated:
+/// those past 2^32 - 1 ns with `PSP_MB` (its run_ns has 32 bits), none natively.
+pub(crate) fn saturated_service_times(schedule: &Schedule, wire: Wire) -> usize {
+    match wire {
+        Wire::PspMb => schedule
+            .service_ns
+            .iter()
+            .filter(|&&ns| ns > u64::from(u32::MAX))
+            .count(),
+        Wire::Native => 0,
+    }
+}
+
 /// Writes request `i` of `schedule` into `buf` in the codec's wire format: the id
 /// carries the codec's epoch and `i`, a native header's timestamp `sent_at_field`
 /// (`PSP_MB` has none, and carries the service time in 32 bits of ns, saturated).
@@ -684,6 +697,12 @@ mod tests {
         let last = s.len() - 1;
         assert!(last >= 2, "a few requests");
         s.service_ns[last] = 1 << 40; // past 32 bits of ns
+        assert_eq!(
+            saturated_service_times(&s, Wire::PspMb),
+            1,
+            "counted for the warning"
+        );
+        assert_eq!(saturated_service_times(&s, Wire::Native), 0);
         let codec = Codec::new(Wire::PspMb, 0x13); // 4 bits kept: 3
         let (mut reply_at, mut status) = (vec![0; s.len()], vec![NO_REPLY; s.len()]);
         for i in 0..s.len() {

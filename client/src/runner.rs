@@ -140,14 +140,7 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
             writeln!(out, "{}", c.line())?;
             wrong += c.wrong();
         }
-        let saturated = match plan.wire {
-            Wire::PspMb => schedule
-                .service_ns
-                .iter()
-                .filter(|&&ns| ns > u64::from(u32::MAX))
-                .count(),
-            Wire::Native => 0,
-        };
+        let saturated = engine::saturated_service_times(&schedule, plan.wire);
         if saturated > 0 {
             writeln!(
                 out,
