@@ -177,6 +177,10 @@ pub enum PolicyKind {
     /// Dynamic Application-aware Reserved Cores.
     #[default]
     Darc,
+    /// Shortest (expected) job first, centralized and non-preemptive.
+    Sjf,
+    /// Earliest deadline first: arrival + `slo` × the type's expected service time.
+    Edf,
 }
 
 impl PolicyKind {
@@ -185,6 +189,29 @@ impl PolicyKind {
             PolicyKind::Cfcfs => "cfcfs",
             PolicyKind::Dfcfs => "dfcfs",
             PolicyKind::Darc => "darc",
+            PolicyKind::Sjf => "sjf",
+            PolicyKind::Edf => "edf",
+        }
+    }
+
+    /// Every policy, in the order help texts list them.
+    pub const ALL: [PolicyKind; 5] = [
+        PolicyKind::Cfcfs,
+        PolicyKind::Dfcfs,
+        PolicyKind::Darc,
+        PolicyKind::Sjf,
+        PolicyKind::Edf,
+    ];
+
+    /// `kinds` for a message: `darc`, `darc or sjf`, `darc, sjf or edf`.
+    pub fn names(kinds: &[PolicyKind]) -> String {
+        match kinds {
+            [] => String::new(),
+            [one] => one.name().to_string(),
+            [rest @ .., last] => {
+                let rest: Vec<&str> = rest.iter().map(|k| k.name()).collect();
+                format!("{} or {}", rest.join(", "), last.name())
+            }
         }
     }
 }
@@ -236,9 +263,13 @@ pub struct PolicyConfig {
     /// DARC: completions per profiling window.
     #[serde(default = "default_window")]
     pub window: u64,
-    /// DARC: how service times are learnt.
+    /// DARC, SJF, EDF: how service times are learnt.
     #[serde(default)]
     pub profile: Profile,
+    /// EDF: a request's deadline is its arrival plus `slo` times its type's expected
+    /// service time (the slowdown it may reach).
+    #[serde(default = "default_slo")]
+    pub slo: f64,
     /// DARC: manual reservation, cores reserved to each group from the shortest;
     /// overrides the computed demand (e.g. `[3]` reserves 3 cores to the shortest
     /// group, the rest to the longer ones).
@@ -265,21 +296,24 @@ impl PolicyConfig {
     /// the default cannot be told from an absent key). Not `depth`: in the daemon it
     /// also sizes the buffer pool, under every policy. Shared by the daemon's config
     /// check and psp-sim's, whose runs may name several policies.
-    pub fn foreign_keys(&self, kinds: &[PolicyKind]) -> Vec<(PolicyKind, &'static str)> {
+    pub fn foreign_keys(&self, kinds: &[PolicyKind]) -> Vec<(&'static [PolicyKind], &'static str)> {
+        use PolicyKind::{Darc, Dfcfs, Edf, Sjf};
         let d = PolicyConfig::default();
-        [
-            (PolicyKind::Darc, "delta", self.delta != d.delta),
-            (PolicyKind::Darc, "window", self.window != d.window),
-            (PolicyKind::Darc, "profile", self.profile != d.profile),
-            (PolicyKind::Darc, "n_resas", self.n_resas.is_some()),
-            (PolicyKind::Darc, "spillway", self.spillway.is_some()),
-            (PolicyKind::Dfcfs, "assign", self.assign != d.assign),
-            (PolicyKind::Dfcfs, "seed", self.seed != d.seed),
-        ]
-        .into_iter()
-        .filter(|&(reader, _, set)| set && !kinds.contains(&reader))
-        .map(|(reader, key, _)| (reader, key))
-        .collect()
+        let readers: [(&'static [PolicyKind], &'static str, bool); 8] = [
+            (&[Darc], "delta", self.delta != d.delta),
+            (&[Darc], "window", self.window != d.window),
+            (&[Darc, Sjf, Edf], "profile", self.profile != d.profile),
+            (&[Darc], "n_resas", self.n_resas.is_some()),
+            (&[Darc], "spillway", self.spillway.is_some()),
+            (&[Edf], "slo", self.slo != d.slo),
+            (&[Dfcfs], "assign", self.assign != d.assign),
+            (&[Dfcfs], "seed", self.seed != d.seed),
+        ];
+        readers
+            .into_iter()
+            .filter(|&(readers, _, set)| set && !readers.iter().any(|r| kinds.contains(r)))
+            .map(|(readers, key, _)| (readers, key))
+            .collect()
     }
 }
 
@@ -295,6 +329,7 @@ impl Default for PolicyConfig {
             assign: Assign::default(),
             depth: default_depth(),
             seed: default_seed(),
+            slo: default_slo(),
         }
     }
 }
@@ -311,6 +346,9 @@ fn default_delta() -> f64 {
 }
 fn default_window() -> u64 {
     50_000
+}
+fn default_slo() -> f64 {
+    10.0
 }
 fn default_depth() -> usize {
     64
@@ -549,6 +587,9 @@ impl PolicyConfig {
         if self.window == 0 {
             return err("window", "must be at least 1 completion".into());
         }
+        if !(self.slo.is_finite() && (0.0..=1e6).contains(&self.slo)) {
+            return err("slo", format!("must be in [0, 1000000], got {}", self.slo));
+        }
         if self.depth == 0 {
             return err("depth", "must be at least 1".into());
         }
@@ -575,10 +616,14 @@ impl PolicyConfig {
         Ok(())
     }
 
-    /// Whether the policy reserves workers from the request types' `mean_ns` and
-    /// `ratio` alone (DARC's static profile), so that every type must give them.
+    /// Whether the policy works from the request types' `mean_ns` (and, for DARC,
+    /// `ratio`) alone: the static profile of DARC, SJF and EDF, under which every type
+    /// must give them.
     pub fn needs_type_hints(&self) -> bool {
-        self.kind == PolicyKind::Darc && self.profile == Profile::Static
+        matches!(
+            self.kind,
+            PolicyKind::Darc | PolicyKind::Sjf | PolicyKind::Edf
+        ) && self.profile == Profile::Static
     }
 
     /// Checks that `types` (`mean_ns`, `ratio` of each request type, in order) give
@@ -600,6 +645,9 @@ impl PolicyConfig {
                     "is required (and > 0) with the static profile",
                 ));
             }
+            if self.kind != PolicyKind::Darc {
+                continue;
+            }
             match ratio {
                 None => {
                     return Err(ConfigError::new(
@@ -610,7 +658,7 @@ impl PolicyConfig {
                 Some(r) => total += r,
             }
         }
-        if total.is_nan() || total <= 0.0 {
+        if self.kind == PolicyKind::Darc && (total.is_nan() || total <= 0.0) {
             return Err(ConfigError::new(
                 "",
                 "ratios sum to 0; DARC static mode needs shares",
@@ -761,11 +809,11 @@ impl Config {
             }
         }
         let p = &self.policy;
-        for (reader, key) in p.foreign_keys(&[p.kind]) {
+        for (readers, key) in p.foreign_keys(&[p.kind]) {
             out.push(format!(
                 "policy.{key} is set but policy.kind is {}: only {} reads it",
                 p.kind.name(),
-                reader.name()
+                PolicyKind::names(readers)
             ));
         }
         if p.kind == PolicyKind::Dfcfs
@@ -1290,6 +1338,39 @@ requests:
         );
         assert!(u[3].starts_with("policy.assign"), "{u:?}");
         assert!(u[3].ends_with("only dfcfs reads it"), "{u:?}");
+        assert!(
+            u[2].ends_with("only darc, sjf or edf reads it"),
+            "profile: {u:?}"
+        );
+        // EDF's slo, and the profile SJF and EDF read too.
+        let c = Config::parse(&format!("{BASE}policy: {{ kind: sjf, slo: 3 }}\n")).unwrap();
+        assert_eq!(
+            c.unused_settings(),
+            ["policy.slo is set but policy.kind is sjf: only edf reads it"]
+        );
+        for kind in ["sjf", "edf"] {
+            let c = Config::parse(&format!(
+                "{BASE}policy: {{ kind: {kind}, profile: static, slo: 3 }}\n"
+            ))
+            .unwrap();
+            let expect: &[&str] = if kind == "edf" {
+                &[]
+            } else {
+                &["policy.slo is set but policy.kind is sjf: only edf reads it"]
+            };
+            assert_eq!(c.unused_settings(), expect, "{kind}");
+        }
+        // SJF's static profile needs every type's mean, not its ratio.
+        let e = parse_err(
+            "pin: false\nworkers: { number: 2 }\npolicy: { kind: sjf, profile: static }\n\
+             requests:\n  - { id: 1, name: A, mean_ns: 1000 }\n  - { id: 2, name: B }\n",
+        );
+        assert_eq!(e.key, "requests[1].mean_ns", "{e}");
+        Config::parse(
+            "pin: false\nworkers: { number: 2 }\npolicy: { kind: sjf, profile: static }\n\
+             requests:\n  - { id: 1, name: A, mean_ns: 1000 }\n",
+        )
+        .unwrap();
         let c = Config::parse(&format!(
             "{BASE}policy: {{ kind: darc, assign: random, seed: 3, depth: 8, delta: 0.3 }}\n"
         ))
@@ -1381,6 +1462,18 @@ requests:
         let e = stat.validate_types([(Some(1000), Some(0.0))]);
         assert_eq!(e.unwrap_err().key, "");
         stat.validate_types([(Some(1000), Some(0.5))]).unwrap();
+        // SJF and EDF rank by the means alone: no ratios needed.
+        for kind in [PolicyKind::Sjf, PolicyKind::Edf] {
+            let mut p = stat.clone();
+            p.kind = kind;
+            p.validate_types([(Some(1000), None), (Some(5), None)])
+                .unwrap();
+            let e = p.validate_types([(Some(1000), None), (Some(0), None)]);
+            assert_eq!(e.unwrap_err().key, "[1].mean_ns", "{kind:?}");
+        }
+        assert_eq!(key(p(|p| p.slo = f64::NAN), 4), "slo");
+        assert_eq!(key(p(|p| p.slo = -1.0), 4), "slo");
+        p(|p| p.slo = 0.0).validate(4).unwrap();
         // Other policies need no hints.
         PolicyConfig::default()
             .validate_types([(None, None)])

@@ -493,6 +493,15 @@ fn serves_10k_requests_of_two_types(policy: &str) {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("unexpected load line {load:?}"));
     assert!(turns >= n / 32, "{load}");
+    if policy == "sjf" || policy == "edf" {
+        // Their state line: each type's expected service time.
+        assert!(
+            out.lines().any(|l| l.starts_with("policy ")
+                && l.contains("expected µs: SHORT ")
+                && l.contains(" LONG ")),
+            "{out}"
+        );
+    }
 }
 
 #[test]
@@ -508,6 +517,16 @@ fn dfcfs_serves_10k_requests() {
 #[test]
 fn darc_serves_10k_requests() {
     serves_10k_requests_of_two_types("darc");
+}
+
+#[test]
+fn sjf_serves_10k_requests() {
+    serves_10k_requests_of_two_types("sjf");
+}
+
+#[test]
+fn edf_serves_10k_requests() {
+    serves_10k_requests_of_two_types("edf");
 }
 
 #[test]

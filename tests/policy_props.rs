@@ -14,14 +14,16 @@
 //! - d-FCFS never exceeds its depth;
 //! - DARC never runs a request on a core reserved to a shorter group than its own
 //!   (the spillway of an overflowing group excepted), only on workers its reservation
-//!   allows, and never leaves an allowed worker idle while a request waits.
+//!   allows, and never leaves an allowed worker idle while a request waits;
+//! - SJF and EDF never leave a worker idle while a request waits, and each decision
+//!   takes the waiting head of least rank (expected service time; deadline).
 
 use std::collections::VecDeque;
 
 use persephone::config::{Assign, PolicyConfig, Profile};
 use persephone::policy::{
-    cores_for, reserve, Cfcfs, Darc, Dfcfs, Dispatch, Event, Policy, Refill, Reservation, TypeInfo,
-    TypeStat, TypedQueues, WorkerSet,
+    cores_for, reserve, Cfcfs, Darc, Dfcfs, Dispatch, Event, Policy, Ranked, Refill, Reservation,
+    TypeInfo, TypeStat, TypedQueues, WorkerSet,
 };
 use persephone::time::{Clock, Cycles};
 use proptest::prelude::*;
@@ -448,6 +450,75 @@ proptest! {
             );
             Ok(())
         })?;
+    }
+
+    #[test]
+    fn sjf_and_edf_are_work_conserving(
+        s in scenario(),
+        edf in any::<bool>(),
+        told in any::<bool>(),
+        dynamic in any::<bool>(),
+        slo in 0.0f64..20.0,
+    ) {
+        // Told the means or not; learning from completions or not (a static profile
+        // needs them told).
+        let types = types(s.n_types, told.then_some(&[1, 1, 1, 1][..]));
+        let profile = if dynamic || !told { Profile::Dynamic } else { Profile::Static };
+        let policy = if edf {
+            Ranked::edf(&types, s.n_workers, profile, slo, Clock::NANOS)
+        } else {
+            Ranked::sjf(&types, s.n_workers, profile, Clock::NANOS)
+        };
+        let mut d = Driver::new(policy, s.n_types, s.n_workers).fused(s.fused);
+        prop_assert_eq!(d.cap, 1);
+        d.run(&s.ops, |d, _| {
+            prop_assert!(
+                d.queues.total_len() == 0 || d.idle().is_empty(),
+                "worker {:?} idle while {} requests wait",
+                d.idle(),
+                d.queues.total_len()
+            );
+            Ok(())
+        })?;
+    }
+
+    /// With fixed means (`BASE_NS`), every decision takes the waiting head of least
+    /// rank: SJF the least mean, EDF the least arrival + slo × mean; ties the oldest.
+    #[test]
+    fn sjf_and_edf_take_the_head_of_least_rank(
+        arrivals in prop::collection::vec((0usize..4, 0u64..200_000), 1..60),
+        edf in any::<bool>(),
+        slo in 0.0f64..20.0,
+    ) {
+        let types = types(4, Some(&[1, 1, 1, 1]));
+        let mut policy = if edf {
+            Ranked::edf(&types, 64, Profile::Static, slo, Clock::NANOS)
+        } else {
+            Ranked::sjf(&types, 64, Profile::Static, Clock::NANOS)
+        };
+        let mut sorted = arrivals.clone();
+        sorted.sort_by_key(|&(_, at)| at);
+        let mut queues = TypedQueues::new(4, 64);
+        for &(ty, at) in &sorted {
+            queues.push(ty, at, ()).unwrap();
+        }
+        let rank = |ty: usize, at: u64| -> (u64, u64) {
+            if edf {
+                (at.saturating_add((BASE_NS[ty] as f64 * slo) as u64), at)
+            } else {
+                (BASE_NS[ty], at)
+            }
+        };
+        for _ in 0..sorted.len() {
+            let best = (0..4)
+                .filter_map(|t| queues.state().head_arrival(t).map(|at| (rank(t, at), t)))
+                .min()
+                .map(|(_, t)| t);
+            let d = policy.next(queues.state(), 300_000);
+            prop_assert_eq!(d.map(|d| d.ty), best);
+            queues.pop(d.unwrap().ty).unwrap();
+        }
+        prop_assert_eq!(policy.next(queues.state(), 300_000), None);
     }
 
     #[test]

@@ -268,6 +268,7 @@ macro_rules! with_policy {
             Builtin::Cfcfs($p) => $call,
             Builtin::Dfcfs($p) => $call,
             Builtin::Darc($p) => $call,
+            Builtin::Ranked($p) => $call,
             Builtin::Other($p) => {
                 let $p = &mut **$p;
                 $call

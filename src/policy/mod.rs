@@ -17,12 +17,14 @@ mod dfcfs;
 // Unchecked slot accesses behind one invariant, argued in the module.
 #[allow(unsafe_code)]
 mod queues;
+mod ranked;
 mod workerset;
 
 pub use cfcfs::Cfcfs;
 pub use darc::{cores_for, reserve, Darc, Group, Reservation, TypeStat};
 pub use dfcfs::Dfcfs;
 pub use queues::{QueueState, TypedQueues, MAX_TYPES};
+pub use ranked::Ranked;
 pub use workerset::WorkerSet;
 
 use crate::config::{PolicyConfig, PolicyKind};
@@ -77,7 +79,7 @@ pub enum Event {
 
 /// A scheduling policy. See the module docs for the contract with its driver.
 pub trait Policy: Send + std::fmt::Debug + IntoDyn {
-    /// Short name (`cfcfs`, `dfcfs`, `darc`).
+    /// Short name (`cfcfs`, `dfcfs`, `darc`, `sjf`, `edf`).
     fn name(&self) -> &'static str;
 
     /// Most requests a worker may hold at once. Drivers size the dispatcher→worker
@@ -164,6 +166,8 @@ pub enum Builtin {
     Cfcfs(Cfcfs),
     Dfcfs(Dfcfs),
     Darc(Darc),
+    /// SJF or EDF.
+    Ranked(Ranked),
     /// A policy from outside this crate, called through its vtable.
     Other(Box<dyn Policy>),
 }
@@ -181,6 +185,7 @@ macro_rules! each {
             Builtin::Cfcfs($p) => $call,
             Builtin::Dfcfs($p) => $call,
             Builtin::Darc($p) => $call,
+            Builtin::Ranked($p) => $call,
             Builtin::Other($p) => $call,
         }
     };
@@ -247,5 +252,8 @@ pub fn build(
         PolicyKind::Cfcfs => Box::new(Cfcfs::new(n_workers)),
         PolicyKind::Dfcfs => Box::new(Dfcfs::new(n_workers, cfg.depth, cfg.assign, cfg.seed)),
         PolicyKind::Darc => Box::new(Darc::new(cfg, types, n_workers, clock)),
+        PolicyKind::Sjf | PolicyKind::Edf => {
+            Box::new(Ranked::from_config(cfg, types, n_workers, clock))
+        }
     }
 }

@@ -125,7 +125,7 @@ pub struct Args {
     /// (inclusive), or a comma-separated list.
     #[arg(long, default_value = "0.1:0.9:0.1")]
     pub loads: String,
-    /// Policies, comma-separated: cfcfs, dfcfs, darc.
+    /// Policies, comma-separated: cfcfs, dfcfs, darc, sjf, edf.
     #[arg(long, default_value = "cfcfs,dfcfs,darc", value_delimiter = ',')]
     pub policies: Vec<String>,
     /// Worker counts, comma-separated.
@@ -172,13 +172,17 @@ pub struct Args {
     /// `1,2,4`) is a policy variant `darc-rK` reserving K workers.
     #[arg(long)]
     pub n_resas: Option<String>,
-    /// DARC: `dynamic` (profile online) or `static` (reserve from the workload's means
-    /// and ratios).
+    /// DARC, SJF, EDF: `dynamic` (profile online) or `static` (DARC reserves from the
+    /// workload's means and ratios, SJF and EDF rank by its means).
     #[arg(long, default_value = "dynamic", value_parser = parse_enum::<Profile>)]
     pub profile: Profile,
     /// DARC: the spillway worker (default: the last).
     #[arg(long)]
     pub spillway: Option<usize>,
+    /// EDF: a request's deadline is its arrival plus this many times its type's mean
+    /// service time (0 to 1000000; 0 is c-FCFS).
+    #[arg(long, default_value_t = 10.0)]
+    pub slo: f64,
     /// d-FCFS: round_robin, random or jsq.
     #[arg(long, default_value = "round_robin", value_parser = parse_enum::<Assign>)]
     pub assign: Assign,
@@ -378,33 +382,38 @@ pub fn unused_settings(args: &Args) -> Vec<String> {
     cfg.seed = PolicyConfig::default().seed;
     // `--n-resas` is a range spec here, not the config's list: set or not.
     cfg.n_resas = args.n_resas.as_ref().map(|_| Vec::new());
-    let mut foreign: Vec<(PolicyKind, String)> = cfg
+    let mut foreign: Vec<(&[PolicyKind], String)> = cfg
         .foreign_keys(&kinds)
         .into_iter()
-        .map(|(reader, key)| (reader, format!("--{}", key.replace('_', "-"))))
+        .map(|(readers, key)| (readers, format!("--{}", key.replace('_', "-"))))
         .collect();
-    // The simulator's own: DARC's hints, and d-FCFS's depth (which, unlike the
+    // The simulator's own: the type hints, and d-FCFS's depth (which, unlike the
     // daemon's, sizes nothing else).
-    for (reader, flag, set) in [
-        (PolicyKind::Darc, "--no-hints", args.no_hints),
+    let own: [(&'static [PolicyKind], &str, bool); 2] = [
         (
-            PolicyKind::Dfcfs,
+            &[PolicyKind::Darc, PolicyKind::Sjf, PolicyKind::Edf],
+            "--no-hints",
+            args.no_hints,
+        ),
+        (
+            &[PolicyKind::Dfcfs],
             "--depth",
             args.depth != PolicyConfig::default().depth,
         ),
-    ] {
-        if set && !kinds.contains(&reader) {
-            foreign.push((reader, flag.into()));
+    ];
+    for (readers, flag, set) in own {
+        if set && !readers.iter().any(|r| kinds.contains(r)) {
+            foreign.push((readers, flag.into()));
         }
     }
     foreign
         .into_iter()
-        .map(|(reader, flag)| {
+        .map(|(readers, flag)| {
+            let who = PolicyKind::names(readers);
             format!(
-                "{flag} is a {} setting, but --policies {} has no {}: it changes nothing",
-                reader.name(),
+                "{flag} is read by {who} only, but --policies {} has no {who}: it changes \
+                 nothing",
                 args.policies.join(","),
-                reader.name()
             )
         })
         .collect()
@@ -417,6 +426,7 @@ fn policy_config(args: &Args, kind: PolicyKind) -> PolicyConfig {
         delta: args.delta,
         window: args.window,
         profile: args.profile,
+        slo: args.slo,
         n_resas: None,
         spillway: args.spillway,
         assign: args.assign,
@@ -432,7 +442,8 @@ fn policies(args: &Args) -> Result<Vec<(String, PolicyConfig)>> {
         .iter()
         .map(|name| {
             parse_enum::<PolicyKind>(name.trim())
-                .map_err(|e| anyhow::anyhow!("--policies: {e} (cfcfs, dfcfs, darc)"))
+                // The error lists the policies.
+                .map_err(|e| anyhow::anyhow!("--policies: {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::new();
@@ -611,11 +622,12 @@ fn flag_error(e: ConfigError, args: &Args, cfg: &SimConfig) -> anyhow::Error {
             args.n_resas.as_deref().unwrap_or_default()
         ),
         "policy.spillway" => format!("--spillway: {msg}"),
+        "policy.slo" => format!("--slo: {msg}"),
         "policy.profile" => format!("--profile static: {msg}"),
-        "hints" => "--profile static with --no-hints: DARC's static profile reserves from \
-                    the workload's mean service times and ratios alone, which --no-hints \
-                    withholds"
-            .to_string(),
+        "hints" => format!(
+            "--profile static with --no-hints: {}, which --no-hints withholds",
+            msg.strip_suffix(", and hints are off").unwrap_or(&msg)
+        ),
         "queue_capacity" => format!("--queue-capacity: {msg}"),
         "timeline_ns" => format!("--timeline-us: {msg}"),
         "dispatch_overhead_ns" => format!("--dispatch-overhead-ns: {msg}"),
@@ -851,6 +863,12 @@ mod tests {
                 &["--policies", "darc", "--profile", "static", "--no-hints"],
                 "--no-hints",
             ),
+            (
+                &["--policies", "sjf", "--profile", "static", "--no-hints"],
+                "--no-hints",
+            ),
+            (&["--policies", "edf", "--slo", "nan"], "--slo"),
+            (&["--policies", "edf", "--slo=-1"], "--slo"),
             (&["--policies", "darc", "--delta", "nan"], "--delta"),
             (&["--policies", "darc", "--delta=-1"], "--delta"),
             (&["--policies", "darc", "--delta", "inf"], "--delta"),
@@ -928,6 +946,7 @@ mod tests {
             (&["--policies", "cfcfs", "--no-hints"], "--no-hints"),
             (&["--policies", "darc", "--depth", "8"], "--depth"),
             (&["--policies", "cfcfs,darc", "--assign", "jsq"], "--assign"),
+            (&["--policies", "sjf,darc", "--slo", "5"], "--slo"),
         ] {
             let w = warnings(extra);
             assert_eq!(w.len(), 1, "{extra:?}: {w:?}");
@@ -935,13 +954,20 @@ mod tests {
         }
         assert_eq!(
             warnings(&["--policies", "cfcfs", "--window", "10"])[0],
-            "--window is a darc setting, but --policies cfcfs has no darc: it changes nothing"
+            "--window is read by darc only, but --policies cfcfs has no darc: it changes nothing"
+        );
+        assert_eq!(
+            warnings(&["--policies", "dfcfs", "--profile", "static"])[0],
+            "--profile is read by darc, sjf or edf only, but --policies dfcfs has no darc, sjf \
+             or edf: it changes nothing"
         );
         // Set to their defaults, or with their policy in the run: no warning.
         for extra in [
             &["--policies", "cfcfs", "--delta", "0.2"][..],
             &["--policies", "cfcfs,darc", "--n-resas", "2"],
             &["--policies", "dfcfs", "--depth", "8"],
+            &["--policies", "sjf", "--no-hints", "--profile", "dynamic"],
+            &["--policies", "edf", "--slo", "2", "--profile", "static"],
             &[],
         ] {
             assert_eq!(warnings(extra), Vec::<String>::new(), "{extra:?}");
@@ -968,8 +994,12 @@ mod tests {
             let args = Cli::parse_from(argv).run;
             points(&args).unwrap_or_else(|e| panic!("{extra:?}: {e:#}"))
         };
-        // Static DARC with the workload's hints reserves from them.
+        // Static DARC with the workload's hints reserves from them; SJF and EDF rank
+        // by them.
         assert_eq!(ok(&["--policies", "darc", "--profile", "static"]).len(), 1);
+        let pts = ok(&["--policies", "sjf,edf", "--profile", "static", "--slo", "0"]);
+        let names: Vec<&str> = pts.iter().map(|p| p.policy.as_str()).collect();
+        assert_eq!(names, ["sjf", "edf"]);
         // Every reservation up to the worker count, and the last worker as spillway.
         let pts = ok(&["--policies", "darc", "--n-resas", "0:4", "--spillway", "3"]);
         assert_eq!(pts.len(), 5);
