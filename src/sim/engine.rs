@@ -405,8 +405,9 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                     Rate::Load(l) => Some(l),
                     Rate::Rps(_) => None,
                 },
+                // n arrivals from the first to the last: n - 1 gaps.
                 offered_rps: if span > 0.0 {
-                    n as f64 * 1e9 / span
+                    n.saturating_sub(1) as f64 * 1e9 / span
                 } else {
                     0.0
                 },
@@ -961,6 +962,18 @@ mod tests {
         assert!((below / 1e6 - 1.0).abs() < 0.02, "{below}");
         let past = achieved(2.0);
         assert!((past / 2e6 - 1.0).abs() < 0.01, "{past}");
+    }
+
+    /// Uniform arrivals every 100 ns are offered at 10^7 per second: the rate counts
+    /// the gaps between the window's arrivals, one fewer than the arrivals.
+    #[test]
+    fn the_offered_rate_counts_gaps_between_arrivals() {
+        let mut cfg = SimConfig::new(constant("A", 1, 10), 4, 0.0, 100);
+        cfg.phases[0].rate = Rate::Rps(1e7);
+        cfg.arrivals = Arrivals::Uniform;
+        let r = run(&cfg);
+        let offered = r.phases[0].offered_rps;
+        assert!((offered / 1e7 - 1.0).abs() < 1e-9, "{offered}");
     }
 
     #[test]
