@@ -62,18 +62,6 @@ $SIM --phases $OUT/phases.yml --policies cfcfs,darc --timeline-us 20000 \
 $SIM plot timeline $OUT/phased -o $OUT/phased/timeline.svg --phase-ms 1000,2000,3000 \
   --title "Phased workload, 14 workers, 80 % load (simulated): p99.9 per 20 ms window"
 
-# 7. Ordering by type against reserving cores: SJF and EDF (slo 10) rank SHORT
-#    first as DARC does, but keep no core free of LONG. High Bimodal and TPC-C.
-$SIM --workload high-bimodal --loads 0.05:0.95:0.05 --policies cfcfs,sjf,edf,darc \
-  --requests "$(n 2000000)" "${COMMON[@]}" --outdir $OUT/ordering/high-bimodal
-$CLIENT plot $OUT/ordering/high-bimodal/sim.csv -o $OUT/ordering/high-bimodal/p999.svg \
-  --title "High Bimodal, 14 workers (simulated): ordering by type vs reserving cores"
-$SIM --workload tpcc --loads 0.85 --policies cfcfs,sjf,edf,darc \
-  --requests "$(n 5000000)" "${COMMON[@]}" --outdir $OUT/ordering/tpcc
-$SIM plot types $OUT/ordering/tpcc -o $OUT/ordering/tpcc/p999-slowdown.svg \
-  --metric slowdown_p999 \
-  --title "TPC-C, 14 workers, 85 % load (simulated): p99.9 slowdown"
-
 # 6. Throughput at a 20 µs p99.9 SLO on SHORT requests (High Bimodal): the highest
 #    load at which each policy still meets it.
 awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
@@ -85,3 +73,15 @@ awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
   END { for (p in best) printf "%-6s highest load meeting the SLO: %s\n", p, best[p] }' \
   $OUT/high-bimodal/sim.csv | sort > $OUT/high-bimodal/slo-20us.txt
 cat $OUT/high-bimodal/slo-20us.txt
+
+# 7. Ordering by type against reserving cores: SJF and EDF (slo 10) rank SHORT
+#    first as DARC does, but keep no core free of LONG. High Bimodal and TPC-C.
+$SIM --workload high-bimodal --loads 0.05:0.95:0.05 --policies cfcfs,sjf,edf,darc \
+  --requests "$(n 2000000)" "${COMMON[@]}" --outdir $OUT/ordering/high-bimodal
+$CLIENT plot $OUT/ordering/high-bimodal/sim.csv -o $OUT/ordering/high-bimodal/p999.svg \
+  --title "High Bimodal, 14 workers (simulated): ordering by type vs reserving cores"
+$SIM --workload tpcc --loads 0.85 --policies cfcfs,sjf,edf,darc \
+  --requests "$(n 5000000)" "${COMMON[@]}" --outdir $OUT/ordering/tpcc
+$SIM plot types $OUT/ordering/tpcc -o $OUT/ordering/tpcc/p999-slowdown.svg \
+  --metric slowdown_p999 \
+  --title "TPC-C, 14 workers, 85 % load (simulated): p99.9 slowdown"

@@ -267,7 +267,8 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub profile: Profile,
     /// EDF: a request's deadline is its arrival plus `slo` times its type's expected
-    /// service time (the slowdown it may reach).
+    /// service time: it bounds the wait before the request starts, so one started at
+    /// its deadline finishes at a slowdown of about `slo + 1`.
     #[serde(default = "default_slo")]
     pub slo: f64,
     /// DARC: manual reservation, cores reserved to each group from the shortest;
@@ -1168,6 +1169,11 @@ requests:
                 "workers.number is 4 but cpus lists 2 cores",
             ),
             ("pin: false\nworkers: { number: 1 }\nrequests: []", "requests"),
+            (
+                "pin: false\nworkers: { number: 1 }\npolicy: { kind: edf, slo: 2000000 }\n\
+                 requests: [{id: 1, name: A}]",
+                "policy.slo",
+            ),
             (
                 "pin: false\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}, {id: 1, name: B}]",
                 "requests[1].id",

@@ -2,9 +2,9 @@
 //!
 //! A microsecond-scale request scheduler in the style of Perséphone (SOSP'21, "When
 //! Idling is Ideal"): one dispatcher core classifies requests by type and hands them to
-//! pinned worker cores under a scheduling policy — c-FCFS, d-FCFS or DARC, which
-//! reserves cores for short request types and would rather idle than let a long request
-//! block a short one.
+//! pinned worker cores under a scheduling policy — c-FCFS, d-FCFS, SJF, EDF or DARC,
+//! which reserves cores for short request types and would rather idle than let a long
+//! request block a short one.
 //!
 //! The modules follow the data path:
 //!

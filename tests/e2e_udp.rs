@@ -497,8 +497,8 @@ fn serves_10k_requests_of_two_types(policy: &str) {
         // Their state line: each type's expected service time.
         assert!(
             out.lines().any(|l| l.starts_with("policy ")
-                && l.contains("expected µs: SHORT ")
-                && l.contains(" LONG ")),
+                && l.contains("expected ns: SHORT=")
+                && l.contains(" LONG=")),
             "{out}"
         );
     }

@@ -413,6 +413,40 @@ fn full_house<P: Policy + Clone>(d: &mut Driver<P>, extra: usize, rounds: usize)
     d.refilled
 }
 
+/// With more requests than `n` workers (two types, alternating), every worker gets
+/// one, those past 64 too, and again once all have gone idle; the last worker's
+/// completion, with requests waiting, is refilled (as `next` decides: the driver
+/// checks).
+fn every_worker_serves<P: Policy + Clone>(policy: P, n: usize) {
+    let name = policy.name();
+    let mut d = Driver::new(policy, 2, n).fused(true);
+    for round in 0..2 {
+        for i in 0..n + 20 {
+            d.arrive(i % 2);
+        }
+        d.drain().unwrap();
+        assert!(
+            d.idle().is_empty(),
+            "{name} round {round}: {:?} idle",
+            d.idle()
+        );
+        let refilled = d.refilled;
+        d.complete_worker(n - 1, 10).unwrap();
+        assert_eq!(d.refilled, refilled + 1, "{name}");
+        // Complete everything: every worker idle.
+        while d.held.iter().any(|h| !h.is_empty()) {
+            d.now += 1_000;
+            for w in 0..n {
+                if !d.held[w].is_empty() {
+                    d.complete_worker(w, 10).unwrap();
+                }
+            }
+            d.drain().unwrap();
+        }
+        assert_eq!(d.idle().len(), n, "{name}");
+    }
+}
+
 /// Past 64 workers (the multi-word paths of c-FCFS and DARC) with requests waiting,
 /// completions are refilled as `next` would decide, not only when the random runs
 /// happen to fill every worker.
@@ -421,6 +455,14 @@ fn refills_past_64_workers_decide_as_next() {
     let n = 66;
     let mut d = Driver::new(Cfcfs::new(n), 2, n).fused(true);
     assert_eq!(full_house(&mut d, 20, 2), 20, "c-FCFS refills what waits");
+    every_worker_serves(Cfcfs::new(n), n);
+    // SJF and EDF too.
+    let two = types(2, Some(&[1, 1]));
+    every_worker_serves(Ranked::sjf(&two, n, Profile::Dynamic, Clock::NANOS), n);
+    every_worker_serves(
+        Ranked::edf(&two, n, Profile::Dynamic, 10.0, Clock::NANOS),
+        n,
+    );
 
     // Two types, SHORT (1 µs) and LONG (100 µs), equal shares: SHORT gets one reserved
     // worker and may steal LONG's 65.

@@ -12,7 +12,7 @@ use persephone::config::Config;
 use persephone::report::say;
 use persephone::App;
 
-/// A microsecond-scale request scheduler (c-FCFS, d-FCFS, DARC).
+/// A microsecond-scale request scheduler (c-FCFS, d-FCFS, DARC, SJF, EDF).
 #[derive(Debug, Parser)]
 #[command(name = "psp-app", version)]
 struct Args {

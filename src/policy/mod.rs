@@ -242,6 +242,12 @@ impl Policy for Builtin {
 
 /// Builds the configured policy for `n_workers` workers and the given types. `clock`
 /// converts the config's nanoseconds into the driver's time unit.
+///
+/// # Panics
+///
+/// On settings that [`PolicyConfig::validate`] and [`PolicyConfig::validate_types`]
+/// refuse (psp-app and psp-sim run both first and report the key): check them before
+/// calling this with a config that did not come through them.
 pub fn build(
     cfg: &PolicyConfig,
     types: &[TypeInfo],

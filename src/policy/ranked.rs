@@ -7,8 +7,9 @@
 //!   service time; ties go to the oldest head. Long types wait while shorter ones
 //!   queue: under a sustained overload of short requests they starve.
 //! - **EDF** (earliest deadline first): a request's deadline is its arrival plus `slo`
-//!   times its type's expected service time (the slowdown it may reach), and the
-//!   earliest deadline goes next. `slo: 0` is c-FCFS; a large `slo` approaches SJF. A
+//!   times its type's expected service time, and the earliest deadline goes next. The
+//!   deadline bounds the wait before the request starts: one that starts at its
+//!   deadline finishes at a slowdown of about `slo + 1`. `slo: 0` is c-FCFS; a large `slo` approaches SJF. A
 //!   long request's deadline comes at last, so nothing starves.
 //!
 //! Perséphone's dispatcher offers both beside DARC. They answer a question DARC's
@@ -20,11 +21,14 @@
 //! workload's means, unless `--no-hints`). With `profile: dynamic` (the default) each
 //! completion moves its type's estimate 1/16 of the way to the measured service time
 //! (an exponentially weighted mean over roughly the last 16); with `profile: static`
-//! they stay as configured, and every type must have a `mean_ns`. A type with neither
-//! counts as taking no time until its first completion: SJF serves it first, EDF by
+//! they stay as configured, and every type must have a `mean_ns` (config validation
+//! says so). A type with neither counts as taking no time until its first completion,
+//! which sets its estimate (under either profile): SJF serves it first, EDF by
 //! arrival, so that it is measured rather than left behind.
 
-use super::{Dispatch, Policy, QueueState, Refill, TypeIdx, TypeInfo, WorkerIdx, WorkerSet};
+use super::{
+    Dispatch, Policy, QueueState, Refill, TypeIdx, TypeInfo, WorkerIdx, WorkerSet, MAX_TYPES,
+};
 use crate::config::{PolicyConfig, PolicyKind, Profile};
 use crate::time::{Clock, Cycles};
 
@@ -43,6 +47,7 @@ enum Rule {
 pub struct Ranked {
     rule: Rule,
     idle: WorkerSet,
+    n_workers: usize,
     /// At most 64 workers: the idle set is one word.
     narrow: bool,
     /// Learn service times from completions (`profile: dynamic`).
@@ -50,8 +55,9 @@ pub struct Ranked {
     /// Expected service time of each type, in cycles (0 while unknown).
     expected: Vec<Cycles>,
     /// What a type's rank adds to its head's arrival time (EDF, `slo × expected`) or
-    /// ranks by alone (SJF, `expected`).
-    allowance: Vec<Cycles>,
+    /// ranks by alone (SJF, `expected`). Indexed by `ty % MAX_TYPES`: no bounds check
+    /// per waiting type on the decision path.
+    allowance: [Cycles; MAX_TYPES],
     names: Vec<String>,
     clock: Clock,
 }
@@ -100,9 +106,8 @@ impl Ranked {
         clock: Clock,
     ) -> Ranked {
         assert!(
-            types.len() <= super::MAX_TYPES,
-            "at most {} request types",
-            super::MAX_TYPES
+            types.len() <= MAX_TYPES,
+            "at most {MAX_TYPES} request types"
         );
         assert!(
             (1..=WorkerSet::CAPACITY).contains(&n_workers),
@@ -112,10 +117,11 @@ impl Ranked {
         let mut r = Ranked {
             rule,
             idle: WorkerSet::first_n(n_workers),
+            n_workers,
             narrow: n_workers <= 64,
             learn: profile == Profile::Dynamic,
             expected: vec![0; types.len()],
-            allowance: vec![0; types.len()],
+            allowance: [0; MAX_TYPES],
             names: types.iter().map(|t| t.name.clone()).collect(),
             clock,
         };
@@ -129,7 +135,7 @@ impl Ranked {
 
     /// Expected service time of `ty` in cycles, `None` while nothing is known of it.
     pub fn expected(&self, ty: TypeIdx) -> Option<Cycles> {
-        Some(self.expected[ty]).filter(|&c| c > 0)
+        self.expected.get(ty).copied().filter(|&c| c > 0)
     }
 
     fn set_expected(&mut self, ty: TypeIdx, cycles: Cycles) {
@@ -151,7 +157,7 @@ impl Ranked {
         }
         let key = |t: TypeIdx| {
             let since = queues.waiting_since(t);
-            let allow = self.allowance.get(t).copied().unwrap_or(0);
+            let allow = self.allowance[t % MAX_TYPES];
             match self.rule {
                 Rule::Sjf => (allow, since),
                 Rule::Edf { .. } => (since.saturating_add(allow), since),
@@ -172,10 +178,15 @@ impl Ranked {
     }
 
     fn learn_from(&mut self, ty: TypeIdx, service: Cycles) {
-        if !self.learn || ty >= self.expected.len() {
+        let Some(&old) = self.expected.get(ty) else {
+            return;
+        };
+        // Static estimates stay; an unknown one is set by the first completion, so
+        // that a type the config gave no mean (only possible past validation, through
+        // the library) is not served first forever.
+        if !self.learn && old != 0 {
             return;
         }
-        let old = self.expected[ty];
         let new = if old == 0 {
             service.max(1)
         } else if service >= old {
@@ -202,8 +213,9 @@ impl Policy for Ranked {
     }
 
     fn on_completion(&mut self, worker: WorkerIdx, ty: TypeIdx, service: Cycles, _now: Cycles) {
+        debug_assert!(worker < self.n_workers, "no worker {worker}");
         self.learn_from(ty, service);
-        self.idle.insert(worker);
+        self.idle.insert_apart(worker);
     }
 
     /// Settled, a request waits only if no worker is free (both are work-conserving),
@@ -217,11 +229,12 @@ impl Policy for Ranked {
         _now: Cycles,
         queues: &QueueState,
     ) -> Refill {
+        debug_assert!(worker < self.n_workers, "no worker {worker}");
         self.learn_from(ty, service);
         match self.choose(queues) {
             Some(ty) => Refill::Take(ty),
             None => {
-                self.idle.insert(worker);
+                self.idle.insert_apart(worker);
                 Refill::Idle
             }
         }
@@ -249,12 +262,12 @@ impl Policy for Ranked {
             .iter()
             .enumerate()
             .map(|(t, name)| match self.expected(t) {
-                Some(c) => format!("{name} {:.1}", self.clock.cycles_to_ns(c) / 1e3),
-                None => format!("{name} ?"),
+                Some(c) => format!("{name}={:.0}", self.clock.cycles_to_ns(c)),
+                None => format!("{name}=?"),
             })
             .collect();
         format!(
-            "idle workers {}, expected µs: {}",
+            "idle workers {}, expected ns: {}",
             self.idle.len(),
             expected.join(" ")
         )
@@ -332,6 +345,19 @@ mod tests {
         assert_eq!(p.expected(1), Some(49_900));
     }
 
+    /// Static estimates stay, but one the config did not give is set by the first
+    /// completion (validation requires them all; the library does not).
+    #[test]
+    fn a_static_profile_still_measures_a_type_it_was_not_given() {
+        let t = types(&[Some(1_000), None]);
+        let mut p = Ranked::edf(&t, 1, Profile::Static, 10.0, Clock::NANOS);
+        p.on_completion(0, 1, 70_000, 0);
+        p.on_completion(0, 1, 10_000, 0);
+        p.on_completion(0, 0, 9_000, 0);
+        assert_eq!((p.expected(0), p.expected(1)), (Some(1_000), Some(70_000)));
+        assert_eq!(p.expected(2), None, "no such type");
+    }
+
     #[test]
     fn dynamic_estimates_reorder_the_types_and_static_ones_stay() {
         // Configured SHORT 1 µs, LONG 100 µs; in fact they are the other way round.
@@ -372,7 +398,7 @@ mod tests {
     fn the_summary_names_each_types_estimate() {
         let t = types(&[Some(1_500), None]);
         let p = Ranked::sjf(&t, 3, Profile::Dynamic, Clock::NANOS);
-        assert_eq!(p.summary(), "idle workers 3, expected µs: T0 1.5 T1 ?");
+        assert_eq!(p.summary(), "idle workers 3, expected ns: T0=1500 T1=?");
         assert_eq!(p.name(), "sjf");
     }
 }

@@ -179,8 +179,9 @@ pub struct Args {
     /// DARC: the spillway worker (default: the last).
     #[arg(long)]
     pub spillway: Option<usize>,
-    /// EDF: a request's deadline is its arrival plus this many times its type's mean
-    /// service time (0 to 1000000; 0 is c-FCFS).
+    /// EDF: a request's deadline is its arrival plus this many times its type's expected
+    /// service time (the workload's mean, or the learnt one; 0 to 1000000; 0 is
+    /// c-FCFS).
     #[arg(long, default_value_t = 10.0)]
     pub slo: f64,
     /// d-FCFS: round_robin, random or jsq.
@@ -198,8 +199,9 @@ pub struct Args {
     /// Record per-type latency over windows of this many microseconds (timeline.csv).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=u64::MAX / 1000))]
     pub timeline_us: Option<u64>,
-    /// Do not tell DARC the workload's means and ratios up front (see
-    /// `SimConfig::hints`): a dynamic DARC then starts with no reservation.
+    /// Do not tell the policy the workload's means and ratios up front (see
+    /// `SimConfig::hints`): a dynamic DARC then starts with no reservation, and SJF and
+    /// EDF learn each type's mean from its completions.
     #[arg(long)]
     pub no_hints: bool,
     /// Parallel simulations (default: all cores).

@@ -141,8 +141,8 @@ impl SimConfig {
 impl SimConfig {
     /// Checks that [`run`] can run this configuration, refusing what the daemon's
     /// [`Config::validate`](crate::config::Config::validate) refuses with its very
-    /// checks (worker count, policy settings, queue capacity, and the types' means and
-    /// ratios DARC's static profile needs), and what [`run`] itself needs (phases of
+    /// checks (worker count, policy settings, queue capacity, and the types' means (and,
+    /// for DARC, ratios) a static profile needs), and what [`run`] itself needs (phases of
     /// a positive finite rate and length, a timeline window of at least 1 ns).
     ///
     /// The error's key names the field: `workers`, `policy.delta` (and the other
