@@ -8,7 +8,7 @@
 //! divides the difference by the difference of requests (start-up and warm-up cancel
 //! out). Not a criterion bench: `cargo bench --bench callgrind -- [options]` just runs it.
 //!
-//! Options: `--policy darc|cfcfs|dfcfs` (darc), `--types N` (4), `--workers N` (14),
+//! Options: `--policy darc|cfcfs|dfcfs|sjf|edf` (darc), `--types N` (4), `--workers N` (14),
 //! `--batch N` (rx batch, 32), `--buffers N` (256), `--requests N` (100000),
 //! `--warmup N` (20000), `--dynamic` (DARC profiling instead of a static reservation).
 
@@ -41,6 +41,8 @@ fn main() {
                     Some("darc") => PolicyKind::Darc,
                     Some("cfcfs") => PolicyKind::Cfcfs,
                     Some("dfcfs") => PolicyKind::Dfcfs,
+                    Some("sjf") => PolicyKind::Sjf,
+                    Some("edf") => PolicyKind::Edf,
                     other => panic!("--policy: unknown {other:?}"),
                 }
             }

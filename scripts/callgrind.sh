@@ -96,6 +96,8 @@ count darc-4types-32w-b32   --policy darc  --types 4  --workers 32 --batch 32
 count darc-dyn-4types-14w   --policy darc  --types 4  --workers 14 --batch 32 --dynamic
 count cfcfs-4types-14w-b32  --policy cfcfs --types 4  --workers 14 --batch 32
 count dfcfs-4types-14w-b32  --policy dfcfs --types 4  --workers 14 --batch 32
+count sjf-4types-14w-b32    --policy sjf   --types 4  --workers 14 --batch 32
+count edf-4types-14w-b32    --policy edf   --types 4  --workers 14 --batch 32
 count darc-4types-1w-b32    --policy darc  --types 4  --workers 1  --batch 32
 
 if [ -n "$out" ]; then
