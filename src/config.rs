@@ -167,7 +167,7 @@ fn default_handler() -> String {
 }
 
 /// Which scheduling policy the dispatcher runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
     /// Centralized FCFS: one logical queue, any idle worker.
@@ -179,7 +179,7 @@ pub enum PolicyKind {
     Darc,
     /// Shortest (expected) job first, centralized and non-preemptive.
     Sjf,
-    /// Earliest deadline first: arrival + `slo` × the type's expected service time.
+    /// Earliest deadline first: arrival + slo × the type's expected service time.
     Edf,
 }
 
@@ -315,6 +315,31 @@ impl PolicyConfig {
             .filter(|&(readers, _, set)| set && !readers.iter().any(|r| kinds.contains(r)))
             .map(|(readers, key, _)| (readers, key))
             .collect()
+    }
+}
+
+impl PolicyConfig {
+    /// This config under policy `kind`: the settings only other policies read go back
+    /// to their defaults (they would change nothing, and draw a warning), the rest
+    /// stay. For running one server config under each policy in turn.
+    pub fn switched_to(&self, kind: PolicyKind) -> PolicyConfig {
+        let d = PolicyConfig::default();
+        let mut p = self.clone();
+        p.kind = kind;
+        for (_, key) in self.foreign_keys(&[kind]) {
+            match key {
+                "delta" => p.delta = d.delta,
+                "window" => p.window = d.window,
+                "profile" => p.profile = d.profile,
+                "n_resas" => p.n_resas = None,
+                "spillway" => p.spillway = None,
+                "slo" => p.slo = d.slo,
+                "assign" => p.assign = d.assign,
+                "seed" => p.seed = d.seed,
+                other => unreachable!("foreign_keys named {other}, which is not a setting"),
+            }
+        }
+        p
     }
 }
 
@@ -1441,6 +1466,39 @@ requests:
             c.unused_settings(),
             ["policy.n_resas is empty: every group's cores come from its demand, as without it"]
         );
+    }
+
+    #[test]
+    fn switching_policy_resets_only_the_other_policies_settings() {
+        let every = PolicyConfig {
+            kind: PolicyKind::Darc,
+            delta: 0.5,
+            window: 10,
+            profile: Profile::Static,
+            slo: 3.0,
+            n_resas: Some(vec![1]),
+            spillway: Some(0),
+            assign: Assign::Jsq,
+            depth: 8,
+            seed: 9,
+        };
+        for kind in PolicyKind::ALL {
+            let p = every.switched_to(kind);
+            assert_eq!(p.kind, kind);
+            assert!(p.foreign_keys(&[kind]).is_empty(), "{kind:?}: {p:?}");
+            // What `kind` reads is kept.
+            assert_eq!(p.depth, 8, "{kind:?}");
+            assert_eq!(p.slo == 3.0, kind == PolicyKind::Edf, "{kind:?}");
+            assert_eq!(p.window == 10, kind == PolicyKind::Darc, "{kind:?}");
+            assert_eq!(
+                p.profile == Profile::Static,
+                every
+                    .foreign_keys(&[kind])
+                    .iter()
+                    .all(|&(_, k)| k != "profile"),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

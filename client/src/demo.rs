@@ -41,6 +41,10 @@ pub struct DemoArgs {
     /// configs/kv.yml for the kv workloads]; its bind address is replaced by 127.0.0.1:0.
     #[arg(long, alias = "config", value_name = "FILE")]
     pub config_path: Option<PathBuf>,
+    /// Run the server under this policy instead of the config's (the settings only
+    /// other policies read are dropped).
+    #[arg(long, value_enum)]
+    pub policy: Option<persephone::config::PolicyKind>,
     /// Workload: a preset (kv and kv-99.5 run the KV store and check every answer) or
     /// a YAML file.
     #[arg(long, default_value = "high-bimodal")]
@@ -72,6 +76,7 @@ impl Default for DemoArgs {
     fn default() -> Self {
         DemoArgs {
             config_path: None,
+            policy: None,
             workload: "high-bimodal".into(),
             load: None,
             rate: None,
@@ -100,6 +105,9 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     if cfg.net.backend == persephone::config::Backend::Udp {
         cfg.net.bind = "127.0.0.1:0".parse().expect("literal address");
+    }
+    if let Some(kind) = args.policy {
+        cfg.policy = cfg.policy.switched_to(kind);
     }
     let workers = cfg.workers.number;
     let policy = cfg.policy.kind.name().to_string();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use persephone::config::Config;
+use persephone::config::{Config, PolicyKind};
 use persephone::report::{RunReport, CSV_COLUMNS};
 use persephone::workload::{Workload, PRESETS};
 use persephone::App;
@@ -176,6 +176,27 @@ fn the_demo_runs_and_prints_the_table() {
         "daemon load: dispatcher busy",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
+
+/// `--policy` runs the built-in server under another policy, each type still served.
+#[test]
+fn the_demo_runs_under_the_policy_asked_for() {
+    for kind in [PolicyKind::Cfcfs, PolicyKind::Sjf, PolicyKind::Edf] {
+        let args = psp_client::demo::DemoArgs {
+            policy: Some(kind),
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(100),
+            load: Some(0.05),
+            quiet: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        psp_client::demo::run(&args, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let want = format!("daemon: {}, 2 workers", kind.name());
+        assert!(text.contains(&want), "missing {want:?} in\n{text}");
+        assert!(text.contains("SHORT") && text.contains("LONG"), "{text}");
     }
 }
 
