@@ -39,6 +39,7 @@ fn run(store: &Arc<Store>, threads: usize, ops: usize, make: &Make) -> f64 {
                     name: "KV".into(),
                     mean_ns: None,
                     ratio: None,
+                    deadline_ns: None,
                 };
                 let mut buf = vec![0u8; 65_536];
                 let mut seed = 0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1);

@@ -462,6 +462,7 @@ where
             name: r.name.clone(),
             mean_ns: r.mean_ns,
             ratio: r.ratio,
+            deadline_ns: r.deadline_ns,
         })
         .collect();
     let policy = policy::build(&cfg.policy, &infos, n, clock);

@@ -518,16 +518,21 @@ pub struct RequestType {
     /// Share of arrivals (DARC static mode); need not sum to 1, shares are normalised.
     #[serde(default)]
     pub ratio: Option<f64>,
+    /// EDF: this type's deadline, nanoseconds after arrival, in place of `policy.slo`
+    /// times its expected service time (e.g. the type's latency SLO).
+    #[serde(default)]
+    pub deadline_ns: Option<u64>,
 }
 
 impl RequestType {
-    /// A type with no `mean_ns` or `ratio` (set the fields to give them).
+    /// A type with no `mean_ns`, `ratio` or `deadline_ns` (set the fields to give them).
     pub fn new(id: u32, name: impl Into<String>) -> RequestType {
         RequestType {
             id,
             name: name.into(),
             mean_ns: None,
             ratio: None,
+            deadline_ns: None,
         }
     }
 }
@@ -850,6 +855,17 @@ impl Config {
                 "policy.seed is set but policy.assign is {}: only random assignment reads it",
                 p.assign.name()
             ));
+        }
+        if p.kind != PolicyKind::Edf {
+            for (i, r) in self.requests.iter().enumerate() {
+                if r.deadline_ns.is_some() {
+                    out.push(format!(
+                        "requests[{i}].deadline_ns is set but policy.kind is {}: only edf \
+                         reads it",
+                        p.kind.name()
+                    ));
+                }
+            }
         }
         if p.kind == PolicyKind::Darc && p.n_resas.as_ref().is_some_and(|n| n.is_empty()) {
             out.push(
@@ -1373,6 +1389,17 @@ requests:
             u[2].ends_with("only darc, sjf or edf reads it"),
             "profile: {u:?}"
         );
+        // A type's deadline: EDF's alone.
+        let with_deadline = "pin: false\nworkers: { number: 2 }\nrequests:\n  \
+                             - { id: 1, name: A }\n  - { id: 2, name: B, deadline_ns: 50000 }\n";
+        let c = Config::parse(&format!("{with_deadline}policy: {{ kind: sjf }}\n")).unwrap();
+        assert_eq!(c.requests[1].deadline_ns, Some(50_000));
+        assert_eq!(
+            c.unused_settings(),
+            ["requests[1].deadline_ns is set but policy.kind is sjf: only edf reads it"]
+        );
+        let c = Config::parse(&format!("{with_deadline}policy: {{ kind: edf }}\n")).unwrap();
+        assert_eq!(c.unused_settings(), Vec::<String>::new());
         // EDF's slo, and the profile SJF and EDF read too.
         let c = Config::parse(&format!("{BASE}policy: {{ kind: sjf, slo: 3 }}\n")).unwrap();
         assert_eq!(

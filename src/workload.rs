@@ -76,6 +76,10 @@ pub struct TypeMix {
     /// Share of arrivals (normalised over the mix).
     pub ratio: f64,
     pub service: ServiceDist,
+    /// EDF's deadline for the type, ns after arrival (psp-sim; psp-client's demo
+    /// passes it to the server it starts), in place of `slo` × its mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ns: Option<u64>,
 }
 
 /// A workload: a named mix of request types.
@@ -104,6 +108,7 @@ fn ty(id: u32, name: &str, ratio: f64, ns: u64) -> TypeMix {
         name: name.into(),
         ratio,
         service: ServiceDist::Constant { ns },
+        deadline_ns: None,
     }
 }
 
@@ -318,6 +323,21 @@ mod tests {
         let mean_b = sums[1] / counts[1] as f64;
         assert!((mean_a / 1000.0 - 1.0).abs() < 0.02, "{mean_a}");
         assert!((mean_b / 5000.0 - 1.0).abs() < 0.02, "{mean_b}");
+    }
+
+    /// A type may carry EDF's deadline; written back only when set.
+    #[test]
+    fn a_type_may_give_a_deadline() {
+        let w = Workload::from_yaml(
+            "name: t\ntypes:\n  - { id: 1, name: A, ratio: 1, deadline_ns: 20000, service: { kind: constant, ns: 1000 } }\n",
+        )
+        .unwrap();
+        assert_eq!(w.types[0].deadline_ns, Some(20_000));
+        assert!(serde_yaml::to_string(&w)
+            .unwrap()
+            .contains("deadline_ns: 20000"));
+        let hb = Workload::preset("high-bimodal").unwrap();
+        assert!(!serde_yaml::to_string(&hb).unwrap().contains("deadline"));
     }
 
     #[test]

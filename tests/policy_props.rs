@@ -275,6 +275,7 @@ fn types(n_types: usize, ratios: Option<&[u32]>) -> Vec<TypeInfo> {
             name: format!("T{t}"),
             mean_ns: ratios.map(|_| BASE_NS[t]),
             ratio: ratios.map(|r| r[t] as f64),
+            deadline_ns: None,
         })
         .collect()
 }

@@ -47,6 +47,7 @@ fn exponential() -> Workload {
             name: "EXP".into(),
             ratio: 1.0,
             service: ServiceDist::Exponential { mean_ns: MEAN_NS },
+            deadline_ns: None,
         }],
     }
 }

@@ -119,6 +119,7 @@ pub fn types(n: usize) -> Vec<(u32, TypeInfo)> {
                     name: format!("T{i}"),
                     mean_ns: Some(1_000u64 << i.min(40)),
                     ratio: Some(1.0 / n as f64),
+                    deadline_ns: None,
                 },
             )
         })

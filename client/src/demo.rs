@@ -134,6 +134,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .map(|t| RequestType {
                 mean_ns: Some(t.service.mean_ns().round() as u64),
                 ratio: Some(t.ratio),
+                deadline_ns: t.deadline_ns,
                 ..RequestType::new(t.id, t.name.clone())
             })
             .collect();

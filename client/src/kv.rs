@@ -131,6 +131,7 @@ impl KvSpec {
             name: name.into(),
             ratio,
             service: ServiceDist::Constant { ns },
+            deadline_ns: None,
         };
         Some(Workload {
             name: name.into(),
@@ -314,6 +315,7 @@ mod tests {
             name: "KV".into(),
             mean_ns: None,
             ratio: None,
+            deadline_ns: None,
         };
         let mut r = Request::detached(&mut buf, n, 0, 1, i as u64, &info);
         store.serve(&mut r).unwrap();

@@ -921,6 +921,7 @@ mod tests {
                     name: format!("T{id}"),
                     mean_ns: None,
                     ratio: None,
+                    deadline_ns: None,
                 };
                 (id, info)
             })

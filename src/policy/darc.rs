@@ -1111,6 +1111,7 @@ mod tests {
             name: name.into(),
             mean_ns,
             ratio,
+            deadline_ns: None,
         }
     }
 

@@ -62,6 +62,9 @@ pub struct TypeInfo {
     pub mean_ns: Option<u64>,
     /// Configured share of arrivals, if any.
     pub ratio: Option<f64>,
+    /// Configured deadline in nanoseconds after arrival, if any (EDF's, in place of
+    /// `slo` × the expected service time).
+    pub deadline_ns: Option<u64>,
 }
 
 /// Something a policy wants its driver to record (reservation changes, ...).

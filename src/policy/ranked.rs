@@ -17,6 +17,10 @@
 //! too, and how much from keeping cores free for short requests, which they do not
 //! (a worker given a long request is lost to short ones until it finishes).
 //!
+//! Under EDF a type may carry its own deadline (`requests[].deadline_ns`, e.g. its
+//! latency SLO), which takes the place of `slo` × its expected service time and does
+//! not move with measurement.
+//!
 //! Expected service times start from the config's `requests[].mean_ns` (psp-sim: the
 //! workload's means, unless `--no-hints`). With `profile: dynamic` (the default) each
 //! completion moves its type's estimate 1/16 of the way to the measured service time
@@ -54,7 +58,10 @@ pub struct Ranked {
     learn: bool,
     /// Expected service time of each type, in cycles (0 while unknown).
     expected: Vec<Cycles>,
-    /// What a type's rank adds to its head's arrival time (EDF, `slo × expected`) or
+    /// Types whose EDF deadline is configured (`deadline_ns`): their allowance stays.
+    fixed: u64,
+    /// What a type's rank adds to its head's arrival time (EDF, `slo × expected` or the
+    /// configured deadline) or
     /// ranks by alone (SJF, `expected`). Indexed by `ty % MAX_TYPES`: no bounds check
     /// per waiting type on the decision path.
     allowance: [Cycles; MAX_TYPES],
@@ -121,11 +128,16 @@ impl Ranked {
             narrow: n_workers <= 64,
             learn: profile == Profile::Dynamic,
             expected: vec![0; types.len()],
+            fixed: 0,
             allowance: [0; MAX_TYPES],
             names: types.iter().map(|t| t.name.clone()).collect(),
             clock,
         };
         for (ty, t) in types.iter().enumerate() {
+            if let (Rule::Edf { .. }, Some(ns)) = (rule, t.deadline_ns) {
+                r.allowance[ty] = clock.ns_to_cycles(ns as f64);
+                r.fixed |= 1 << ty;
+            }
             if let Some(ns) = t.mean_ns {
                 r.set_expected(ty, clock.ns_to_cycles(ns as f64));
             }
@@ -140,6 +152,9 @@ impl Ranked {
 
     fn set_expected(&mut self, ty: TypeIdx, cycles: Cycles) {
         self.expected[ty] = cycles;
+        if self.fixed & (1 << ty) != 0 {
+            return;
+        }
         self.allowance[ty] = match self.rule {
             Rule::Sjf => cycles,
             // `as` saturates: a huge allowance ranks last, as it should.
@@ -287,6 +302,7 @@ mod tests {
                 name: format!("T{i}"),
                 mean_ns,
                 ratio: None,
+                deadline_ns: None,
             })
             .collect()
     }
@@ -343,6 +359,27 @@ mod tests {
         assert_eq!(p.expected(1), Some(50_100));
         p.on_completion(0, 1, 50_100 - 16 * 200, 30);
         assert_eq!(p.expected(1), Some(49_900));
+    }
+
+    /// A configured deadline is EDF's allowance for its type, whatever the estimate.
+    #[test]
+    fn a_configured_deadline_replaces_slo_times_the_mean() {
+        let mut t = types(&[Some(1_000), Some(100_000)]);
+        // LONG must start within 5 µs of arriving: before a SHORT that arrived 2 µs
+        // earlier (deadline arrival + 10 µs).
+        t[1].deadline_ns = Some(5_000);
+        let mut p = Ranked::edf(&t, 1, Profile::Dynamic, 10.0, Clock::NANOS);
+        let q = queued(2, &[(0, 0), (1, 2_000)]);
+        assert_eq!(p.choose(q.state()), Some(1));
+        // Measurement moves the estimate, not the deadline.
+        for _ in 0..100 {
+            p.on_completion(0, 1, 1_000_000, 0);
+        }
+        assert!(p.expected(1).unwrap() > 900_000);
+        assert_eq!(p.choose(q.state()), Some(1));
+        // SJF ignores deadlines.
+        let p = Ranked::sjf(&t, 1, Profile::Dynamic, Clock::NANOS);
+        assert_eq!(p.choose(q.state()), Some(0));
     }
 
     /// Static estimates stay, but one the config did not give is set by the first

@@ -250,6 +250,8 @@ pub struct SimType {
     pub name: String,
     /// Mean service time in the first phase that has the type (ns).
     pub mean_ns: f64,
+    /// EDF's deadline in the first phase that has the type, if it gives one (ns).
+    pub deadline_ns: Option<u64>,
 }
 
 /// What one phase of a run measured (requests are attributed to the phase they
@@ -500,6 +502,7 @@ fn run_types(cfg: &SimConfig) -> Vec<SimType> {
                 id: t.id,
                 name: t.name.clone(),
                 mean_ns: t.service.mean_ns(),
+                deadline_ns: t.deadline_ns,
             });
         }
     }
@@ -507,7 +510,8 @@ fn run_types(cfg: &SimConfig) -> Vec<SimType> {
 }
 
 /// What the policy is told of the run's types: each one's mean service time and
-/// share of arrivals with [`SimConfig::hints`], nothing without.
+/// share of arrivals with [`SimConfig::hints`], nothing without; and the deadline the
+/// workload gives it (a setting, not a hint).
 fn type_infos(cfg: &SimConfig, types: &[SimType]) -> Vec<TypeInfo> {
     types
         .iter()
@@ -516,6 +520,7 @@ fn type_infos(cfg: &SimConfig, types: &[SimType]) -> Vec<TypeInfo> {
             name: t.name.clone(),
             mean_ns: cfg.hints.then(|| t.mean_ns.round() as u64),
             ratio: cfg.hints.then_some(ratio),
+            deadline_ns: t.deadline_ns,
         })
         .collect()
 }
@@ -915,6 +920,7 @@ mod tests {
                 name: name.into(),
                 ratio: 1.0,
                 service: ServiceDist::Constant { ns },
+                deadline_ns: None,
             }],
         }
     }
@@ -1065,6 +1071,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A workload's deadline for a type is EDF's for it: LONG given deadline 0 (its
+    /// arrival) goes before any SHORT that arrived after it, so its tail shrinks and
+    /// SHORT's grows.
+    #[test]
+    fn a_workload_deadline_is_edfs() {
+        let hb = Workload::preset("high-bimodal").unwrap();
+        let base = with_policy(SimConfig::new(hb, 14, 0.9, 50_000), PolicyKind::Edf);
+        let mut tight = base.clone();
+        tight.phases[0].workload.types[1].deadline_ns = Some(0);
+        let (a, b) = (run(&base), run(&tight));
+        assert_eq!(b.types[1].deadline_ns, Some(0));
+        assert!(b.latency_at(1, 0.999) < a.latency_at(1, 0.999));
+        assert!(b.latency_at(0, 0.999) > 2 * a.latency_at(0, 0.999));
     }
 
     /// EDF with `slo: 0` ranks by arrival alone: it is c-FCFS, request for request.

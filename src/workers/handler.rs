@@ -39,7 +39,7 @@ use crate::time::{rdtsc, Clock};
 ///     }
 /// }
 ///
-/// let info = TypeInfo { name: "COUNT".into(), mean_ns: None, ratio: None };
+/// let info = TypeInfo { name: "COUNT".into(), mean_ns: None, ratio: None, deadline_ns: None };
 /// let mut h = Counter { served: 0 };
 /// let mut buf = [7u8; 64]; // a 1-byte payload, and room for the reply
 /// let mut req = Request::detached(&mut buf, 1, 0, 1, 42, &info);
@@ -305,6 +305,7 @@ mod tests {
             name: "T".into(),
             mean_ns,
             ratio: None,
+            deadline_ns: None,
         }
     }
 

@@ -255,6 +255,7 @@ mod tests {
                 name: "T".into(),
                 mean_ns: None,
                 ratio: None,
+                deadline_ns: None,
             }]
             .into(),
             idle: Idler::new(

@@ -518,6 +518,7 @@ mod tests {
             name: "KV".into(),
             mean_ns: None,
             ratio: None,
+            deadline_ns: None,
         }
     }
 
