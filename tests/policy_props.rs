@@ -414,6 +414,20 @@ fn full_house<P: Policy + Clone>(d: &mut Driver<P>, extra: usize, rounds: usize)
     d.refilled
 }
 
+/// What a work-conserving policy promises after every drain.
+fn no_idle_worker_while_requests_wait<P: Policy + Clone>(
+    d: &mut Driver<P>,
+    _: &[Dispatch],
+) -> Result<(), TestCaseError> {
+    prop_assert!(
+        d.queues.total_len() == 0 || d.idle().is_empty(),
+        "worker {:?} idle while {} requests wait",
+        d.idle(),
+        d.queues.total_len()
+    );
+    Ok(())
+}
+
 /// With more requests than `n` workers (two types, alternating), every worker gets
 /// one, those past 64 too, and again once all have gone idle; the last worker's
 /// completion, with requests waiting, is refilled (as `next` decides: the driver
@@ -484,15 +498,7 @@ proptest! {
     fn cfcfs_is_work_conserving(s in scenario()) {
         let mut d = Driver::new(Cfcfs::new(s.n_workers), s.n_types, s.n_workers).fused(s.fused);
         prop_assert_eq!(d.cap, 1);
-        d.run(&s.ops, |d, _| {
-            prop_assert!(
-                d.queues.total_len() == 0 || d.idle().is_empty(),
-                "worker {:?} idle while {} requests wait",
-                d.idle(),
-                d.queues.total_len()
-            );
-            Ok(())
-        })?;
+        d.run(&s.ops, no_idle_worker_while_requests_wait)?;
     }
 
     #[test]
@@ -514,15 +520,7 @@ proptest! {
         };
         let mut d = Driver::new(policy, s.n_types, s.n_workers).fused(s.fused);
         prop_assert_eq!(d.cap, 1);
-        d.run(&s.ops, |d, _| {
-            prop_assert!(
-                d.queues.total_len() == 0 || d.idle().is_empty(),
-                "worker {:?} idle while {} requests wait",
-                d.idle(),
-                d.queues.total_len()
-            );
-            Ok(())
-        })?;
+        d.run(&s.ops, no_idle_worker_while_requests_wait)?;
     }
 
     /// With fixed means (`BASE_NS`), every decision takes the waiting head of least

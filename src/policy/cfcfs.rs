@@ -59,15 +59,7 @@ impl Policy for Cfcfs {
 
     #[inline]
     fn next(&mut self, queues: &QueueState, _now: Cycles) -> Option<Dispatch> {
-        let worker = if self.narrow {
-            let idle = self.idle.low_word();
-            if idle == 0 {
-                return None;
-            }
-            idle.trailing_zeros() as usize
-        } else {
-            self.idle.first()?
-        };
+        let worker = self.idle.lowest(self.narrow)?;
         let ty = queues.oldest()?;
         self.idle.remove(worker);
         Some(Dispatch { ty, worker })

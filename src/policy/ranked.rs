@@ -257,15 +257,7 @@ impl Policy for Ranked {
 
     #[inline]
     fn next(&mut self, queues: &QueueState, _now: Cycles) -> Option<Dispatch> {
-        let worker = if self.narrow {
-            let idle = self.idle.low_word();
-            if idle == 0 {
-                return None;
-            }
-            idle.trailing_zeros() as usize
-        } else {
-            self.idle.first()?
-        };
+        let worker = self.idle.lowest(self.narrow)?;
         let ty = self.choose(queues)?;
         self.idle.remove(worker);
         Some(Dispatch { ty, worker })

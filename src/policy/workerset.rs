@@ -82,6 +82,18 @@ impl WorkerSet {
         self.words[0]
     }
 
+    /// The lowest member; `narrow`: the set is of at most 64 workers, so that one word
+    /// says (the fast path of the centralized policies' `next`).
+    #[inline]
+    pub fn lowest(&self, narrow: bool) -> Option<WorkerIdx> {
+        if narrow {
+            let idle = self.low_word();
+            (idle != 0).then(|| idle.trailing_zeros() as usize)
+        } else {
+            self.first()
+        }
+    }
+
     /// The lowest member.
     #[inline]
     pub fn first(&self) -> Option<WorkerIdx> {
