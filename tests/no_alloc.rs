@@ -128,6 +128,19 @@ fn dfcfs_allocates_nothing_per_request() {
 }
 
 #[test]
+fn sjf_and_edf_allocate_nothing_per_request_fixed_or_learning() {
+    for kind in [PolicyKind::Sjf, PolicyKind::Edf] {
+        for s in [
+            Setup::new(kind, 4, 14),
+            // Learning: every completion moves an estimate.
+            Setup::new(kind, 4, 14).dynamic(1_000),
+        ] {
+            assert_eq!(stepped_allocs(&s, 20_000, 100_000), 0, "{}", s.name());
+        }
+    }
+}
+
+#[test]
 fn small_batches_and_few_buffers_allocate_nothing() {
     // Bursts of 1, and a pool so small that receive runs out of buffers (no_buffer).
     let s = Setup::new(PolicyKind::Darc, 4, 2).batch(1).buffers(3);
