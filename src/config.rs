@@ -318,6 +318,19 @@ impl PolicyConfig {
     }
 }
 
+impl Config {
+    /// This server config under policy `kind` ([`PolicyConfig::switched_to`]), with the
+    /// request types' EDF deadlines dropped under any other policy.
+    pub fn switch_policy(&mut self, kind: PolicyKind) {
+        self.policy = self.policy.switched_to(kind);
+        if kind != PolicyKind::Edf {
+            for r in &mut self.requests {
+                r.deadline_ns = None;
+            }
+        }
+    }
+}
+
 impl PolicyConfig {
     /// This config under policy `kind`: the settings only other policies read go back
     /// to their defaults (they would change nothing, and draw a warning), the rest
@@ -575,6 +588,9 @@ pub const MAX_BUFFER_BYTES: usize = 4 << 30;
 pub const MAX_DEPTH: usize = 1 << 16;
 /// Longest `dispatcher.drain_timeout_ms` and `stats.interval_ms`: one day.
 pub const MAX_MS: u64 = 86_400_000;
+/// Longest `requests[].deadline_ns` (a day): a bounded deadline comes, so EDF starves
+/// no type.
+pub const MAX_DEADLINE_NS: u64 = MAX_MS * 1_000_000;
 
 /// Prefixes a section-relative error key (`delta`) with its section (`policy.delta`).
 fn in_section(section: &str, mut e: ConfigError) -> ConfigError {
@@ -1090,6 +1106,14 @@ impl Config {
             if !names.insert(r.name.as_str()) {
                 return err(&k("name"), format!("type name {:?} is used twice", r.name));
             }
+            if let Some(d) = r.deadline_ns {
+                if d > MAX_DEADLINE_NS {
+                    return err(
+                        &k("deadline_ns"),
+                        format!("must be at most {MAX_DEADLINE_NS} (a day), got {d}"),
+                    );
+                }
+            }
             if let Some(ratio) = r.ratio {
                 if !(ratio.is_finite() && ratio >= 0.0) {
                     return err(
@@ -1214,6 +1238,11 @@ requests:
                 "pin: false\nworkers: { number: 1 }\npolicy: { kind: edf, slo: 2000000 }\n\
                  requests: [{id: 1, name: A}]",
                 "policy.slo",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\npolicy: { kind: edf }\n\
+                 requests: [{id: 1, name: A, deadline_ns: 86400000000001}]",
+                "requests[0].deadline_ns",
             ),
             (
                 "pin: false\nworkers: { number: 1 }\nrequests: [{id: 1, name: A}, {id: 1, name: B}]",
@@ -1513,10 +1542,16 @@ requests:
             let p = every.switched_to(kind);
             assert_eq!(p.kind, kind);
             assert!(p.foreign_keys(&[kind]).is_empty(), "{kind:?}: {p:?}");
-            // What `kind` reads is kept.
+            // What `kind` reads is kept, the rest is back to its default.
             assert_eq!(p.depth, 8, "{kind:?}");
+            let (darc, dfcfs) = (kind == PolicyKind::Darc, kind == PolicyKind::Dfcfs);
             assert_eq!(p.slo == 3.0, kind == PolicyKind::Edf, "{kind:?}");
-            assert_eq!(p.window == 10, kind == PolicyKind::Darc, "{kind:?}");
+            assert_eq!(p.window == 10, darc, "{kind:?}");
+            assert_eq!(p.delta == 0.5, darc, "{kind:?}");
+            assert_eq!(p.n_resas.is_some(), darc, "{kind:?}");
+            assert_eq!(p.spillway.is_some(), darc, "{kind:?}");
+            assert_eq!(p.assign == Assign::Jsq, dfcfs, "{kind:?}");
+            assert_eq!(p.seed == 9, dfcfs, "{kind:?}");
             assert_eq!(
                 p.profile == Profile::Static,
                 every
@@ -1525,6 +1560,24 @@ requests:
                     .all(|&(_, k)| k != "profile"),
                 "{kind:?}"
             );
+        }
+    }
+
+    /// A whole server config switched to a policy draws no no-effect warning: EDF's
+    /// per-type deadlines go too, under any other policy.
+    #[test]
+    fn switching_a_config_drops_edfs_deadlines_under_other_policies() {
+        let base = Config::parse(
+            "pin: false\nworkers: { number: 2 }\npolicy: { kind: edf, slo: 4 }\nrequests:\n  \
+             - { id: 1, name: A, deadline_ns: 9000 }\n",
+        )
+        .unwrap();
+        for kind in PolicyKind::ALL {
+            let mut c = base.clone();
+            c.switch_policy(kind);
+            assert_eq!(c.unused_settings(), Vec::<String>::new(), "{kind:?}");
+            let kept = kind == PolicyKind::Edf;
+            assert_eq!(c.requests[0].deadline_ns.is_some(), kept, "{kind:?}");
         }
     }
 

@@ -160,6 +160,15 @@ impl Workload {
                 return bad(format!("types[{i}].ratio: must be >= 0, got {}", t.ratio));
             }
             t.service.validate(&format!("types[{i}].service"))?;
+            if let Some(d) = t
+                .deadline_ns
+                .filter(|&d| d > crate::config::MAX_DEADLINE_NS)
+            {
+                return bad(format!(
+                    "types[{i}].deadline_ns: must be at most {} (a day), got {d}",
+                    crate::config::MAX_DEADLINE_NS
+                ));
+            }
         }
         if self.total_ratio() <= 0.0 {
             return bad("types: ratios sum to 0".into());
@@ -351,6 +360,10 @@ mod tests {
                 "bimodal p",
             ),
             ("name: t\ntypes: [{ id: 1, name: A, ratio: 1, service: { kind: weird } }]", "unknown variant"),
+            (
+                "name: t\ntypes: [{ id: 1, name: A, ratio: 1, deadline_ns: 86400000000001, service: { kind: constant, ns: 1 } }]",
+                "types[0].deadline_ns",
+            ),
         ] {
             let e = Workload::from_yaml(yaml).unwrap_err().to_string();
             assert!(e.contains(want), "{yaml}: {e}");

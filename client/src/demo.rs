@@ -107,7 +107,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         cfg.net.bind = "127.0.0.1:0".parse().expect("literal address");
     }
     if let Some(kind) = args.policy {
-        cfg.policy = cfg.policy.switched_to(kind);
+        cfg.switch_policy(kind);
     }
     let workers = cfg.workers.number;
     let policy = cfg.policy.kind.name().to_string();
@@ -134,7 +134,10 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .map(|t| RequestType {
                 mean_ns: Some(t.service.mean_ns().round() as u64),
                 ratio: Some(t.ratio),
-                deadline_ns: t.deadline_ns,
+                // EDF's alone: under another policy it would draw a warning.
+                deadline_ns: t
+                    .deadline_ns
+                    .filter(|_| cfg.policy.kind == persephone::config::PolicyKind::Edf),
                 ..RequestType::new(t.id, t.name.clone())
             })
             .collect();

@@ -182,7 +182,12 @@ fn the_demo_runs_and_prints_the_table() {
 /// `--policy` runs the built-in server under another policy, each type still served.
 #[test]
 fn the_demo_runs_under_the_policy_asked_for() {
-    for kind in [PolicyKind::Cfcfs, PolicyKind::Sjf, PolicyKind::Edf] {
+    for kind in [
+        PolicyKind::Cfcfs,
+        PolicyKind::Dfcfs,
+        PolicyKind::Sjf,
+        PolicyKind::Edf,
+    ] {
         let args = psp_client::demo::DemoArgs {
             policy: Some(kind),
             duration: Duration::from_millis(300),

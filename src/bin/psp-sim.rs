@@ -31,13 +31,17 @@ fn run() -> Result<()> {
     }
     let args = cli.run;
     // Bad flags are usage errors, reported as clap reports its own (exit status 2).
-    let n = match cli::points(&args) {
-        Ok(points) => points.len() as u64,
+    let points = match cli::points(&args) {
+        Ok(points) => points,
         Err(e) => Cli::command()
             .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}"))
             .exit(),
     };
-    for w in cli::unused_settings(&args) {
+    let n = points.len() as u64;
+    for w in cli::unused_settings(&args)
+        .into_iter()
+        .chain(cli::unused_workload_settings(&points))
+    {
         let _ = writeln!(std::io::stderr(), "psp-sim: warning: {w}");
     }
     let bar = ProgressBar::new(n).with_style(

@@ -421,6 +421,44 @@ pub fn unused_settings(args: &Args) -> Vec<String> {
         .collect()
 }
 
+/// Warnings for what the workloads of `points` set that no policy of the run reads:
+/// a type's `deadline_ns` without EDF; and a type whose deadline a later phase changes
+/// (the run keeps the first phase's).
+pub fn unused_workload_settings(points: &[Point]) -> Vec<String> {
+    let mut out = Vec::new();
+    let edf = points.iter().any(|p| p.cfg.policy.kind == PolicyKind::Edf);
+    // Every point runs the same workloads: the first point's say it.
+    let Some(first) = points.first() else {
+        return out;
+    };
+    let mut seen: Vec<(u32, Option<u64>)> = Vec::new();
+    let mut warned: Vec<u32> = Vec::new();
+    for t in first.cfg.phases.iter().flat_map(|ph| &ph.workload.types) {
+        if t.deadline_ns.is_some() && !edf && !warned.contains(&t.id) {
+            warned.push(t.id);
+            out.push(format!(
+                "type {} sets deadline_ns, but --policies has no edf: it changes nothing",
+                t.name
+            ));
+        }
+        match seen.iter().find(|(id, _)| *id == t.id) {
+            Some(&(_, first)) if first != t.deadline_ns => {
+                let ns = |d: Option<u64>| d.map_or("none".to_string(), |d| format!("{d} ns"));
+                out.push(format!(
+                    "type {}: a later phase's deadline_ns ({}) differs from the first's ({}); \
+                     EDF keeps the first",
+                    t.name,
+                    ns(t.deadline_ns),
+                    ns(first)
+                ))
+            }
+            Some(_) => {}
+            None => seen.push((t.id, t.deadline_ns)),
+        }
+    }
+    out
+}
+
 /// The policy config of `kind` the flags give (before `--n-resas`, a range of variants).
 fn policy_config(args: &Args, kind: PolicyKind) -> PolicyConfig {
     PolicyConfig {
@@ -929,6 +967,62 @@ mod tests {
             );
         }
         assert!(Cli::try_parse_from(["psp-sim", "--phases", "p.yml", "--workers", "4"]).is_ok());
+    }
+
+    #[test]
+    fn a_workload_deadline_without_edf_draws_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("w.yml");
+        std::fs::write(
+            &w,
+            "name: w\ntypes:\n  - { id: 1, name: A, ratio: 1, service: { kind: constant, ns: 1000 } }\n  \
+             - { id: 2, name: B, ratio: 1, deadline_ns: 5000, service: { kind: constant, ns: 9000 } }\n",
+        )
+        .unwrap();
+        let warnings = |policies: &str| {
+            let argv = [
+                "psp-sim",
+                "--workers",
+                "2",
+                "--loads",
+                "0.5",
+                "--policies",
+                policies,
+            ];
+            let argv = argv
+                .iter()
+                .copied()
+                .chain(["--workload", w.to_str().unwrap()]);
+            unused_workload_settings(&points(&Cli::parse_from(argv).run).unwrap())
+        };
+        assert_eq!(
+            warnings("cfcfs,sjf"),
+            ["type B sets deadline_ns, but --policies has no edf: it changes nothing"]
+        );
+        assert_eq!(warnings("cfcfs,edf"), Vec::<String>::new());
+        // A phased run whose second phase gives another deadline: the first is kept.
+        let p = dir.path().join("p.yml");
+        let w = w.display();
+        std::fs::write(
+            &p,
+            format!(
+                "name: p\nphases:\n  - {{ workload: {w}, load: 0.5, requests: 10 }}\n  \
+                 - workload:\n      name: w2\n      types:\n        - {{ id: 2, name: B, \
+                 ratio: 1, deadline_ns: 7000, service: {{ kind: constant, ns: 9000 }} }}\n    \
+                 load: 0.5\n    requests: 10\n"
+            ),
+        )
+        .unwrap();
+        let argv = ["psp-sim", "--workers", "2", "--policies", "edf", "--phases"];
+        let argv = argv.iter().copied().chain([p.to_str().unwrap()]);
+        let w = unused_workload_settings(&points(&Cli::parse_from(argv).run).unwrap());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "type B: a later phase's deadline_ns (7000 ns) differs from the first's (5000 ns)"
+            ),
+            "{w:?}"
+        );
     }
 
     #[test]
