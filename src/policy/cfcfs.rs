@@ -48,13 +48,7 @@ impl Policy for Cfcfs {
         _now: Cycles,
         queues: &QueueState,
     ) -> Refill {
-        match queues.oldest() {
-            Some(ty) => Refill::Take(ty),
-            None => {
-                self.idle.insert_apart(worker);
-                Refill::Idle
-            }
-        }
+        super::refill_or_idle(queues.oldest(), &mut self.idle, worker)
     }
 
     #[inline]

@@ -54,6 +54,21 @@ pub enum Refill {
     Ask,
 }
 
+/// The refill of a work-conserving policy that gives a worker one request at a time
+/// (c-FCFS, SJF, EDF): settled, a request waits only if no worker is free, so `next`
+/// would give the head it chooses (`choice`) to this worker, the only free one; with
+/// nothing waiting, `worker` goes back to `idle`.
+#[inline]
+fn refill_or_idle(choice: Option<TypeIdx>, idle: &mut WorkerSet, worker: WorkerIdx) -> Refill {
+    match choice {
+        Some(ty) => Refill::Take(ty),
+        None => {
+            idle.insert_apart(worker);
+            Refill::Idle
+        }
+    }
+}
+
 /// What a policy knows about a request type before any measurement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypeInfo {

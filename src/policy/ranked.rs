@@ -246,13 +246,7 @@ impl Policy for Ranked {
     ) -> Refill {
         debug_assert!(worker < self.n_workers, "no worker {worker}");
         self.learn_from(ty, service);
-        match self.choose(queues) {
-            Some(ty) => Refill::Take(ty),
-            None => {
-                self.idle.insert_apart(worker);
-                Refill::Idle
-            }
-        }
+        super::refill_or_idle(self.choose(queues), &mut self.idle, worker)
     }
 
     #[inline]
