@@ -82,17 +82,26 @@ impl QueueState {
     /// The type whose head request arrived first (ties: lowest index).
     #[inline]
     pub fn oldest(&self) -> Option<TypeIdx> {
+        self.least(|t| self.head_arrival[t % MAX_TYPES])
+    }
+
+    /// The waiting type of least `key` (ties: lowest index); `key` is given types
+    /// below [`MAX_TYPES`] that have a request waiting.
+    #[inline]
+    pub fn least<K: Ord>(&self, key: impl Fn(TypeIdx) -> K) -> Option<TypeIdx> {
         let mut bits = self.nonempty;
         if bits == 0 {
             return None;
         }
         let mut best = bits.trailing_zeros() as usize;
+        let mut best_key = key(best);
         bits &= bits - 1;
         while bits != 0 {
             let t = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            if self.head_arrival[t] < self.head_arrival[best] {
-                best = t;
+            let k = key(t);
+            if k < best_key {
+                (best, best_key) = (t, k);
             }
         }
         Some(best)

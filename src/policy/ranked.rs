@@ -60,10 +60,9 @@ pub struct Ranked {
     expected: Vec<Cycles>,
     /// Types whose EDF deadline is configured (`deadline_ns`): their allowance stays.
     fixed: u64,
-    /// What a type's rank adds to its head's arrival time (EDF, `slo × expected` or the
-    /// configured deadline) or
-    /// ranks by alone (SJF, `expected`). Indexed by `ty % MAX_TYPES`: no bounds check
-    /// per waiting type on the decision path.
+    /// What a type's rank adds to its head's arrival time (EDF: `slo × expected`, or
+    /// the configured deadline) or ranks by alone (SJF: `expected`). Indexed by
+    /// `ty % MAX_TYPES`: no bounds check per waiting type on the decision path.
     allowance: [Cycles; MAX_TYPES],
     names: Vec<String>,
     clock: Clock,
@@ -166,30 +165,14 @@ impl Ranked {
     /// EDF: deadline), ties to the oldest head, then the lowest index.
     #[inline]
     fn choose(&self, queues: &QueueState) -> Option<TypeIdx> {
-        let mut bits = queues.nonempty();
-        if bits == 0 {
-            return None;
-        }
-        let key = |t: TypeIdx| {
+        queues.least(|t| {
             let since = queues.waiting_since(t);
             let allow = self.allowance[t % MAX_TYPES];
             match self.rule {
                 Rule::Sjf => (allow, since),
                 Rule::Edf { .. } => (since.saturating_add(allow), since),
             }
-        };
-        let mut best = bits.trailing_zeros() as usize;
-        let mut best_key = key(best);
-        bits &= bits - 1;
-        while bits != 0 {
-            let t = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let k = key(t);
-            if k < best_key {
-                (best, best_key) = (t, k);
-            }
-        }
-        Some(best)
+        })
     }
 
     fn learn_from(&mut self, ty: TypeIdx, service: Cycles) {
