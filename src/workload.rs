@@ -76,8 +76,8 @@ pub struct TypeMix {
     /// Share of arrivals (normalised over the mix).
     pub ratio: f64,
     pub service: ServiceDist,
-    /// EDF's deadline for the type, ns after arrival (psp-sim; psp-client's demo
-    /// passes it to the server it starts), in place of `slo` × its mean.
+    /// EDF's deadline for the type, ns after arrival, in place of `slo` × its mean
+    /// (psp-sim's EDF; psp-client's demo passes it to its built-in server under EDF).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ns: Option<u64>,
 }
