@@ -41,6 +41,7 @@ pub mod duplex;
 pub mod idle;
 #[allow(unsafe_code)]
 pub mod net;
+pub mod plot_style;
 pub mod policy;
 pub mod proto;
 pub mod report;

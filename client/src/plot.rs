@@ -16,6 +16,7 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use persephone::plot_style::{self, CurveId};
 use plotters::prelude::*;
 
 /// A parsed CSV: header and rows of text cells.
@@ -153,13 +154,41 @@ struct Pt {
     valid: bool,
 }
 
-/// Curves keyed by name for one panel, from several tables.
-fn curves(
-    tables: &[Table],
-    opts: &PlotOptions,
-    kind: PanelKind,
-) -> anyhow::Result<BTreeMap<String, Vec<Pt>>> {
-    let mut out: BTreeMap<String, Vec<Pt>> = BTreeMap::new();
+/// What a curve shows: a run label (empty if none), a policy, a request type (empty
+/// for a panel of whole runs).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CurveKey {
+    label: String,
+    policy: String,
+    ty: String,
+}
+
+impl CurveKey {
+    /// The legend's name: the non-empty parts.
+    fn name(&self) -> String {
+        Self::join(&[&self.label, &self.policy, &self.ty])
+    }
+
+    /// What one colour stands for: the label and the policy.
+    fn group(&self) -> String {
+        Self::join(&[&self.label, &self.policy])
+    }
+
+    fn join(parts: &[&str]) -> String {
+        parts
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+type Curves = BTreeMap<CurveKey, Vec<Pt>>;
+
+/// Curves for one panel, from several tables.
+fn curves(tables: &[Table], opts: &PlotOptions, kind: PanelKind) -> anyhow::Result<Curves> {
+    let mut out = Curves::new();
     for t in tables {
         let c = |n: &str| t.col(n);
         let (label, policy, ty, load, offered, valid) = (
@@ -195,17 +224,15 @@ fn curves(
                     XAxis::Rate => total_rate.or_else(|| finite(&r[offered])),
                 };
                 let Some(x) = x else { continue };
-                let parts: &[&String] = if kind.per_run() {
-                    &[&r[label], &r[policy]]
-                } else {
-                    &[&r[label], &r[policy], &r[ty]]
+                let name = CurveKey {
+                    label: r[label].clone(),
+                    policy: r[policy].clone(),
+                    ty: if kind.per_run() {
+                        String::new()
+                    } else {
+                        r[ty].clone()
+                    },
                 };
-                let name = parts
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ");
                 let y = finite(&r[y_col]).map(|v| match kind {
                     PanelKind::Adherence => v * 100.0,
                     _ => v,
@@ -230,7 +257,7 @@ pub fn render(tables: &[Table], opts: &PlotOptions) -> anyhow::Result<String> {
     if opts.panels.is_empty() {
         bail!("--panels: nothing to draw");
     }
-    let all: Vec<BTreeMap<String, Vec<Pt>>> = opts
+    let all: Vec<Curves> = opts
         .panels
         .iter()
         .map(|&k| curves(tables, opts, k))
@@ -341,7 +368,7 @@ mod label_tests {
     }
 }
 
-fn x_range(curves: &BTreeMap<String, Vec<Pt>>) -> std::ops::Range<f64> {
+fn x_range(curves: &Curves) -> std::ops::Range<f64> {
     let x_max = curves
         .values()
         .flatten()
@@ -352,7 +379,7 @@ fn x_range(curves: &BTreeMap<String, Vec<Pt>>) -> std::ops::Range<f64> {
 
 fn panel_log<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    curves: &BTreeMap<String, Vec<Pt>>,
+    curves: &Curves,
     y_desc: &str,
     x_desc: &str,
 ) -> anyhow::Result<()>
@@ -398,7 +425,7 @@ where
 
 fn panel_linear<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    curves: &BTreeMap<String, Vec<Pt>>,
+    curves: &Curves,
     y_desc: &str,
     x_desc: &str,
 ) -> anyhow::Result<()>
@@ -435,7 +462,7 @@ where
 
 fn draw_curves<'a, DB, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    curves: &BTreeMap<String, Vec<Pt>>,
+    curves: &Curves,
 ) -> anyhow::Result<()>
 where
     DB: DrawingBackend + 'a,
@@ -443,28 +470,20 @@ where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for (i, (name, pts)) in curves.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+    let groups: Vec<String> = curves.keys().map(CurveKey::group).collect();
+    let ids: Vec<CurveId<'_>> = curves
+        .keys()
+        .zip(&groups)
+        .map(|(k, group)| CurveId {
+            group,
+            policy: &k.policy,
+            sub: &k.ty,
+        })
+        .collect();
+    for ((key, pts), look) in curves.iter().zip(plot_style::looks(&ids)) {
         let line: Vec<(f64, f64)> = pts.iter().filter_map(|p| p.y.map(|v| (p.x, v))).collect();
-        chart
-            .draw_series(LineSeries::new(line, color.stroke_width(2)))
-            .map_err(draw_err)?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(pts.iter().filter_map(|p| {
-                p.y.map(|v| {
-                    let style = if p.valid {
-                        color.filled()
-                    } else {
-                        color.stroke_width(1)
-                    };
-                    Circle::new((p.x, v), 3, style)
-                })
-            }))
-            .map_err(draw_err)?;
+        let marks = pts.iter().filter_map(|p| p.y.map(|v| ((p.x, v), p.valid)));
+        plot_style::draw_curve(chart, look, key.name(), line, marks).map_err(draw_err)?;
     }
     chart
         .configure_series_labels()

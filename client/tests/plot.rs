@@ -82,9 +82,15 @@ fn the_checker_rejects_broken_svg() {
 
 /// A two-policy sweep over High Bimodal, with one point marked invalid.
 fn sweep_csv() -> String {
+    sweep_of(&[("darc", 0.9), ("c-fcfs <&>", 0.6)])
+}
+
+/// A sweep over High Bimodal of `policies`, each with the load its tail blows up at;
+/// darc's last point is marked invalid.
+fn sweep_of(policies: &[(&str, f64)]) -> String {
     let mut out = Vec::new();
     report::write_csv_header(&mut out).unwrap();
-    for (policy, knee) in [("darc", 0.9), ("c-fcfs <&>", 0.6)] {
+    for &(policy, knee) in policies {
         for k in 1..=9 {
             let load = k as f64 / 10.0;
             let mut r = RunReport::new(
@@ -146,6 +152,32 @@ fn plot_renders_a_generated_sweep() {
     );
     // The invalid point is hollow: some circles have no fill.
     assert!(svg.contains("fill=\"none\""));
+}
+
+/// A built-in policy has its own colour whatever the figure draws beside it, so the
+/// same policy looks the same from one figure to the next; and SJF and EDF, whose
+/// curves often coincide, differ in their markers too.
+#[test]
+fn a_policy_keeps_its_colour_from_figure_to_figure() {
+    let (darc, sjf, edf) = ("#1F77B4", "#2CA02C", "#FF7F0E");
+    let draw = |policies: &[(&str, f64)]| {
+        let t = Table::parse(&sweep_of(policies)).unwrap();
+        render(&[t], &PlotOptions::default()).unwrap()
+    };
+    let a = draw(&[("sjf", 0.7), ("edf", 0.7)]);
+    let b = draw(&[("edf", 0.7), ("darc", 0.9)]);
+    assert!(a.contains(edf) && b.contains(edf), "edf changed colour");
+    assert!(a.contains(sjf) && !b.contains(sjf));
+    assert!(b.contains(darc) && !a.contains(darc));
+    // SJF's squares are rectangles; EDF's crosses and DARC's circles are not.
+    let rects_of = |svg: &str, color: &str| {
+        svg.lines()
+            .filter(|l| l.starts_with("<rect") && l.contains(color))
+            .count()
+    };
+    assert!(rects_of(&a, sjf) > 0, "sjf has no square markers");
+    assert_eq!(rects_of(&a, edf), 0, "edf drew squares");
+    assert_eq!(rects_of(&b, darc), 0, "darc drew squares");
 }
 
 #[test]

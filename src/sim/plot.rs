@@ -9,6 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
+use crate::plot_style::{self, CurveId};
+
 /// A CSV file as a header and rows of cells (RFC 4180 quoting).
 #[derive(Debug, Clone, Default)]
 pub struct Csv {
@@ -58,17 +60,6 @@ fn split_csv_line(line: &str) -> Vec<String> {
     out
 }
 
-const COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(23, 190, 207),
-];
-
 /// A chart found no point to draw (the run's output holds another kind of data): its
 /// title, if any.
 #[derive(Debug)]
@@ -86,8 +77,15 @@ impl std::fmt::Display for NothingToPlot {
 
 impl std::error::Error for NothingToPlot {}
 
-/// A named curve.
-type Series = (String, Vec<(f64, f64)>);
+/// A named curve, and what its look stands for (see [`crate::plot_style`]): its
+/// policy (a colour; empty: the curve's own) and its request type (a dash).
+#[derive(Debug, Clone, Default)]
+struct Series {
+    name: String,
+    policy: String,
+    ty: String,
+    pts: Vec<(f64, f64)>,
+}
 
 /// One chart in `area`: curves with markers, a log or linear y axis, optional
 /// categorical x labels, and optional vertical marks.
@@ -106,7 +104,7 @@ fn chart<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let pts = series.iter().flat_map(|s| s.1.iter());
+    let pts = series.iter().flat_map(|s| s.pts.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
         x0 = x0.min(x);
@@ -149,8 +147,20 @@ where
                 .y_desc(y_desc)
                 .x_label_formatter(&fmt_x)
                 .draw()?;
-            for (i, (name, pts)) in series.iter().enumerate() {
-                let color = COLORS[i % COLORS.len()];
+            let ids: Vec<CurveId<'_>> = series
+                .iter()
+                .map(|s| CurveId {
+                    group: if s.policy.is_empty() {
+                        &s.name
+                    } else {
+                        &s.policy
+                    },
+                    policy: &s.policy,
+                    sub: &s.ty,
+                })
+                .collect();
+            for (s, look) in series.iter().zip(plot_style::looks(&ids)) {
+                let pts = &s.pts;
                 let mut line: Vec<(f64, f64)> = Vec::new();
                 for w in pts.windows(2) {
                     line.push(w[0]);
@@ -159,17 +169,9 @@ where
                     }
                 }
                 line.extend(pts.last());
-                c.draw_series(LineSeries::new(line, color.stroke_width(2)))?
-                    .label(name.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
-                if !step {
-                    c.draw_series(
-                        pts.iter()
-                            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
-                    )?;
-                }
+                // A step function's corners are not data points: no markers.
+                let marks = pts.iter().filter(|_| !step).map(|&p| (p, true));
+                plot_style::draw_curve(&mut c, look, s.name.clone(), line, marks)?;
             }
             for &m in marks {
                 c.draw_series(LineSeries::new(
@@ -266,7 +268,15 @@ pub fn per_type(
                 .push((i as f64, v));
         }
     }
-    let series: Vec<Series> = by_policy.into_iter().collect();
+    let series: Vec<Series> = by_policy
+        .into_iter()
+        .map(|(policy, pts)| Series {
+            name: policy.clone(),
+            policy,
+            ty: String::new(),
+            pts,
+        })
+        .collect();
     let root = SVGBackend::new(out, (800, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     chart(
@@ -298,9 +308,17 @@ pub fn reservation_sweep(csv: &Path, out: &Path, metric: &str, title: &str) -> R
             by_type.entry(r[tc].clone()).or_default().push((k, v));
         }
     }
-    let mut series: Vec<Series> = by_type.into_iter().collect();
+    let mut series: Vec<Series> = by_type
+        .into_iter()
+        .map(|(ty, pts)| Series {
+            name: ty.clone(),
+            policy: String::new(),
+            ty,
+            pts,
+        })
+        .collect();
     for s in &mut series {
-        s.1.sort_by(|a, b| a.0.total_cmp(&b.0));
+        s.pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     let root = SVGBackend::new(out, (800, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -330,10 +348,10 @@ pub fn timeline(dir: &Path, out: &Path, phase_ms: &[f64], title: &str) -> Result
         t.col("t_us")?,
         t.col("latency_p999_us")?,
     );
-    let mut lat: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut lat: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
     for r in &t.rows {
         if let (Some(x), Some(y)) = (num(&r[xc]), num(&r[yc])) {
-            lat.entry(format!("{} {}", r[pc], r[tc]))
+            lat.entry((r[pc].clone(), r[tc].clone()))
                 .or_default()
                 .push((x / 1e3, y));
         }
@@ -377,9 +395,7 @@ pub fn timeline(dir: &Path, out: &Path, phase_ms: &[f64], title: &str) -> Result
                 .find(|r| r[rt].split('+').any(|x| x == ty))
                 .and_then(|r| num(&r[rn]))
                 .unwrap_or(0.0);
-            resa.entry(format!("cores reserved to {ty}'s group"))
-                .or_default()
-                .push((at, n));
+            resa.entry(ty.clone()).or_default().push((at, n));
         }
     }
     for v in resa.values_mut() {
@@ -390,7 +406,15 @@ pub fn timeline(dir: &Path, out: &Path, phase_ms: &[f64], title: &str) -> Result
     let root = SVGBackend::new(out, (1000, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(560);
-    let lat: Vec<Series> = lat.into_iter().collect();
+    let lat: Vec<Series> = lat
+        .into_iter()
+        .map(|((policy, ty), pts)| Series {
+            name: format!("{policy} {ty}"),
+            policy,
+            ty,
+            pts,
+        })
+        .collect();
     chart(
         &top,
         title,
@@ -402,7 +426,16 @@ pub fn timeline(dir: &Path, out: &Path, phase_ms: &[f64], title: &str) -> Result
         phase_ms,
         false,
     )?;
-    let resa: Vec<Series> = resa.into_iter().collect();
+    // One colour per type here (no policy), dashed as the type is above.
+    let resa: Vec<Series> = resa
+        .into_iter()
+        .map(|(ty, pts)| Series {
+            name: format!("cores reserved to {ty}'s group"),
+            policy: String::new(),
+            ty,
+            pts,
+        })
+        .collect();
     chart(
         &bottom,
         "DARC reservation",
