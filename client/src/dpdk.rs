@@ -178,6 +178,7 @@ fn poll_loop(
                 &mut slots.reply_at,
                 &mut slots.status,
                 now,
+                i,
             ) {
                 Reply::Matched(i) => {
                     answered += 1;

@@ -209,6 +209,9 @@ pub struct Live {
     pub settled: AtomicU64,
     /// Requests the sender has been through, sent or not (a send can fail).
     pub tried: AtomicU64,
+    /// Requests handed to the network or about to be: set before each send call,
+    /// so that a reply to a request beyond it is known not to be one.
+    pub handed: AtomicU64,
     /// Set when the sender has finished.
     pub sender_done: AtomicBool,
 }
@@ -431,6 +434,8 @@ fn send_loop(
             batch.push(|buf| encode_request(schedule, codec, i, sent_at_field, buf).unwrap_or(0));
             i += 1;
         }
+        // Before the call: a reply to any of these may come back before it returns.
+        live.handed.store(i as u64, Ordering::Release);
         let before = rdtsc().max(1);
         let (ok, err) = batch.send(sock);
         stamp_sends(&mut sent_at[first..first + ok], before, rdtsc().max(1));
@@ -515,8 +520,11 @@ fn recv_loop(
         match batch.recv(sock) {
             Ok(k) => {
                 let now = rdtsc();
+                // Loaded after the receive: covers every request a reply here can be to.
+                let handed = live.handed.load(Ordering::Acquire) as usize;
                 for j in 0..k {
-                    match record_reply(batch.get(j), schedule, codec, reply_at, status, now) {
+                    match record_reply(batch.get(j), schedule, codec, reply_at, status, now, handed)
+                    {
                         Reply::Matched(i) => {
                             answered += 1;
                             settled.answered(i);
@@ -623,8 +631,10 @@ pub(crate) fn encode_request(
 }
 
 /// Matches the datagram `msg`, received at `now`, to its request's slot: records the
-/// time and status (checking a kv answer's payload). Anything from the network may
-/// come here; nothing makes it panic.
+/// time and status (checking a kv answer's payload). `handed` bounds the requests
+/// handed to the network so far: a reply to a later one (which no server has seen)
+/// is unexpected, not a latency of 0. Anything from the network may come here;
+/// nothing makes it panic.
 #[inline]
 pub(crate) fn record_reply(
     msg: &[u8],
@@ -633,6 +643,7 @@ pub(crate) fn record_reply(
     reply_at: &mut [Cycles],
     status: &mut [u8],
     now: Cycles,
+    handed: usize,
 ) -> Reply {
     let (id, ty, s) = match codec.wire {
         Wire::Native => match Header::parse(msg) {
@@ -651,7 +662,10 @@ pub(crate) fn record_reply(
             _ => return Reply::Malformed,
         },
     };
-    let Some(idx) = codec.index(id).filter(|&i| i < schedule.len() as u64) else {
+    let Some(idx) = codec
+        .index(id)
+        .filter(|&i| i < handed.min(schedule.len()) as u64)
+    else {
         return Reply::Unexpected;
     };
     let idx = idx as usize;
@@ -720,7 +734,7 @@ mod tests {
             assert_eq!(m.run_ns, want, "the service time, saturated");
             // Echoed as a request (run_ns kept): not a reply.
             let rec = |msg: &[u8], r: &mut [Cycles], st: &mut [u8]| {
-                record_reply(msg, &s, codec, r, st, 7)
+                record_reply(msg, &s, codec, r, st, 7, s.len())
             };
             assert_eq!(
                 rec(&buf[..len], &mut reply_at, &mut status),
@@ -728,6 +742,11 @@ mod tests {
             );
             // Perséphone's reply: run_ns zeroed.
             buf[12..16].fill(0);
+            // Before its request is handed to the network, it can only be forged: not
+            // a latency of 0, and the real one still matches.
+            let early = record_reply(&buf[..len], &s, codec, &mut reply_at, &mut status, 7, i);
+            assert_eq!(early, Reply::Unexpected, "a reply before its request");
+            assert_eq!(status[i], NO_REPLY);
             let r = rec(&buf[..len], &mut reply_at, &mut status);
             assert_eq!(r, Reply::Matched(i));
             assert_eq!(status[i], 1 + Status::Ok as u8);
@@ -742,16 +761,24 @@ mod tests {
             run_ns: 0,
         };
         m(2 << 28).write(&mut other).unwrap();
-        let r = record_reply(&other, &s, codec, &mut reply_at, &mut status, 7);
+        let r = record_reply(&other, &s, codec, &mut reply_at, &mut status, 7, s.len());
         assert_eq!(r, Reply::Unexpected);
         m((3 << 28) | 1000).write(&mut other).unwrap();
-        let r = record_reply(&other, &s, codec, &mut reply_at, &mut status, 7);
+        let r = record_reply(&other, &s, codec, &mut reply_at, &mut status, 7, s.len());
         assert_eq!(r, Reply::Unexpected);
         // A native reply is not a PSP_MB one.
         let mut native = [0u8; 64];
         let n = encode_request(&s, Codec::new(Wire::Native, 1), 0, 0, &mut native).unwrap();
         proto::make_reply(&mut native, Status::Ok, 0);
-        let r = record_reply(&native[..n - 8], &s, codec, &mut reply_at, &mut status, 7);
+        let r = record_reply(
+            &native[..n - 8],
+            &s,
+            codec,
+            &mut reply_at,
+            &mut status,
+            7,
+            s.len(),
+        );
         assert_eq!(r, Reply::Malformed);
     }
 

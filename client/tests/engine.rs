@@ -160,6 +160,69 @@ fn every_request_is_accounted_for_against_a_scripted_server() {
     }
 }
 
+/// Answers every request, and with every 10th also forges `ok` replies to the next
+/// three (their ids and types, from `schedule`) before the client has sent them.
+fn forging_server(sock: UdpSocket, stop: &AtomicBool, schedule: &Schedule) -> u64 {
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut forged = 0;
+    while !stop.load(Ordering::Acquire) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let h = Header::parse(&buf[..n]).unwrap();
+        let i = h.id & ((1 << INDEX_BITS) - 1);
+        let len = proto::make_reply(&mut buf[..n], Status::Ok, 0);
+        sock.send_to(&buf[..len], from).unwrap();
+        if i % 10 != 0 {
+            continue;
+        }
+        for k in 1..=3 {
+            let j = (i + k) as usize;
+            if j >= schedule.len() {
+                break;
+            }
+            let ty = schedule.types[schedule.ty[j] as usize].id;
+            let mut fake = [0u8; 64];
+            let l = proto::encode_request(&mut fake, ty, h.id + k, 0, &[]).unwrap();
+            let l = proto::make_reply(&mut fake[..l], Status::Ok, 0);
+            sock.send_to(&fake[..l], from).unwrap();
+            forged += 1;
+        }
+    }
+    forged
+}
+
+/// A reply to a request not yet sent is no reply to it: counted unexpected, and the
+/// request's own reply still measures it (before, the forgery matched and the request
+/// showed a latency of 0, its real reply counted unexpected).
+#[test]
+fn a_reply_ahead_of_its_request_is_unexpected() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    // 2 ms apart: a forgery comes long before the request it answers is due.
+    let schedule = one_phase("high-bimodal", 500.0, 200, 0, Arrival::Uniform, 3);
+    let mut opts = Options::new(addr);
+    opts.timeout = Duration::from_secs(1);
+    let forged = std::sync::atomic::AtomicU64::new(0);
+    let outcome = run_against(&schedule, &opts, |stop| {
+        forged.store(forging_server(server, stop, &schedule), Ordering::Release);
+    });
+    let forged = forged.load(Ordering::Acquire);
+    assert!(forged >= 20, "only {forged} forged");
+    // Each forgery, or the real reply it would have displaced, is unexpected.
+    assert_eq!(outcome.unexpected, forged);
+    let rules = rules(&opts);
+    for i in 0..schedule.len() {
+        if let (measure::Fate::Replied { latency_ns, .. }, _, _) =
+            measure::judge(&schedule, &outcome, &rules, i)
+        {
+            assert!(latency_ns > 0, "request {i} answered before it was due");
+        }
+    }
+}
+
 #[test]
 fn a_server_that_never_answers_loses_everything_and_the_run_ends() {
     // A bound socket that never reads: every request is lost after the timeout.
