@@ -168,6 +168,57 @@ fn kv_from_yaml_serves_get_set_del_scan_and_classifies_by_operation() {
     );
 }
 
+/// SETs from the network fill the store to `kv.max_bytes` and no further: past it a
+/// SET is answered `handler_error` (counted), stores nothing, and the server serves
+/// on; a DEL makes room again.
+#[test]
+fn sets_past_kv_max_bytes_are_refused() {
+    let value = [5u8; 100];
+    let key = |i: u64| (1_000_000 + i).to_be_bytes();
+    let room = 3 * kv::entry_bytes(&key(0), &value);
+    let pre = kv::KvConfig {
+        keys: 10,
+        value_size: 20,
+        max_bytes: None,
+    };
+    let yaml = YAML.replace(
+        "kv: { keys: 1000, value_size: 20 }",
+        &format!(
+            "kv: {{ keys: 10, value_size: 20, max_bytes: {} }}",
+            pre.preload_bytes() + room
+        ),
+    );
+    let server = App::new(Config::parse(&yaml).unwrap()).start().unwrap();
+    let mut c = Client::new(server.local_addr());
+    let set = |c: &mut Client, i: u64| {
+        let cmd = Command::Set {
+            key: &key(i),
+            value: &value,
+        };
+        let mut p = vec![0; cmd.encoded_len()];
+        cmd.encode(&mut p).unwrap();
+        c.raw(1, &p).0
+    };
+    let statuses: Vec<Status> = (0..6).map(|i| set(&mut c, i)).collect();
+    assert_eq!(
+        statuses,
+        [
+            Status::Ok,
+            Status::Ok,
+            Status::Ok,
+            Status::HandlerError,
+            Status::HandlerError,
+            Status::HandlerError
+        ]
+    );
+    let r = c.call(Command::Get { key: &key(3) });
+    assert_eq!(Reply::parse(&r).unwrap().outcome, Outcome::NotFound);
+    c.call(Command::Del { key: &key(0) });
+    assert_eq!(set(&mut c, 3), Status::Ok, "a DEL made room");
+    let stats = server.shutdown();
+    assert_eq!(stats.replies_with(Status::HandlerError), 3);
+}
+
 #[test]
 fn replies_stay_within_the_amplification_bound_and_padding_lifts_it() {
     // The default bound: a reply message is at most 8 times its request's.

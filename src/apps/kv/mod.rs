@@ -56,6 +56,7 @@ pub mod wire;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Deserialize;
@@ -83,6 +84,11 @@ pub struct KvConfig {
     /// Bytes of each pre-populated value.
     #[serde(default = "default_value_size")]
     pub value_size: usize,
+    /// Most bytes the store may hold ([`Store::bytes`]: keys, values and each entry's
+    /// fixed size); a SET past it is refused (`handler_error`). Default: what the
+    /// pre-populated keys take plus [`DEFAULT_HEADROOM`].
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
 fn default_value_size() -> usize {
@@ -94,6 +100,7 @@ impl Default for KvConfig {
         KvConfig {
             keys: 0,
             value_size: default_value_size(),
+            max_bytes: None,
         }
     }
 }
@@ -101,7 +108,32 @@ impl Default for KvConfig {
 /// Most keys `kv.keys` may pre-populate (about 100 bytes of memory each, plus values).
 pub const MAX_PRELOAD_KEYS: u64 = 1 << 27;
 
+/// Room for SETs beyond the pre-populated keys when `kv.max_bytes` is not given.
+pub const DEFAULT_HEADROOM: u64 = 1 << 30;
+
+/// What a stored pair counts for in [`Store::bytes`]: its key and value, and the
+/// entry's own fixed size (B-tree nodes' spare room aside).
+pub fn entry_bytes(key: &[u8], value: &[u8]) -> u64 {
+    let heap_key = if key.len() > INLINE_KEY { key.len() } else { 0 };
+    (ENTRY_SIZE + heap_key + value.len()) as u64
+}
+
+const ENTRY_SIZE: usize = std::mem::size_of::<(Key, Box<[u8]>)>();
+
 impl KvConfig {
+    /// What the pre-populated keys take in [`Store::bytes`].
+    pub fn preload_bytes(&self) -> u64 {
+        self.keys
+            .saturating_mul(entry_bytes(&key(0), &vec![0; self.value_size]))
+    }
+
+    /// The store's bound: `max_bytes`, or the pre-populated keys plus
+    /// [`DEFAULT_HEADROOM`].
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+            .unwrap_or_else(|| self.preload_bytes().saturating_add(DEFAULT_HEADROOM))
+    }
+
     /// Checks the section against the buffer size `max_msg` (`net.max_msg`): a GET of
     /// any pre-populated key must fit in its reply.
     pub fn validate(&self, max_msg: usize) -> Result<(), ConfigError> {
@@ -111,6 +143,18 @@ impl KvConfig {
                 format!(
                     "{} keys is more than the {MAX_PRELOAD_KEYS} allowed",
                     self.keys
+                ),
+            ));
+        }
+        if let Some(m) = self.max_bytes.filter(|&m| m < self.preload_bytes()) {
+            return Err(ConfigError::new(
+                "kv.max_bytes",
+                format!(
+                    "{m} is less than the {} keys pre-populated take ({} bytes, counting {} \
+                     per entry besides its value)",
+                    self.keys,
+                    self.preload_bytes(),
+                    ENTRY_SIZE
                 ),
             ));
         }
@@ -238,70 +282,164 @@ impl std::fmt::Debug for Key {
 
 type Map = BTreeMap<Key, Box<[u8]>>;
 
-/// The store: an ordered map shared by every worker (see the module docs for why).
+/// The map and what it holds ([`entry_bytes`] summed), changed together.
 #[derive(Debug, Default)]
-pub struct Store {
-    map: RwLock<Map>,
+struct Inner {
+    map: Map,
+    bytes: u64,
 }
 
+/// The store: an ordered map shared by every worker (see the module docs for why),
+/// bounded in bytes: anyone on the network may SET, so what they can make it hold
+/// has a limit.
+#[derive(Debug)]
+pub struct Store {
+    inner: RwLock<Inner>,
+    max_bytes: u64,
+    /// SETs refused for want of room.
+    refused: AtomicU64,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            inner: RwLock::default(),
+            max_bytes: u64::MAX,
+            refused: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A SET that would take the store past its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFull {
+    /// What the store holds, and its bound ([`Store::bytes`], [`Store::max_bytes`]).
+    pub bytes: u64,
+    pub max_bytes: u64,
+}
+
+impl std::fmt::Display for StoreFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store holds {} of its {} bytes (kv.max_bytes)",
+            self.bytes, self.max_bytes
+        )
+    }
+}
+
+impl std::error::Error for StoreFull {}
+
 impl Store {
-    /// An empty store.
+    /// An empty store, unbounded (see [`Store::with_max_bytes`]).
     pub fn new() -> Store {
         Store::default()
     }
 
     /// A store holding keys `0..keys` ([`key`]) with `value_size`-byte values
-    /// ([`fill_value`]).
+    /// ([`fill_value`]), unbounded.
     pub fn preloaded(keys: u64, value_size: usize) -> Store {
         let mut v = vec![0u8; value_size];
+        let mut bytes = 0;
         let map: Map = (0..keys)
             .map(|i| {
                 fill_value(i, &mut v);
+                bytes += entry_bytes(&key(i), &v);
                 (Key::new(&key(i)), Box::from(&v[..]))
             })
             .collect();
         Store {
-            map: RwLock::new(map),
+            inner: RwLock::new(Inner { map, bytes }),
+            ..Store::default()
         }
     }
 
-    /// A store pre-populated as `cfg` says.
+    /// This store, refusing SETs that would take it past `max_bytes` ([`Store::bytes`]).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Store {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// A store pre-populated and bounded as `cfg` says.
     pub fn from_config(cfg: &KvConfig) -> Store {
-        Store::preloaded(cfg.keys, cfg.value_size)
+        Store::preloaded(cfg.keys, cfg.value_size).with_max_bytes(cfg.max_bytes())
     }
 
     // A panic while a lock is held cannot leave the map half-updated (BTreeMap
-    // operations complete or unwind before changing it), so a poisoned lock is used as is.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
-        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    // operations complete or unwind before changing it, and `bytes` is updated after
+    // them), so a poisoned lock is used as is.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
-        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.read().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// A copy of the value under `key`.
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.read().get(key).map(|v| v.to_vec())
+    /// What the store holds: [`entry_bytes`] of every pair.
+    pub fn bytes(&self) -> u64 {
+        self.read().bytes
     }
 
-    /// Stores `value` under `key`; returns whether an old value was replaced.
-    pub fn set(&self, key: &[u8], value: &[u8]) -> bool {
-        self.write().insert(Key::new(key), value.into()).is_some()
+    /// The bound on [`Store::bytes`] (`u64::MAX`: none).
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// SETs refused so far because the store was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// A copy of the value under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.read().map.get(key).map(|v| v.to_vec())
+    }
+
+    /// Stores `value` under `key`; returns whether an old value was replaced, or
+    /// refuses (storing nothing) if that would take the store past its bound. A SET
+    /// that does not grow the store (an overwrite by a value no longer) always goes.
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<bool, StoreFull> {
+        let new = entry_bytes(key, value);
+        let mut inner = self.write();
+        let old = inner.map.get(key).map_or(0, |v| entry_bytes(key, v));
+        let bytes = inner.bytes - old + new;
+        if new > old && bytes > self.max_bytes {
+            let full = StoreFull {
+                bytes: inner.bytes,
+                max_bytes: self.max_bytes,
+            };
+            drop(inner);
+            let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(refused = n, "kv: SET refused: {full}");
+            }
+            return Err(full);
+        }
+        let replaced = inner.map.insert(Key::new(key), value.into()).is_some();
+        inner.bytes = bytes;
+        Ok(replaced)
     }
 
     /// Removes `key`; returns whether it was there.
     pub fn del(&self, key: &[u8]) -> bool {
-        self.write().remove(key).is_some()
+        let mut inner = self.write();
+        match inner.map.remove(key) {
+            Some(v) => {
+                inner.bytes -= entry_bytes(key, &v);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Calls `take` on each pair with `start <= key < end` (no upper bound if `end` is
@@ -313,7 +451,7 @@ impl Store {
         end: Option<&[u8]>,
         take: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> bool {
-        scan_map(&self.read(), start, end, take)
+        scan_map(&self.read().map, start, end, take)
     }
 
     /// Serves one request payload (see [`wire`]) into `req`'s reply.
@@ -324,8 +462,8 @@ impl Store {
         }
         match cmd {
             Command::Get { key } => {
-                let map = self.read();
-                match map.get(key) {
+                let inner = self.read();
+                match inner.map.get(key) {
                     Some(v) => {
                         let n = wire::REPLY_HEADER_LEN + v.len();
                         let out = req.reply_buf(n).map_err(fail)?;
@@ -336,7 +474,7 @@ impl Store {
                 }
             }
             Command::Set { key, value } => {
-                let replaced = self.set(key, value);
+                let replaced = self.set(key, value).map_err(fail)?;
                 reply_header(req, Outcome::Ok, replaced as u16)?;
             }
             Command::Del { key } => {
@@ -348,9 +486,9 @@ impl Store {
                 reply_header(req, outcome.0, outcome.1)?;
             }
             Command::Scan { start, end, limit } => {
-                let map = self.read();
+                let inner = self.read();
                 let limit = if limit == 0 { u16::MAX } else { limit };
-                let mut range = range(&map, start, end);
+                let mut range = range(&inner.map, start, end);
                 // The bounds are consumed: from here on the reply may overwrite them.
                 let room = req.max_reply_len().min(MAX_REPLY_LEN);
                 let mut w =
@@ -365,6 +503,11 @@ impl Store {
                         }
                     }
                 };
+                if more && w.count() == 0 {
+                    // The first pair does not fit (as a GET whose value does not):
+                    // `more` with no pair would leave no key to continue from.
+                    return Err(HandlerError::Failed);
+                }
                 let n = w.finish(more);
                 req.reply_buf(n).map_err(fail)?;
             }
@@ -628,7 +771,7 @@ mod tests {
         let s = Store::new();
         // Inserted out of order; byte order is the order.
         for k in ["d", "b", "a", "c", "bb", "e"] {
-            s.set(k.as_bytes(), k.to_uppercase().as_bytes());
+            s.set(k.as_bytes(), k.to_uppercase().as_bytes()).unwrap();
         }
         let keys = |p: &Pairs| -> Vec<String> {
             p.iter()
@@ -681,9 +824,14 @@ mod tests {
         // The full range fits a large buffer exactly.
         let (p, more) = scan(&s, &key(990), None, 0, 4 + 10 * 44);
         assert_eq!((p.len(), more), (10, false));
-        // A buffer too small for one pair returns none, and more.
-        let (p, more) = scan(&s, &key(0), None, 0, 40);
-        assert_eq!((p.len(), more), (0, true));
+        // A buffer too small for one pair fails: `more` with no pair would leave no
+        // key to continue from.
+        let cmd = Command::Scan {
+            start: &key(0),
+            end: None,
+            limit: 0,
+        };
+        assert_eq!(call(&s, cmd, 40), Err(HandlerError::Failed));
     }
 
     #[test]
@@ -721,14 +869,84 @@ mod tests {
         }
     }
 
+    /// Distinct SETs (what anyone on the network may send) fill the store to its
+    /// bound and no further; past it a SET is refused, stores nothing and is
+    /// answered `handler_error`; overwrites that do not grow it and DELs still go.
+    #[test]
+    fn sets_stop_at_the_bound() {
+        let value = [7u8; 100];
+        let per = entry_bytes(b"key-0000", &value);
+        let s = Store::new().with_max_bytes(10 * per + per / 2);
+        let set = |s: &Store, i: u32| {
+            let k = format!("key-{i:04}");
+            call(
+                s,
+                Command::Set {
+                    key: k.as_bytes(),
+                    value: &value,
+                },
+                64,
+            )
+        };
+        for i in 0..10 {
+            set(&s, i).unwrap();
+        }
+        assert_eq!((s.len(), s.bytes()), (10, 10 * per));
+        for i in 10..20 {
+            assert_eq!(set(&s, i), Err(HandlerError::Failed), "SET {i}");
+        }
+        assert_eq!((s.len(), s.bytes(), s.refused()), (10, 10 * per, 10));
+        assert_eq!(get(&s, b"key-0010"), None, "a refused SET stored nothing");
+        // Full: an overwrite no larger goes, a larger one does not.
+        assert_eq!(s.set(b"key-0003", &[1; 100]), Ok(true));
+        assert_eq!(get(&s, b"key-0003"), Some(vec![1; 100]));
+        let e = s.set(b"key-0003", &[1; 200]).unwrap_err();
+        assert_eq!((e.bytes, e.max_bytes), (10 * per, s.max_bytes()));
+        assert!(e.to_string().contains("kv.max_bytes"), "{e}");
+        // A DEL makes room; a long (heap) key counts its bytes.
+        assert!(s.del(b"key-0000"));
+        assert_eq!(s.bytes(), 9 * per);
+        let long = [b'k'; 100];
+        assert!(entry_bytes(&long, &value) > per);
+        set(&s, 10).unwrap();
+        assert_eq!(s.bytes(), 10 * per);
+        // Preloaded stores count what they hold.
+        let p = Store::preloaded(100, 32);
+        let cfg = KvConfig {
+            keys: 100,
+            value_size: 32,
+            max_bytes: None,
+        };
+        assert_eq!(p.bytes(), cfg.preload_bytes());
+        assert_eq!(
+            Store::from_config(&cfg).max_bytes(),
+            cfg.preload_bytes() + DEFAULT_HEADROOM
+        );
+    }
+
     #[test]
     fn a_value_too_large_for_the_buffer_fails_cleanly() {
         let s = Store::new();
-        s.set(b"big", &[1; 100]);
+        s.set(b"big", &[1; 100]).unwrap();
         assert_eq!(
             call(&s, Command::Get { key: b"big" }, 50),
             Err(HandlerError::Failed)
         );
+        // Nor does a SCAN whose first pair does not fit answer `more` with no pair
+        // (no key to continue from): it fails the same way. One that fits goes.
+        s.set(b"c", b"small").unwrap();
+        let scan_from = |start: &'static [u8]| Command::Scan {
+            start,
+            end: None,
+            limit: 0,
+        };
+        assert_eq!(call(&s, scan_from(b"big"), 50), Err(HandlerError::Failed));
+        assert_eq!(
+            scan(&s, b"c", None, 0, 50),
+            (vec![(b"c".to_vec(), b"small".to_vec())], false)
+        );
+        let (p, more) = scan(&s, b"", None, 0, 200);
+        assert_eq!((p.len(), more), (2, false), "with room, both");
     }
 
     #[test]
@@ -779,6 +997,7 @@ mod tests {
         let ok = KvConfig {
             keys: 10,
             value_size: 2048 - 32,
+            max_bytes: None,
         };
         ok.validate(2048).unwrap();
         let e = KvConfig {
@@ -795,6 +1014,20 @@ mod tests {
         .validate(2048)
         .unwrap_err();
         assert_eq!(e.key, "kv.keys");
+        let small = KvConfig {
+            keys: 10,
+            value_size: 32,
+            max_bytes: Some(100),
+        };
+        let e = small.validate(2048).unwrap_err();
+        assert_eq!(e.key, "kv.max_bytes");
+        assert!(e.to_string().contains("10 keys pre-populated"), "{e}");
+        KvConfig {
+            max_bytes: Some(small.preload_bytes()),
+            ..small
+        }
+        .validate(2048)
+        .unwrap();
     }
 
     proptest! {
@@ -823,7 +1056,7 @@ mod tests {
         ) {
             let s = Store::new();
             for k in &keys {
-                s.set(k, k);
+                s.set(k, k).unwrap();
             }
             let want: Vec<&Vec<u8>> = keys
                 .iter()
