@@ -95,9 +95,10 @@ pub struct RxDrops {
     pub overflow: u64,
     /// Datagrams larger than `net.max_msg` (truncated, then dropped).
     pub oversized: u64,
-    /// Frames dropped below UDP because they were not for us or not well formed
-    /// (DPDK: the Ethernet/IPv4/UDP checks, ARP not for us, unsupported mbufs; the
-    /// log names each reason). Always 0 over kernel UDP, where the kernel filters.
+    /// Frames dropped below our header because they were not for us, not well
+    /// formed, or from a source no reply can go to (DPDK: the Ethernet/IPv4/UDP
+    /// checks, ARP not for us, unsupported mbufs; the log names each reason. Kernel
+    /// UDP, where the kernel filters the rest: datagrams from port 0).
     pub bad_frame: u64,
     /// Datagrams dropped for not being `PSP_MB` requests (`net.wire: psp_mb` only).
     pub bad_psp_mb: u64,

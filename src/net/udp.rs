@@ -124,6 +124,7 @@ impl Transport for Udp {
             no_buffer: 0,
             stalled: false,
             oversized: 0,
+            bad_source: 0,
         };
         Ok(Split {
             rx,
@@ -144,6 +145,9 @@ pub struct UdpRx {
     /// Whether the last receive found no free buffer.
     stalled: bool,
     oversized: u64,
+    /// Datagrams from a source no reply can go to (port 0, or an address family we
+    /// do not speak): counted as `bad_frame`, as DPDK counts its bad sources.
+    bad_source: u64,
 }
 
 impl UdpRx {
@@ -219,14 +223,23 @@ impl RxQueue for UdpRx {
             // SAFETY: the kernel wrote `msg_namelen` bytes of a valid address into the
             // slot (we only read it for the datagrams it returned).
             let peer = unsafe { sockaddr_to_std(addrs[i].as_ptr(), h.msg_hdr.msg_namelen) };
-            match peer {
-                Some(peer) if len <= self.max_msg && h.msg_hdr.msg_flags & libc::MSG_TRUNC == 0 => {
+            match judge(
+                peer,
+                len,
+                h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                self.max_msg,
+            ) {
+                Ok(peer) => {
                     b.0.len = len;
                     b.0.peer = peer;
                     out.push(b);
                     delivered += 1;
                 }
-                _ => {
+                Err(Refused::BadSource) => {
+                    self.bad_source += 1;
+                    self.pool.push(b);
+                }
+                Err(Refused::Oversized) => {
                     self.oversized += 1;
                     self.pool.push(b);
                 }
@@ -270,8 +283,38 @@ impl RxQueue for UdpRx {
             no_buffer: self.no_buffer,
             overflow: socket_drops(&self.socket).unwrap_or(0),
             oversized: self.oversized,
+            bad_frame: self.bad_source,
             ..RxDrops::default()
         }
+    }
+}
+
+/// Why a received datagram is not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// No reply can reach its source (port 0, or an address family we do not
+    /// speak): serving it would only take a worker's time.
+    BadSource,
+    /// Longer than `max_msg` (or cut short by the kernel).
+    Oversized,
+}
+
+/// Whether a datagram of `len` bytes from `peer` is delivered, and to whom replies go.
+fn judge(
+    peer: Option<SocketAddr>,
+    len: usize,
+    truncated: bool,
+    max_msg: usize,
+) -> Result<SocketAddr, Refused> {
+    match peer {
+        Some(p) if p.port() != 0 => {
+            if len <= max_msg && !truncated {
+                Ok(p)
+            } else {
+                Err(Refused::Oversized)
+            }
+        }
+        _ => Err(Refused::BadSource),
     }
 }
 
@@ -434,6 +477,25 @@ mod tests {
         let addr = t.local_addr().unwrap();
         let s = t.split(2).unwrap();
         (s.rx, s.tx, s.workers, addr)
+    }
+
+    /// A datagram from port 0 (which the kernel delivers; only a raw socket sends
+    /// one) can never be answered: it is refused as a bad source before a worker
+    /// spends time on it, and so is a source address we cannot parse.
+    #[test]
+    fn a_source_no_reply_can_reach_is_refused() {
+        let from = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        assert_eq!(judge(from(5000), 10, false, 64), Ok(from(5000).unwrap()));
+        assert_eq!(judge(from(0), 10, false, 64), Err(Refused::BadSource));
+        assert_eq!(judge(None, 10, false, 64), Err(Refused::BadSource));
+        let v6 = Some(SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 0)));
+        assert_eq!(judge(v6, 10, false, 64), Err(Refused::BadSource));
+        assert_eq!(judge(from(5000), 65, false, 64), Err(Refused::Oversized));
+        assert_eq!(judge(from(5000), 64, true, 64), Err(Refused::Oversized));
+        // Counted, and shown as `bad_frame`.
+        let (mut rx, ..) = transport(64, 4);
+        rx.bad_source = 3;
+        assert_eq!(rx.drops().bad_frame, 3);
     }
 
     /// `net.wire: psp_mb` replies carry UDP checksum 0, on every sender's socket.
