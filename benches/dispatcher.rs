@@ -52,6 +52,7 @@ fn pipeline(s: Setup, n: u64) -> Duration {
         doorbell: p.doorbell.clone(),
         budget: None,
         max_amplification: 0.0,
+        counters: Default::default(),
     };
     let w = std::thread::spawn(move || {
         support::pin(1);

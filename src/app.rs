@@ -15,7 +15,7 @@ use crate::idle::Idler;
 use crate::net::{psp_mb::PspMb, udp::Udp, Transport};
 use crate::policy::{self, TypeInfo, WorkerIdx};
 use crate::time::Clock;
-use crate::workers::{self, handler, Handler, Worker, WorkerReport};
+use crate::workers::{self, handler, Handler, Worker, WorkerCounters, WorkerReport};
 
 /// Makes one handler per worker (called once per worker at start-up).
 pub type HandlerFactory = Arc<dyn Fn(WorkerIdx) -> Box<dyn Handler> + Send + Sync>;
@@ -494,9 +494,11 @@ where
     for (i, tx) in txs.into_iter().enumerate() {
         let (jobs_out, jobs_in) = workers::channel(capacity);
         let sleeper = Arc::new(OnceLock::new());
+        let counters = Arc::new(WorkerCounters::default());
         links.push(WorkerLink {
             jobs: jobs_out,
             sleeper: sleeper.clone(),
+            counters: counters.clone(),
         });
         let worker = Worker {
             idx: i,
@@ -516,6 +518,7 @@ where
                 .budget_us
                 .map(|us| clock.ns_to_cycles(us as f64 * 1e3)),
             max_amplification: cfg.net.max_amplification,
+            counters,
         };
         let name = format!("psp-worker-{i}");
         let cfg2 = cfg.clone();

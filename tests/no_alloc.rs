@@ -187,6 +187,7 @@ fn dispatcher_and_worker_threads_allocate_nothing_per_request() {
         doorbell: p.doorbell.clone(),
         budget: None,
         max_amplification: 0.0,
+        counters: Default::default(),
     };
     let started = Arc::new(AtomicBool::new(false));
     let w = std::thread::spawn(move || {

@@ -83,3 +83,41 @@ fn the_original_clients_requests_are_served_in_its_format() {
     );
     assert!(stats.balanced(), "{stats}");
 }
+
+/// The periodic stats carry the workers' own counters as the run goes (here the
+/// overruns of `workers.budget_us`, whose `timeout` replies PSP_MB cannot carry and
+/// so are withheld), not only the final report; and the final report counts each once.
+#[test]
+fn the_periodic_stats_show_what_the_workers_withheld() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/psp-mb.yml");
+    let mut cfg = Config::load_unvalidated(path).unwrap();
+    cfg.net.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.stats.interval_ms = 10;
+    cfg.workers.budget_us = Some(50);
+    let server = App::new(cfg).start().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // 1 ms each, past the 50 µs budget: answered `timeout`, which PSP_MB withholds.
+    for i in 0..5 {
+        sock.send_to(&psp_mb([i, 1, 4, 1_000_000]), server.local_addr())
+            .unwrap();
+    }
+    // Snapshots come every 10 ms: within 30 s one must show all five.
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut seen, mut last) = (0, None);
+    while std::time::Instant::now() < give_up {
+        let Some((n, s)) = server.next_stats(seen, Duration::from_secs(1)) else {
+            continue;
+        };
+        seen = n;
+        if s.withheld == 5 {
+            last = Some(s);
+            break;
+        }
+        assert!(s.withheld < 5, "{s}");
+    }
+    let live = last.expect("a snapshot with the workers' counters");
+    assert_eq!((live.overruns, live.replies_with(Status::Timeout)), (5, 5));
+    let end = server.shutdown();
+    assert_eq!((end.withheld, end.overruns), (5, 5), "counted once: {end}");
+    assert!(end.balanced(), "{end}");
+}

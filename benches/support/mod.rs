@@ -219,6 +219,7 @@ pub fn parts(s: &Setup) -> Parts {
         links.push(WorkerLink {
             jobs: jobs_out,
             sleeper: Arc::new(OnceLock::new()),
+            counters: Default::default(),
         });
         workers.push((jobs_in, tx));
     }

@@ -36,7 +36,7 @@ use crate::net::{Packet, RxQueue, TxQueue};
 use crate::policy::{Builtin, Event, Policy, Refill, TypeIdx, TypeInfo, TypedQueues, WorkerIdx};
 use crate::proto::{self, Header, Kind, Status};
 use crate::time::{rdtsc, Clock, Cycles};
-use crate::workers::{Job, JobSender, Sleeper};
+use crate::workers::{Job, JobSender, Sleeper, WorkerCounters};
 
 /// Maps a request to its type id (the header's `type` by default). Runs on the
 /// dispatcher for every request: keep it to a few field reads.
@@ -112,6 +112,8 @@ pub struct WorkerLink<P> {
     pub jobs: JobSender<P>,
     /// Filled in by the worker thread when it starts; used to wake it (idle: park).
     pub sleeper: Arc<OnceLock<Arc<Sleeper>>>,
+    /// The worker's counters as it publishes them (the periodic stats add them).
+    pub counters: Arc<WorkerCounters>,
 }
 
 /// A [`WorkerLink`] as the loop keeps it.
@@ -191,6 +193,8 @@ struct Core<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     types: TypeTable,
     classifier: Option<Box<dyn Classifier>>,
     links: Vec<Link<R::Pkt>>,
+    /// Per worker, as it publishes them: apart from `links`, which the hot loop walks.
+    worker_counters: Vec<Arc<WorkerCounters>>,
     settings: Settings,
     doorbell: Arc<Doorbell>,
     stop: Arc<AtomicBool>,
@@ -291,15 +295,18 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                 .collect(),
             ..Stats::default()
         };
-        let links = p
+        let (links, worker_counters) = p
             .workers
             .into_iter()
-            .map(|w| Link {
-                jobs: w.jobs,
-                wake: false,
-                sleeper: w.sleeper,
+            .map(|w| {
+                let link = Link {
+                    jobs: w.jobs,
+                    wake: false,
+                    sleeper: w.sleeper,
+                };
+                (link, w.counters)
             })
-            .collect();
+            .unzip();
         Dispatcher {
             policy: Builtin::from(p.policy),
             core: Core {
@@ -310,6 +317,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                 tx: p.tx,
                 classifier: p.classifier,
                 links,
+                worker_counters,
                 settings: p.settings,
                 doorbell: p.doorbell,
                 stop: p.stop,
@@ -742,8 +750,17 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         s
     }
 
+    /// Publishes a snapshot with the workers' counters as they last published them
+    /// added (the final stats add the reports they return at exit instead).
     fn publish<P: Policy + ?Sized>(&mut self, policy: &P) {
-        let s = self.snapshot(policy);
+        let mut s = self.snapshot(policy);
+        for c in &self.worker_counters {
+            let r = c.read();
+            s.tx_errors += r.tx_errors;
+            s.withheld += r.withheld;
+            s.panics += r.panics;
+            s.overruns += r.overruns;
+        }
         self.published.put(s);
     }
 }
@@ -938,6 +955,7 @@ mod tests {
                 .map(|jobs| WorkerLink {
                     jobs,
                     sleeper: Arc::new(OnceLock::new()),
+                    counters: Default::default(),
                 })
                 .collect(),
             settings: Settings {

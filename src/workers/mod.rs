@@ -5,7 +5,7 @@
 pub mod handler;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 
@@ -113,6 +113,9 @@ pub struct Worker<T: TxQueue> {
     /// `net.max_amplification`: a reply is at most this many times its request's
     /// size (0: no bound).
     pub max_amplification: f64,
+    /// Where the worker publishes its counters while it runs, for the periodic stats
+    /// (shared with its [`WorkerLink`](crate::dispatcher::WorkerLink)).
+    pub counters: Arc<WorkerCounters>,
 }
 
 impl<T: TxQueue> std::fmt::Debug for Worker<T> {
@@ -120,6 +123,38 @@ impl<T: TxQueue> std::fmt::Debug for Worker<T> {
         f.debug_struct("Worker")
             .field("idx", &self.idx)
             .finish_non_exhaustive()
+    }
+}
+
+/// A worker's counters as it last published them (when its channel ran dry, and
+/// at exit), for the dispatcher's periodic stats; the final stats take the
+/// [`WorkerReport`] the worker returns. On a line of their own: the dispatcher reads
+/// it once per stats interval.
+#[derive(Debug, Default)]
+pub struct WorkerCounters(CachePadded<[AtomicU64; 4]>);
+
+impl WorkerCounters {
+    fn publish(&self, r: &WorkerReport) {
+        for (slot, v) in self
+            .0
+            .iter()
+            .zip([r.panics, r.overruns, r.tx_errors, r.withheld])
+        {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters last published (`served` is not).
+    pub fn read(&self) -> WorkerReport {
+        let [panics, overruns, tx_errors, withheld] =
+            [0, 1, 2, 3].map(|i| self.0[i].load(Ordering::Relaxed));
+        WorkerReport {
+            served: 0,
+            panics,
+            overruns,
+            tx_errors,
+            withheld,
+        }
     }
 }
 
@@ -145,6 +180,8 @@ impl<T: TxQueue> Worker<T> {
         // Replies sent since the last flush: a transport may batch them, and the
         // channel running dry is when they must leave.
         let mut unflushed = false;
+        // What `counters` holds: written only when something changed.
+        let mut published = WorkerReport::default();
         loop {
             if let Some(job) = self.jobs.take() {
                 self.idle.work();
@@ -156,6 +193,7 @@ impl<T: TxQueue> Worker<T> {
             if unflushed {
                 self.tx.flush();
                 unflushed = false;
+                self.publish(&mut report, &mut published);
             }
             if self.stop.load(Ordering::Acquire) && self.jobs.is_empty() {
                 break;
@@ -166,9 +204,23 @@ impl<T: TxQueue> Worker<T> {
             });
         }
         self.tx.flush();
+        self.publish(&mut report, &mut published);
+        report
+    }
+
+    /// Brings `report`'s transmit counters up to date and publishes what changed
+    /// since `published`.
+    fn publish(&self, report: &mut WorkerReport, published: &mut WorkerReport) {
         report.tx_errors = self.tx.errors();
         report.withheld = self.tx.withheld();
-        report
+        let now = WorkerReport {
+            served: 0,
+            ..*report
+        };
+        if now != *published {
+            self.counters.publish(&now);
+            *published = now;
+        }
     }
 
     #[inline]
@@ -267,6 +319,7 @@ mod tests {
             doorbell: Arc::new(crate::dispatcher::Doorbell::disabled()),
             budget: None,
             max_amplification: 0.0,
+            counters: Default::default(),
         };
         let report = std::thread::spawn(move || worker.run()).join().unwrap();
         assert_eq!(report.served, 3);
