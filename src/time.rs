@@ -128,6 +128,37 @@ impl Clock {
     }
 }
 
+/// A duration written `5s`, `250ms`, `100us`, `1500ns`, `2m` (minutes) or as a plain
+/// number of seconds, at most 10^7 s: the one spelling of psp-client's and psp-sim's
+/// durations.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 5s, 250ms, 100us)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use s, ms, us, ns, m)"
+            ))
+        }
+    };
+    let secs = v * scale;
+    if !(0.0..=1e7).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

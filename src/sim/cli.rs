@@ -17,7 +17,7 @@ use crate::config::{Assign, ConfigError, PolicyConfig, PolicyKind, Profile};
 use crate::report;
 use crate::workload::Workload;
 
-/// Simulate Perséphone's policies (c-FCFS, d-FCFS, DARC) on virtual time.
+/// Simulate the daemon's policies (c-FCFS, d-FCFS, DARC, SJF, EDF) on virtual time.
 ///
 /// One invocation sweeps loads × policies × worker counts (or runs a phased workload,
 /// `--phases`); points run in parallel. Results go to OUTDIR/sim.csv and sim.json (the
@@ -139,7 +139,8 @@ pub struct Args {
         conflicts_with = "duration"
     )]
     pub requests: u64,
-    /// Measured virtual time per point instead of a request count (`500ms`, `2s`).
+    /// Measured virtual time per point instead of a request count (`500ms`, `2s`; a
+    /// plain number is seconds, as in psp-client).
     #[arg(long, value_parser = parse_positive_duration_ns)]
     pub duration: Option<u64>,
     /// Warm-up, as a fraction of the measured requests or duration.
@@ -294,27 +295,10 @@ fn parse_arrivals(s: &str) -> Result<Arrivals, String> {
     }
 }
 
-/// `1500ns`, `20us`, `500ms`, `2s` (or a bare number of nanoseconds) to nanoseconds.
+/// A duration in [`crate::time::parse_duration`]'s spelling (a bare number is
+/// seconds, as in psp-client) to nanoseconds.
 pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("{s:?}: not a duration"))?;
-    let scale = match unit {
-        "" | "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ns, us, ms, s)")),
-    };
-    let ns = (v * scale).round();
-    // `u64::MAX as f64` rounds up to 2^64, which does not fit: refuse it too.
-    if ns >= u64::MAX as f64 {
-        return Err(format!("{s:?}: too long (at most {} ns)", u64::MAX));
-    }
-    Ok(ns as u64)
+    crate::time::parse_duration(s).map(|d| d.as_nanos() as u64)
 }
 
 /// [`parse_duration_ns`], refusing 0 (`--duration`: a run of no time measures nothing).
@@ -845,7 +829,13 @@ mod tests {
         assert_eq!(parse_duration_ns("2s").unwrap(), 2_000_000_000);
         assert_eq!(parse_duration_ns("1.5ms").unwrap(), 1_500_000);
         assert_eq!(parse_duration_ns("20us").unwrap(), 20_000);
-        assert_eq!(parse_duration_ns("7").unwrap(), 7);
+        assert_eq!(
+            parse_duration_ns("7").unwrap(),
+            7_000_000_000,
+            "seconds, as in psp-client"
+        );
+        assert_eq!(parse_duration_ns("1500ns").unwrap(), 1500);
+        assert_eq!(parse_duration_ns("1m").unwrap(), 60_000_000_000);
         assert!(parse_duration_ns("3 weeks").is_err());
     }
 
