@@ -303,3 +303,47 @@ fn an_error_with_stderr_gone_is_status_1_not_a_panic() {
     assert_eq!(run(false), Some(1));
     assert_eq!(run(true), Some(1));
 }
+
+/// Off a terminal (here: a pipe) `--verbose` prints each point's line as it finishes,
+/// not nothing (the hidden progress bar swallowed them), and `--duration 1` means
+/// one second of virtual time, as in psp-client, not one nanosecond.
+#[test]
+fn verbose_off_a_terminal_prints_each_point_and_a_plain_duration_is_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_psp-sim"))
+        .args([
+            "--workers",
+            "2",
+            "--policies",
+            "cfcfs,darc",
+            "--loads",
+            "0.1",
+        ])
+        .args(["--duration", "1", "--verbose", "--outdir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for p in ["cfcfs", "darc"] {
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.contains(&format!(" {p} w2 load 0.10 |")))
+                .count(),
+            1,
+            "{p}'s line once: {stdout}"
+        );
+    }
+    // High Bimodal at 10 % on 2 workers offers ~4 000 requests a second.
+    let csv = std::fs::read_to_string(out.join("sim.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let sent = header.iter().position(|h| *h == "sent").unwrap();
+    let all = csv
+        .lines()
+        .find(|l| l.contains(",ALL,"))
+        .expect("an ALL row");
+    let n: u64 = all.split(',').nth(sent).unwrap().parse().unwrap();
+    assert!(n > 1000, "one second of virtual time sent only {n}");
+}

@@ -53,7 +53,12 @@ fn run() -> Result<()> {
     let command: Vec<String> = std::env::args().collect();
     let all = cli::run(&args, &command.join(" "), &|p, r| {
         if verbose {
-            bar.println(cli::summary(p, r));
+            // Off a terminal the bar hides itself, and what it would print with it.
+            if bar.is_hidden() {
+                say(format_args!("{}", cli::summary(p, r)));
+            } else {
+                bar.println(cli::summary(p, r));
+            }
         }
         bar.inc(1);
     })?;

@@ -208,7 +208,7 @@ pub struct Args {
     /// Parallel simulations (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Print each point's table as it finishes.
+    /// Print each point's summary line as it finishes (otherwise all at the end).
     #[arg(long)]
     pub verbose: bool,
 }
