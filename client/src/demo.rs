@@ -111,7 +111,23 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let workers = cfg.workers.number;
     let policy = cfg.policy.kind.name().to_string();
-    // The kv workloads ask for what the server's kv: section pre-populated.
+    // The kv workloads ask for what the server's kv: section pre-populated: a server
+    // without the kv handler, or with no keys, cannot answer them.
+    if is_kv {
+        let keys = cfg.kv.as_ref().map_or(0, |k| k.keys);
+        if cfg.workers.handler != "kv" || keys == 0 {
+            anyhow::bail!(
+                "--workload {}: needs a kv server (workers.handler: kv and a kv: section \
+                 with keys > 0, as in configs/kv.yml); --config-path {} has handler {:?} \
+                 and {keys} pre-populated keys",
+                args.workload,
+                args.config_path
+                    .as_deref()
+                    .map_or_else(|| "(built-in)".into(), |p| p.display().to_string()),
+                cfg.workers.handler,
+            );
+        }
+    }
     let kv = is_kv.then(|| {
         let pre = cfg.kv.clone().unwrap_or_default();
         KvSpec {

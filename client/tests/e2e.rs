@@ -303,6 +303,18 @@ fn the_command_line_names_bad_flags_and_keys() {
         (vec!["--config-path", cfg.to_str().unwrap()], "duraton"),
         (vec!["--rate", "100", "--workload", "nope"], "--workload"),
         (vec!["plot", "missing.csv", "--out", "x.svg"], "missing.csv"),
+        // A kv workload against a server without the kv handler: said before it
+        // starts, not as a bad `keys` after.
+        (
+            vec![
+                "demo",
+                "--workload",
+                "kv",
+                "--config-path",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/quickstart.yml"),
+            ],
+            "needs a kv server (workers.handler: kv",
+        ),
         (
             vec![
                 "--server",
