@@ -398,7 +398,8 @@ pub struct RunArgs {
     /// A send later than this after its scheduled time is late, µs [default: 10].
     #[arg(long, value_name = "US")]
     pub slack_us: Option<f64>,
-    /// The sender sleeps until this close to a send, then spins, µs [default: 30].
+    /// The sender sleeps until this close to a send, then spins, µs [default: 30, or
+    /// more if this machine's sleeps wake later than that: measured at start].
     #[arg(long, value_name = "US")]
     pub spin_us: Option<f64>,
     /// Run the sender and receiver threads as real-time (SCHED_FIFO) threads, so that
@@ -469,6 +470,9 @@ pub struct Plan {
     pub seed: u64,
     pub slack: Duration,
     pub spin: Duration,
+    /// `spin` is the default, not asked for: the runner raises it to what this
+    /// machine's sleeps need ([`crate::engine::calibrate_spin`]).
+    pub spin_auto: bool,
     pub max_concurrency: Option<u64>,
     pub outdir: Option<PathBuf>,
     pub sample: Option<f64>,
@@ -517,6 +521,7 @@ impl Plan {
             seed: DEFAULT_SEED,
             slack: DEFAULT_SLACK,
             spin: DEFAULT_SPIN,
+            spin_auto: false,
             max_concurrency: None,
             outdir: None,
             sample: None,
@@ -695,6 +700,7 @@ impl RunArgs {
             );
         }
         let (spin_us, spin_key) = pick(&self.spin_us, &file.spin_us, "spin-us", "spin_us");
+        let spin_auto = spin_us.is_none();
         let spin_us = spin_us.unwrap_or(DEFAULT_SPIN.as_secs_f64() * 1e6);
         if !(0.0..=MAX_US).contains(&spin_us) {
             return err(
@@ -971,6 +977,7 @@ impl RunArgs {
             seed: self.seed.or(file.seed).unwrap_or(DEFAULT_SEED),
             slack: Duration::from_secs_f64(slack_us * 1e-6),
             spin: Duration::from_secs_f64(spin_us * 1e-6),
+            spin_auto,
             max_concurrency,
             outdir: self.outdir.clone().or(file.outdir.clone()),
             sample,

@@ -94,6 +94,7 @@ pub fn run(
             "DPDK send: the port did not take the request (mempool empty or TX queue full)"
                 .to_string()
         }),
+        spin_raised: None,
     })
 }
 

@@ -113,6 +113,9 @@ pub struct Options {
     pub max_concurrency: Option<u64>,
     /// The sender sleeps while the next send is further away than this, then spins.
     pub spin: Duration,
+    /// Raise `spin` while running to how late this machine's sleeps wake (see
+    /// [`Spin`]), `spin` being the floor.
+    pub spin_adapt: bool,
     /// Delay between starting the threads and time 0 of the schedule.
     pub lead: Duration,
     /// Socket buffer sizes (SO_RCVBUF/SO_SNDBUF), bytes.
@@ -134,6 +137,7 @@ impl Options {
             timeout: Duration::from_secs(1),
             max_concurrency: None,
             spin: Duration::from_micros(30),
+            spin_adapt: false,
             lead: Duration::from_millis(5),
             socket_buffer: 8 << 20,
             epoch: 1,
@@ -175,6 +179,9 @@ pub struct Outcome {
     pub socket_drops: Option<u64>,
     /// The first send or receive error, for the user.
     pub first_error: Option<String>,
+    /// The spin the sender ended with, if it adapted it (`Options::spin_adapt`) and
+    /// raised it.
+    pub spin_raised: Option<Duration>,
 }
 
 impl Outcome {
@@ -379,6 +386,7 @@ pub fn run(
         recv_errors: rx.errors,
         socket_drops,
         first_error: tx.first_error.or(rx.first_error),
+        spin_raised: (tx.spin > opts.spin).then_some(tx.spin),
     })
 }
 
@@ -386,6 +394,8 @@ pub fn run(
 struct SendStats {
     errors: u64,
     first_error: Option<String>,
+    /// The spin it ended with.
+    spin: Duration,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -405,13 +415,13 @@ fn send_loop(
     sys::set_timer_slack(1_000);
     let mut st = SendStats::default();
     let mut batch = SendBatch::default();
-    let spin_c = clock.duration_to_cycles(opts.spin);
+    let mut spin = Spin::new(clock, opts.spin, opts.spin_adapt);
     let n = schedule.len();
     let target = |i: usize| start + clock.ns_to_cycles(schedule.at_ns[i] as f64);
     let mut sent = 0u64;
     let mut i = 0;
     while i < n {
-        wait_until(target(i), clock, spin_c);
+        spin.wait_until(target(i));
         // How many requests this batch may take.
         let mut room = usize::MAX;
         if let Some(max) = opts.max_concurrency {
@@ -454,6 +464,7 @@ fn send_loop(
     }
     deadline.store(rdtsc() + timeout_c, Ordering::Release);
     live.sender_done.store(true, Ordering::Release);
+    st.spin = Duration::from_nanos(clock.cycles_to_ns(spin.cur) as u64);
     st
 }
 
@@ -468,20 +479,67 @@ fn stamp_sends(sent_at: &mut [Cycles], before: Cycles, after: Cycles) {
     }
 }
 
-/// Sleeps while `target` is more than `spin_c` away, then spins until it.
-#[inline]
-fn wait_until(target: Cycles, clock: Clock, spin_c: Cycles) {
-    loop {
-        let now = rdtsc();
-        if now >= target {
+/// How the sender waits for a send's time: it sleeps while the send is more than
+/// `cur` away, then spins on the TSC. Adapting, a sleep that wakes later than `cur`
+/// allowed for raises `cur` to that lateness plus 10 µs (at most 1 ms), and each
+/// sleep that did not lowers it by 1/256 of its excess over the floor. A VM's
+/// wake-ups after a sleep of milliseconds can come 100–200 µs late, far past the
+/// default 30 µs: without this nearly every send at a low rate is late.
+#[derive(Debug, Clone)]
+pub(crate) struct Spin {
+    clock: Clock,
+    pub(crate) cur: Cycles,
+    floor: Cycles,
+    cap: Cycles,
+    margin: Cycles,
+    adapt: bool,
+}
+
+impl Spin {
+    pub(crate) fn new(clock: Clock, floor: Duration, adapt: bool) -> Spin {
+        let floor = clock.duration_to_cycles(floor);
+        Spin {
+            clock,
+            cur: floor,
+            floor,
+            cap: clock
+                .duration_to_cycles(Duration::from_millis(1))
+                .max(floor),
+            margin: clock.duration_to_cycles(Duration::from_micros(10)),
+            adapt,
+        }
+    }
+
+    /// A sleep meant to end at `meant` ended at `woke`.
+    #[inline]
+    pub(crate) fn woke(&mut self, meant: Cycles, woke: Cycles) {
+        if !self.adapt {
             return;
         }
-        let left = target - now;
-        if left > spin_c {
-            let ns = clock.cycles_to_ns(left - spin_c);
-            std::thread::sleep(Duration::from_nanos(ns as u64));
+        let late = woke.saturating_sub(meant);
+        if late + self.margin > self.cur {
+            self.cur = (late + self.margin).min(self.cap);
         } else {
-            std::hint::spin_loop();
+            self.cur -= (self.cur - self.floor) / 256;
+        }
+    }
+
+    /// Sleeps while `target` is more than `cur` away, then spins until it.
+    #[inline]
+    fn wait_until(&mut self, target: Cycles) {
+        loop {
+            let now = rdtsc();
+            if now >= target {
+                return;
+            }
+            let left = target - now;
+            if left > self.cur {
+                let ns = self.clock.cycles_to_ns(left - self.cur);
+                std::thread::sleep(Duration::from_nanos(ns as u64));
+                self.woke(target - self.cur, rdtsc());
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
 }
@@ -797,6 +855,31 @@ mod tests {
             e.contains("28-bit request numbers (PSP_MB ids have 32 bits)"),
             "{e}"
         );
+    }
+
+    /// A sleep that wakes past the send's time raises the spin to that lateness and
+    /// a margin (capped at 1 ms); sleeps that wake in time let it decay toward the
+    /// floor; a fixed spin (`--spin-us`) never moves.
+    #[test]
+    fn the_spin_follows_late_wake_ups() {
+        let us = |n: u64| n * 1_000; // Clock::NANOS: cycles are nanoseconds
+        let mut s = Spin::new(Clock::NANOS, Duration::from_micros(30), true);
+        assert_eq!(s.cur, us(30));
+        s.woke(us(1_000), us(1_005)); // 5 µs late: within 30
+        assert_eq!(s.cur, us(30), "at the floor already");
+        s.woke(us(1_000), us(1_100)); // 100 µs late
+        assert_eq!(s.cur, us(110));
+        s.woke(us(1_000), us(1_050)); // within 110: decays by 1/256 of the excess
+        assert_eq!(s.cur, us(110) - us(80) / 256);
+        for _ in 0..5_000 {
+            s.woke(us(1_000), us(1_000));
+        }
+        assert!(s.cur < us(31), "back near the floor: {}", s.cur);
+        s.woke(0, us(60_000)); // a wake-up 60 ms late (a descheduled vCPU)
+        assert_eq!(s.cur, us(1_000), "capped");
+        let mut fixed = Spin::new(Clock::NANOS, Duration::from_micros(30), false);
+        fixed.woke(us(1_000), us(1_500));
+        assert_eq!(fixed.cur, us(30));
     }
 
     #[test]

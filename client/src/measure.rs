@@ -536,6 +536,7 @@ mod tests {
             recv_errors: 0,
             socket_drops: None,
             first_error: None,
+            spin_raised: None,
         }
     }
 

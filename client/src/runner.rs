@@ -136,6 +136,15 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
                 )?;
             }
         }
+        if let Some(spin) = outcome.spin_raised {
+            writeln!(
+                out,
+                "sender: this machine's sleeps woke late, so the sender spun the last {} µs \
+                 before each send (the floor is {}; --spin-us fixes it)",
+                spin.as_micros(),
+                plan.spin.as_micros()
+            )?;
+        }
         for c in &checks {
             writeln!(out, "{}", c.line())?;
             wrong += c.wrong();
@@ -241,6 +250,7 @@ pub fn run_point(
         timeout: plan.timeout,
         max_concurrency: plan.max_concurrency,
         spin: plan.spin,
+        spin_adapt: plan.spin_auto,
         epoch: k as u32 + 1,
         wire: plan.wire,
         realtime: plan.realtime,
