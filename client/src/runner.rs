@@ -112,6 +112,11 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         // receives), those, not the client's pace, are what to look at first.
         let why = if outcome.send_errors + outcome.recv_errors > 0 {
             "; the run also saw network errors (below): check those first".to_string()
+        } else if let Some(max) = plan.max_concurrency {
+            format!(
+                ": --max-concurrency {max} held sends back while that many replies were \
+                 outstanding (a cap closes the loop: raise it, or drop it for open-loop load)"
+            )
         } else {
             format!(": the client, not the server, was the limit{hint}")
         };

@@ -468,3 +468,29 @@ fn an_error_with_stderr_gone_is_status_1_not_a_panic() {
         .unwrap();
     assert_eq!(status.code(), Some(1));
 }
+
+/// A run held back by `--max-concurrency` is INVALID for that reason, and the line
+/// says so (it used to blame the client's own pace and suggest --realtime).
+#[test]
+fn an_invalid_run_under_max_concurrency_names_the_cap() {
+    let w = Workload::preset("high-bimodal").unwrap();
+    let server = App::new(server_config(2)).start().unwrap();
+    // 40 000 requests/s, one at a time, of a mix averaging 50 µs of service: at most
+    // a fifth can leave on time, on any machine.
+    let mut p = plan(server.local_addr(), w, 40_000.0, None);
+    p.max_concurrency = Some(1);
+    p.points[0].phases[0].duration = Duration::from_millis(300);
+    let mut out = Vec::new();
+    psp_client::runner::run(&p, &mut out).unwrap();
+    server.shutdown();
+    let text = String::from_utf8(out).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("INVALID"))
+        .unwrap_or_else(|| panic!("not INVALID: {text}"));
+    assert!(
+        line.contains("--max-concurrency 1 held sends back"),
+        "{line}"
+    );
+    assert!(!line.contains("--realtime"), "{line}");
+}
