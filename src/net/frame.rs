@@ -128,9 +128,12 @@ pub enum Drop {
     /// Sent to another UDP port.
     NotOurPort,
     /// From an address a reply must not go to: a group (multicast or broadcast)
-    /// source MAC (or ARP sender MAC), a broadcast, multicast or unspecified source
-    /// IPv4 address, or UDP source port 0. Answering would turn one spoofed request
-    /// into a broadcast.
+    /// source MAC (or ARP sender MAC), a broadcast, multicast, unspecified or loopback
+    /// source IPv4 address, or UDP source port 0. Answering would turn one spoofed
+    /// request into a broadcast, or put a reply to 127.0.0.0/8 on the wire (the
+    /// kernel drops such "martians" too). Our own address is accepted, as the kernel's
+    /// `accept_local` does: a port looped back to itself (the ring PMD's tests) talks
+    /// to itself.
     BadSource,
     /// The IPv4 header checksum does not verify.
     BadIpChecksum,
@@ -313,6 +316,7 @@ pub fn parse(frame: &[u8], local: &Local, checks: RxChecks) -> Result<Frame, Dro
         || src_ip.is_broadcast()
         || src_ip.is_multicast()
         || src_ip.is_unspecified()
+        || src_ip.is_loopback()
         || src_port == 0
     {
         return Err(Drop::BadSource);
@@ -856,7 +860,12 @@ mod tests {
         // Sources a reply must not go to (checked before the UDP checksum).
         assert_eq!(parse_edited(|f| f[6] |= 1), Err(Drop::BadSource));
         assert_eq!(parse_edited(|f| put16(f, UDP, 0)), Err(Drop::BadSource));
-        for src in [[255, 255, 255, 255], [224, 0, 0, 1], [0, 0, 0, 0]] {
+        for src in [
+            [255, 255, 255, 255],
+            [224, 0, 0, 1],
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+        ] {
             assert_eq!(
                 parse_edited(|f| {
                     f[IP + 12..IP + 16].copy_from_slice(&src);
