@@ -470,9 +470,12 @@ pub struct Plan {
     pub seed: u64,
     pub slack: Duration,
     pub spin: Duration,
-    /// `spin` is the default, not asked for: the runner raises it to what this
-    /// machine's sleeps need ([`crate::engine::calibrate_spin`]).
+    /// `spin` is the default, not asked for: the sender raises it while this
+    /// machine's sleeps wake later than it allows for (see `engine::Spin`).
     pub spin_auto: bool,
+    /// Set to stop the run where it is (psp-client sets a signal's flag here, see
+    /// [`crate::interrupt`]).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     pub max_concurrency: Option<u64>,
     pub outdir: Option<PathBuf>,
     pub sample: Option<f64>,
@@ -492,6 +495,13 @@ pub const DEFAULT_SLACK: Duration = Duration::from_micros(10);
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(30);
 
 impl Plan {
+    /// Whether the run was asked to stop ([`Plan::stop`]).
+    pub fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// A run of one point: `workload` at `rate` requests/s for `duration`, against
     /// `server` over kernel UDP, with the command line's defaults for the rest
     /// (exponential arrivals, 1 s warm-up and timeout, the default seed, no outputs,
@@ -522,6 +532,7 @@ impl Plan {
             slack: DEFAULT_SLACK,
             spin: DEFAULT_SPIN,
             spin_auto: false,
+            stop: None,
             max_concurrency: None,
             outdir: None,
             sample: None,
@@ -978,6 +989,7 @@ impl RunArgs {
             slack: Duration::from_secs_f64(slack_us * 1e-6),
             spin: Duration::from_secs_f64(spin_us * 1e-6),
             spin_auto,
+            stop: None,
             max_concurrency,
             outdir: self.outdir.clone().or(file.outdir.clone()),
             sample,

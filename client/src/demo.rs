@@ -223,10 +223,17 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     plan.realtime = crate::sys::realtime_permitted();
     plan.progress = !args.quiet;
     plan.kv = kv;
+    plan.stop = crate::interrupt::flag();
     let result = crate::runner::run(&plan, out);
     // Shut the daemon down whatever happened to the run.
     let stats = server.shutdown();
-    let reports = result?;
+    // Stopped by a signal: what was measured is printed, and so are the daemon's
+    // counters, before the error says so.
+    let (reports, interrupted) = match result {
+        Ok(r) => (r, None),
+        Err(e) if e.is::<crate::runner::Interrupted>() => (Vec::new(), Some(e)),
+        Err(e) => return Err(e),
+    };
     // Every status that was answered, ok and queue_full always.
     let statuses: Vec<String> = Status::ALL
         .iter()
@@ -253,7 +260,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if lost > 0 {
         writeln!(out, "note: {lost} requests got no reply within 1 s")?;
     }
-    Ok(())
+    interrupted.map_or(Ok(()), Err)
 }
 
 /// A warning when other work already keeps the machine's cores busy (Linux load

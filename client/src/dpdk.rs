@@ -95,6 +95,8 @@ pub fn run(
                 .to_string()
         }),
         spin_raised: None,
+        tried: stats.tried,
+        scheduled: n,
     })
 }
 
@@ -111,6 +113,8 @@ struct PollStats {
     malformed: u64,
     unexpected: u64,
     send_errors: u64,
+    /// Requests gone through (all, unless `opts.stop` was set).
+    tried: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -125,7 +129,8 @@ fn poll_loop(
     live: &Live,
 ) -> PollStats {
     let mut st = PollStats::default();
-    let n = schedule.len();
+    // The schedule's end, or where `opts.stop` cut it.
+    let mut n = schedule.len();
     let target = |i: usize| start + clock.ns_to_cycles(schedule.at_ns[i] as f64);
     let spin_c = clock.duration_to_cycles(opts.spin);
     let timeout_c = clock.duration_to_cycles(opts.timeout);
@@ -139,6 +144,14 @@ fn poll_loop(
     // Set once the last request is sent: when to stop waiting for replies.
     let mut deadline: Option<Cycles> = None;
     loop {
+        if i < n
+            && opts
+                .stop
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            n = i;
+        }
         // Send what is due, a burst at most, then look at RX again.
         let mut burst = 0;
         while i < n && burst < MAX_BURST {
@@ -210,6 +223,7 @@ fn poll_loop(
     st.malformed += after.frames.total() - before.frames.total();
     st.malformed += after.chained - before.chained;
     st.unexpected += after.foreign - before.foreign;
+    st.tried = n;
     st
 }
 

@@ -23,6 +23,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use persephone::config::Wire;
@@ -116,6 +117,9 @@ pub struct Options {
     /// Raise `spin` while running to how late this machine's sleeps wake (see
     /// [`Spin`]), `spin` being the floor.
     pub spin_adapt: bool,
+    /// Set (by a signal, see [`crate::interrupt`]) to stop sending: the run then ends
+    /// as if its schedule ended there ([`Outcome::tried`]).
+    pub stop: Option<Arc<AtomicBool>>,
     /// Delay between starting the threads and time 0 of the schedule.
     pub lead: Duration,
     /// Socket buffer sizes (SO_RCVBUF/SO_SNDBUF), bytes.
@@ -138,6 +142,7 @@ impl Options {
             max_concurrency: None,
             spin: Duration::from_micros(30),
             spin_adapt: false,
+            stop: None,
             lead: Duration::from_millis(5),
             socket_buffer: 8 << 20,
             epoch: 1,
@@ -182,6 +187,12 @@ pub struct Outcome {
     /// The spin the sender ended with, if it adapted it (`Options::spin_adapt`) and
     /// raised it.
     pub spin_raised: Option<Duration>,
+    /// Requests the sender went through: the whole schedule, unless the run was
+    /// stopped (`Options::stop`) before its end.
+    pub tried: usize,
+    /// Requests the schedule held (more than `tried` if stopped; the runner then cuts
+    /// the schedule and the arrays above to `tried`).
+    pub scheduled: usize,
 }
 
 impl Outcome {
@@ -387,6 +398,8 @@ pub fn run(
         socket_drops,
         first_error: tx.first_error.or(rx.first_error),
         spin_raised: (tx.spin > opts.spin).then_some(tx.spin),
+        tried: tx.tried,
+        scheduled: n,
     })
 }
 
@@ -396,6 +409,8 @@ struct SendStats {
     first_error: Option<String>,
     /// The spin it ended with.
     spin: Duration,
+    /// Requests gone through (all of them unless stopped).
+    tried: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -420,8 +435,13 @@ fn send_loop(
     let target = |i: usize| start + clock.ns_to_cycles(schedule.at_ns[i] as f64);
     let mut sent = 0u64;
     let mut i = 0;
-    while i < n {
-        spin.wait_until(target(i));
+    let stopped = || {
+        opts.stop
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    };
+    while i < n && !stopped() {
+        spin.wait_until(target(i), &stopped);
         // How many requests this batch may take.
         let mut room = usize::MAX;
         if let Some(max) = opts.max_concurrency {
@@ -465,6 +485,7 @@ fn send_loop(
     deadline.store(rdtsc() + timeout_c, Ordering::Release);
     live.sender_done.store(true, Ordering::Release);
     st.spin = Duration::from_nanos(clock.cycles_to_ns(spin.cur) as u64);
+    st.tried = i;
     st
 }
 
@@ -478,6 +499,9 @@ fn stamp_sends(sent_at: &mut [Cycles], before: Cycles, after: Cycles) {
         rest.fill(after);
     }
 }
+
+/// The longest the sender sleeps before looking at `Options::stop` again.
+const MAX_NAP: Duration = Duration::from_millis(100);
 
 /// How the sender waits for a send's time: it sleeps while the send is more than
 /// `cur` away, then spins on the TSC. Adapting, a sleep that wakes later than `cur`
@@ -524,9 +548,10 @@ impl Spin {
         }
     }
 
-    /// Sleeps while `target` is more than `cur` away, then spins until it.
+    /// Sleeps while `target` is more than `cur` away, then spins until it, or until
+    /// `stopped` (looked at between sleeps of at most 100 ms).
     #[inline]
-    fn wait_until(&mut self, target: Cycles) {
+    fn wait_until(&mut self, target: Cycles, stopped: &impl Fn() -> bool) {
         loop {
             let now = rdtsc();
             if now >= target {
@@ -534,9 +559,12 @@ impl Spin {
             }
             let left = target - now;
             if left > self.cur {
-                let ns = self.clock.cycles_to_ns(left - self.cur);
-                std::thread::sleep(Duration::from_nanos(ns as u64));
-                self.woke(target - self.cur, rdtsc());
+                if stopped() {
+                    return;
+                }
+                let nap = (left - self.cur).min(self.clock.duration_to_cycles(MAX_NAP));
+                std::thread::sleep(Duration::from_nanos(self.clock.cycles_to_ns(nap) as u64));
+                self.woke(now + nap, rdtsc());
             } else {
                 std::hint::spin_loop();
             }

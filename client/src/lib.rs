@@ -27,6 +27,7 @@ pub mod demo;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod engine;
+pub mod interrupt;
 pub mod kv;
 pub mod measure;
 pub mod plot;

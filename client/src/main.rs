@@ -105,6 +105,14 @@ fn main() -> ExitCode {
         .log_internal_errors(false)
         .init();
     let mut out = std::io::stdout();
+    // Ctrl-C stops a run where it is and reports what it measured; a second one exits.
+    if let Err(e) = psp_client::interrupt::install() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "psp-client: warning: cannot handle Ctrl-C ({e}): it will end psp-client \
+             without a report"
+        );
+    }
     let result = match cli.cmd {
         None => run(&cli.run, &mut out),
         Some(Cmd::Run(a)) => run(&a, &mut out),
@@ -138,13 +146,19 @@ fn main() -> ExitCode {
         Err(e) => {
             // Not eprintln!, which panics when stderr's reader is gone (`2>&1 | head`).
             let _ = writeln!(std::io::stderr(), "psp-client: {e:#}");
-            ExitCode::FAILURE
+            if e.is::<psp_client::runner::Interrupted>() {
+                // As a shell reports a command ended by SIGINT.
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
 fn run(args: &RunArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let plan = args.plan()?;
+    let mut plan = args.plan()?;
+    plan.stop = psp_client::interrupt::flag();
     let extra = psp_client::runner::Extra {
         timeline: args.timeline()?,
     };

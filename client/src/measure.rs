@@ -525,6 +525,8 @@ mod tests {
     /// An outcome on a nanosecond clock started at `start`, with no errors.
     fn outcome(start: u64, sent_at: Vec<u64>, reply_at: Vec<u64>, status: Vec<u8>) -> Outcome {
         Outcome {
+            tried: sent_at.len(),
+            scheduled: sent_at.len(),
             clock: Clock::NANOS,
             start,
             sent_at,

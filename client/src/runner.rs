@@ -31,6 +31,41 @@ use crate::engine::{self, Live, Options};
 use crate::measure::{self, Rules, VALID_ADHERENCE, WARN_ADHERENCE};
 use crate::schedule::Schedule;
 
+/// The run was stopped by a signal (see [`crate::interrupt`]): what was measured is
+/// reported and written, the rest was not run.
+#[derive(Debug, Clone, Copy)]
+pub struct Interrupted {
+    pub points: usize,
+    /// Points run whole.
+    pub done: usize,
+    /// How far into its schedule the point in progress was stopped, s (`None`: it
+    /// was stopped between points).
+    pub stopped_s: Option<f64>,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted: {} of {} run points complete",
+            self.done, self.points
+        )?;
+        if let Some(s) = self.stopped_s {
+            write!(
+                f,
+                "; the next was stopped {s:.2} s into its schedule (warm-up included) and \
+                 is reported up to there"
+            )?;
+        }
+        if self.done + usize::from(self.stopped_s.is_some()) < self.points {
+            f.write_str("; the rest were not run")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Outputs a run may add to those of its [`Plan`].
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
@@ -94,8 +129,23 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
     let mut wrong = 0;
     // Points that got no reply at all, and the first error one of them saw.
     let (mut silent, mut silent_error) = (0, None);
+    let mut stopped_at = None;
     for (k, point) in plan.points.iter().enumerate() {
+        if plan.stopped() {
+            stopped_at = Some((k, None));
+            break;
+        }
         let (reports, outcome, schedule) = run_point(plan, &mut net, point, k, n)?;
+        if outcome.tried < outcome.scheduled {
+            stopped_at = Some((k, Some(schedule.end_ns() as f64 / 1e9)));
+            if reports.is_empty() {
+                writeln!(
+                    out,
+                    "point {} stopped during its warm-up: nothing measured",
+                    point.tag
+                )?;
+            }
+        }
         let unix_start = unix_time_of(&outcome);
         let checks = measure::checks(&schedule, &outcome);
         let (sent, replies) = reports
@@ -195,6 +245,14 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         f.finish(&all)?;
         writeln!(out, "results written to {}", f.dir.display())?;
     }
+    if let Some((done, stopped_s)) = stopped_at {
+        return Err(Interrupted {
+            points: n,
+            done,
+            stopped_s,
+        }
+        .into());
+    }
     if silent > 0 {
         anyhow::bail!(
             "{silent} of {n} run points got no reply at all from {}{}: is the server \
@@ -256,6 +314,7 @@ pub fn run_point(
         max_concurrency: plan.max_concurrency,
         spin: plan.spin,
         spin_adapt: plan.spin_auto,
+        stop: plan.stop.clone(),
         epoch: k as u32 + 1,
         wire: plan.wire,
         realtime: plan.realtime,
@@ -300,6 +359,15 @@ pub fn run_point(
     }
     .with_context(|| format!("running point {} against {}", point.tag, plan.server))?;
     bar.finish_and_clear();
+    let mut outcome = outcome;
+    if outcome.tried < schedule.len() {
+        // Stopped: what was never tried is no part of the run.
+        let n = outcome.tried;
+        schedule.truncate(n);
+        outcome.sent_at.truncate(n);
+        outcome.reply_at.truncate(n);
+        outcome.status.truncate(n);
+    }
     let rules = Rules {
         slack: plan.slack,
         timeout: plan.timeout,
@@ -502,4 +570,32 @@ fn write_file(path: &Path, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> 
     f(&mut w).with_context(|| format!("writing {}", path.display()))?;
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interrupted;
+
+    #[test]
+    fn an_interruption_says_what_ran() {
+        let between = Interrupted {
+            points: 3,
+            done: 1,
+            stopped_s: None,
+        };
+        assert_eq!(
+            between.to_string(),
+            "interrupted: 1 of 3 run points complete; the rest were not run"
+        );
+        let within_last = Interrupted {
+            points: 2,
+            done: 1,
+            stopped_s: Some(1.5),
+        };
+        assert_eq!(
+            within_last.to_string(),
+            "interrupted: 1 of 2 run points complete; the next was stopped 1.50 s into its \
+             schedule (warm-up included) and is reported up to there"
+        );
+    }
 }

@@ -254,6 +254,24 @@ impl Schedule {
         self.at_ns.len()
     }
 
+    /// Keeps the first `n` requests only (a run stopped there): the spans after
+    /// them go, and the one they end in ends with its last kept request.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len() {
+            return;
+        }
+        self.at_ns.truncate(n);
+        self.ty.truncate(n);
+        self.service_ns.truncate(n);
+        self.spans.retain(|s| s.first < n);
+        if let (Some(s), Some(&last)) = (self.spans.last_mut(), self.at_ns.last()) {
+            if s.end > n {
+                s.end = n;
+                s.end_ns = (last + 1).min(s.end_ns).max(s.start_ns + 1);
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.at_ns.is_empty()
     }
@@ -436,6 +454,34 @@ mod tests {
             .iter()
             .all(|&ns| ns == 1_500 || ns == 635_000));
         assert!(s.at_ns.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    /// A run stopped after `n` requests keeps them: the spans after them go, and the
+    /// one they end in ends at its last kept request.
+    #[test]
+    fn truncate_keeps_the_requests_tried() {
+        let mut s = Schedule::build(
+            &[
+                phase("high-bimodal", 1000.0, 1.0),
+                phase("tpcc", 1000.0, 1.0),
+            ],
+            Duration::from_millis(100),
+            Arrival::Uniform,
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.spans.len(), 3, "warm-up and two phases");
+        let n = s.spans[1].first + 10;
+        let last = s.at_ns[n - 1];
+        s.truncate(n);
+        assert_eq!((s.len(), s.ty.len(), s.service_ns.len()), (n, n, n));
+        assert_eq!(s.spans.len(), 2);
+        let sp = &s.spans[1];
+        assert_eq!((sp.end, sp.end_ns), (n, last + 1));
+        assert!(sp.end_ns > sp.start_ns);
+        let before = s.clone();
+        s.truncate(n + 5);
+        assert_eq!(s.at_ns, before.at_ns, "no longer than it is");
     }
 
     #[test]

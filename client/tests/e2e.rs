@@ -494,3 +494,61 @@ fn an_invalid_run_under_max_concurrency_names_the_cap() {
     );
     assert!(!line.contains("--realtime"), "{line}");
 }
+
+/// Ctrl-C during a run stops it where it is: what ran is reported and written, and
+/// psp-client exits 130 saying so (it used to die silently, its point lost).
+#[test]
+fn ctrl_c_reports_what_was_measured_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server_config(2);
+    cfg.stats.interval_ms = 10;
+    let server = App::new(cfg).start().unwrap();
+    let addr = server.local_addr().to_string();
+    // 30 s at 1000 requests/s: stopped long before its end.
+    let child = client()
+        .args(["--server", &addr, "--rate", "1000", "--duration", "30s"])
+        .args(["--warmup", "10ms", "--timeout", "10s", "-q", "--outdir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The signal goes once the server has seen 200 requests: the run is under way.
+    let mut seen = 0;
+    loop {
+        let (n, s) = server
+            .next_stats(seen, Duration::from_secs(20))
+            .expect("the server publishes its counters");
+        seen = n;
+        if s.received >= 200 {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stats = server.shutdown();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: 0 of 1 run points complete; the next was stopped"),
+        "{err}"
+    );
+    assert!(stdout.contains("results written to"), "{stdout}");
+    // The part that ran is the run: every request it counts was sent, and far fewer
+    // than the schedule's 30 000.
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let all = csv
+        .lines()
+        .find(|l| l.contains(",ALL,"))
+        .expect("an ALL row");
+    let cells: Vec<&str> = all.split(',').collect();
+    let sent: u64 = cells[col("sent")].parse().unwrap();
+    let lost: u64 = cells[col("lost")].parse().unwrap();
+    assert!((150..25_000).contains(&sent), "sent {sent}");
+    assert!(sent <= stats.received, "{sent} > {}", stats.received);
+    assert_eq!(lost, 0, "the requests never tried are not lost: {all}");
+}
