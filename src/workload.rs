@@ -19,8 +19,11 @@ use thiserror::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ServiceDist {
-    /// Always `ns`.
-    Constant { ns: u64 },
+    /// Always `ns` (also spelt `mean_ns`, as the other kinds' mean is).
+    Constant {
+        #[serde(alias = "mean_ns")]
+        ns: u64,
+    },
     /// Exponential with the given mean.
     Exponential { mean_ns: f64 },
     /// Lognormal with the given mean and shape `sigma` (of the underlying normal).
@@ -332,6 +335,18 @@ mod tests {
         let mean_b = sums[1] / counts[1] as f64;
         assert!((mean_a / 1000.0 - 1.0).abs() < 0.02, "{mean_a}");
         assert!((mean_b / 5000.0 - 1.0).abs() < 0.02, "{mean_b}");
+    }
+
+    /// A constant service time may be spelt `mean_ns` too, as every other kind's.
+    #[test]
+    fn a_constant_takes_mean_ns_too() {
+        let yaml = |key: &str| {
+            format!("name: t\ntypes: [{{ id: 1, name: A, ratio: 1, service: {{ kind: constant, {key}: 5 }} }}]")
+        };
+        for key in ["ns", "mean_ns"] {
+            let w = Workload::from_yaml(&yaml(key)).unwrap();
+            assert_eq!(w.types[0].service, ServiceDist::Constant { ns: 5 }, "{key}");
+        }
     }
 
     /// A type may carry EDF's deadline; written back only when set.
