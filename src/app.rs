@@ -609,11 +609,14 @@ fn warn_if_oversubscribed(cfg: &Config) {
              latencies; set dispatcher.idle and workers.idle to park (or yield)"
         );
     }
-    if !cfg.pin && cfg.polling_threads() > cores {
-        tracing::warn!(
+    if !cfg.pin && cfg.polling_threads() > cores && spinning == 0 {
+        // Parked threads may share cores (tests, demos, small machines): worth
+        // knowing when reading latencies, not a mistake to warn about.
+        tracing::info!(
             threads = cfg.polling_threads(),
             cores,
-            "pin: false with more threads than cores"
+            "more threads than cores: they share them, and latencies include waiting \
+             for one"
         );
     }
 }

@@ -38,6 +38,10 @@ fn bad_flags_exit_2_naming_the_flag() {
             &["--policies", "cfcfs", "--queue-capacity", "0"],
             "--queue-capacity",
         ),
+        // Negative numbers reach the flag's own check (not clap's "unexpected
+        // argument '-1'"), and an empty policy name says so (not "EOF while parsing").
+        (&["--policies", "edf", "--slo", "-1"], "--slo: must be in"),
+        (&["--policies", "darc,,cfcfs"], "--policies: an empty name"),
         // Panicked (exit 101).
         (&["--loads", "nan"], "--loads"),
         (&["--loads", "inf"], "--loads"),

@@ -362,22 +362,22 @@ pub struct RunArgs {
     #[arg(long, alias = "arrivals", value_enum)]
     pub arrival: Option<ArrivalArg>,
     /// Offered rate, requests/s.
-    #[arg(long, conflicts_with_all = ["load", "loads"])]
+    #[arg(long, conflicts_with_all = ["load", "loads"], allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Offered load, fraction of capacity: rate = load × workers / mean service time.
-    #[arg(long, conflicts_with = "loads")]
+    #[arg(long, conflicts_with = "loads", allow_negative_numbers = true)]
     pub load: Option<f64>,
     /// Sweep: loads `0.1,0.2,0.5` or `start:end:step` (inclusive), one run point each.
-    #[arg(long, value_name = "LIST|RANGE", value_parser = |s: &str| parse_loads(s).map(Loads))]
+    #[arg(long, value_name = "LIST|RANGE", allow_negative_numbers = true, value_parser = |s: &str| parse_loads(s).map(Loads))]
     pub loads: Option<Loads>,
     /// Measured time per point (5s, 500ms, ...) [default: 5s].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Warm-up before each point, left out of the statistics [default: 1s].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub warmup: Option<Duration>,
     /// A request with no reply this long after its scheduled send is lost [default: 1s].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
     /// Seed of the schedule (same seed, same schedule).
     #[arg(long)]
@@ -386,7 +386,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub outdir: Option<PathBuf>,
     /// Write a per-request trace of this fraction of the requests [no value: all].
-    #[arg(long, value_name = "FRACTION", num_args = 0..=1, default_missing_value = "1")]
+    #[arg(long, value_name = "FRACTION", num_args = 0..=1, default_missing_value = "1", allow_negative_numbers = true)]
     pub sample: Option<f64>,
     /// Write timeline.csv in --outdir: sent, ok, rejected, lost and latency per
     /// interval of this length (100ms, 1s, ...), by scheduled send time.
@@ -396,11 +396,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<u64>,
     /// A send later than this after its scheduled time is late, µs [default: 10].
-    #[arg(long, value_name = "US")]
+    #[arg(long, value_name = "US", allow_negative_numbers = true)]
     pub slack_us: Option<f64>,
     /// The sender sleeps until this close to a send, then spins, µs [default: 30, or
     /// more if this machine's sleeps wake later than that: measured at start].
-    #[arg(long, value_name = "US")]
+    #[arg(long, value_name = "US", allow_negative_numbers = true)]
     pub spin_us: Option<f64>,
     /// Run the sender and receiver threads as real-time (SCHED_FIFO) threads, so that
     /// other work on a shared machine cannot delay sends (needs root or CAP_SYS_NICE).

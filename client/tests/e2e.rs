@@ -298,6 +298,12 @@ fn the_command_line_names_bad_flags_and_keys() {
     std::fs::write(&cfg, "rate: 100\nduraton: 2s\n").unwrap();
     for (args, want) in [
         (vec!["--load", "0.5"], "--load"),
+        // Negative numbers reach the flag's own check, not clap's "unexpected argument".
+        (vec!["--rate", "-5"], "--rate: must be a number > 0"),
+        (
+            vec!["--rate", "5", "--spin-us", "-3"],
+            "--spin-us: must be 0 to",
+        ),
         (vec!["--rate", "100", "--duration", "soon"], "--duration"),
         (vec!["--loads", "0.1:0.5"], "--loads"),
         (vec!["--config-path", cfg.to_str().unwrap()], "duraton"),

@@ -144,7 +144,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_positive_duration_ns)]
     pub duration: Option<u64>,
     /// Warm-up, as a fraction of the measured requests or duration.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     pub warmup: f64,
     /// Seed of the arrival and service-time streams (the same for every point, so all
     /// policies see the same requests).
@@ -164,7 +164,7 @@ pub struct Args {
     pub queue_capacity: usize,
     /// DARC: group types whose mean service times are within this relative distance
     /// (0 to 10).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.2)]
     pub delta: f64,
     /// DARC: completions per profiling window.
     #[arg(long, default_value_t = 50_000)]
@@ -183,7 +183,7 @@ pub struct Args {
     /// EDF: a request's deadline is its arrival plus this many times its type's expected
     /// service time (the workload's mean, or the learnt one; 0 to 1000000; 0 is
     /// c-FCFS).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 10.0)]
     pub slo: f64,
     /// d-FCFS: round_robin, random or jsq.
     #[arg(long, default_value = "round_robin", value_parser = parse_enum::<Assign>)]
@@ -284,6 +284,10 @@ fn load_workload_from(name: &str, base: &Path) -> Result<Workload> {
 }
 
 fn parse_enum<T: DeserializeOwned>(s: &str) -> Result<T, String> {
+    if s.trim().is_empty() {
+        // serde_yaml would say "EOF while parsing a value".
+        return Err("an empty name (two commas in a row, or a trailing one?)".into());
+    }
     serde_yaml::from_str(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
