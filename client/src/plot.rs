@@ -520,7 +520,12 @@ pub fn plot_files(
             let p = p.as_ref();
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
-            Table::parse(&text).with_context(|| format!("{}", p.display()))
+            Table::parse(&text).with_context(|| {
+                format!(
+                    "{}: not a results CSV (psp-client's results.csv or psp-sim's sim.csv)",
+                    p.display()
+                )
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let svg = render(&tables, opts)?;

@@ -191,6 +191,9 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
                 )?;
             }
         }
+        for line in reports.iter().flat_map(mismatch_hints) {
+            writeln!(out, "{line}")?;
+        }
         if let Some(spin) = outcome.spin_raised {
             writeln!(
                 out,
@@ -254,9 +257,14 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         .into());
     }
     if silent > 0 {
+        // A server of the other wire format drops every request unanswered.
+        let other = match plan.wire {
+            Wire::Native => "a server with net.wire: psp_mb answers --wire psp_mb only",
+            Wire::PspMb => "only a server with net.wire: psp_mb answers --wire psp_mb",
+        };
         anyhow::bail!(
             "{silent} of {n} run points got no reply at all from {}{}: is the server \
-             running there, and reachable?",
+             running there, and reachable? Does it speak this wire format ({other})?",
             plan.server,
             silent_error
                 .map(|e| format!(" (first error: {e})"))
@@ -270,6 +278,33 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         );
     }
     Ok(all)
+}
+
+/// Hints for rejections that say the server is not set up for this workload: most of
+/// a type's replies `unknown_type` (the server does not declare it) or `bad_request`
+/// (its handler cannot read these requests).
+fn mismatch_hints(r: &RunReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &r.types {
+        let answered = t.ok + t.rejected_total();
+        let most = |n: u64| answered > 0 && 2 * n > answered;
+        if most(t.rejected_for(persephone::proto::Status::UnknownType)) {
+            out.push(format!(
+                "hint: the server answered unknown_type to most {} requests (type {}): its \
+                 config's requests: section does not declare that type",
+                t.name, t.id
+            ));
+        }
+        if most(t.rejected_for(persephone::proto::Status::BadRequest)) {
+            out.push(format!(
+                "hint: the server answered bad_request to most {} requests (type {}): its \
+                 handler cannot read them (kv workloads need workers.handler: kv, the others \
+                 spin or echo)",
+                t.name, t.id
+            ));
+        }
+    }
+    out
 }
 
 /// The transport of a run, opened once and kept for all its points.

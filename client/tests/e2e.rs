@@ -558,3 +558,40 @@ fn ctrl_c_reports_what_was_measured_and_exits_130() {
     assert!(sent <= stats.received, "{sent} > {}", stats.received);
     assert_eq!(lost, 0, "the requests never tried are not lost: {all}");
 }
+
+/// A workload whose types the server does not declare gets `unknown_type` for them,
+/// and the run says what that means rather than leaving a table of rejections.
+#[test]
+fn types_the_server_lacks_are_named_with_a_hint() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/quickstart.yml");
+    let mut cfg = Config::load_unvalidated(path).unwrap();
+    cfg.net.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.stats.interval_ms = 0;
+    let declared: Vec<u32> = cfg.requests.iter().map(|t| t.id).collect();
+    let server = App::new(cfg).start().unwrap();
+    let w = Workload::preset("tpcc").unwrap();
+    let missing: Vec<&str> = w
+        .types
+        .iter()
+        .filter(|t| !declared.contains(&t.id))
+        .map(|t| t.name.as_str())
+        .collect();
+    assert!(!missing.is_empty(), "tpcc has types quickstart lacks");
+    let n_missing = missing.len();
+    let mut p = plan(server.local_addr(), w.clone(), 500.0, None);
+    p.points[0].phases[0].duration = Duration::from_millis(300);
+    let mut out = Vec::new();
+    psp_client::runner::run(&p, &mut out).unwrap();
+    server.shutdown();
+    let text = String::from_utf8(out).unwrap();
+    for name in missing {
+        assert!(
+            text.contains(&format!(
+                "hint: the server answered unknown_type to most {name} requests"
+            )),
+            "{name}: {text}"
+        );
+    }
+    let hints = text.lines().filter(|l| l.starts_with("hint:")).count();
+    assert_eq!(hints, n_missing, "only the missing types: {text}");
+}
