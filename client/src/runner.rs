@@ -92,6 +92,13 @@ pub fn run(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
 
 /// [`run`], with the outputs of `extra` too.
 pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Result<Vec<RunReport>> {
+    // Before the header claims it.
+    if plan.realtime && !crate::sys::realtime_permitted() {
+        anyhow::bail!(
+            "--realtime: cannot move the threads to SCHED_FIFO; it needs root or \
+             CAP_SYS_NICE"
+        );
+    }
     let mut files = match &plan.outdir {
         Some(dir) => Some(Outputs::create(dir)?),
         None => None,
