@@ -670,13 +670,18 @@ impl Server {
     }
 
     fn join(&mut self) -> Stats {
-        let mut stats = match self.dispatcher.take().map(JoinHandle::join) {
-            Some(Ok(s)) => s,
+        // The dispatcher's final stats hold none of the workers' counters: their exit
+        // reports are added below. Its last published snapshot holds them as they were
+        // then: they are not added again.
+        let (mut stats, add_reports) = match self.dispatcher.take().map(JoinHandle::join) {
+            Some(Ok(s)) => (s, true),
             Some(Err(_)) => {
-                tracing::error!("the dispatcher thread panicked");
-                self.stats()
+                tracing::error!(
+                    "the dispatcher thread panicked: the counters are its last snapshot's"
+                );
+                (self.stats(), false)
             }
-            None => Stats::default(),
+            None => (Stats::default(), true),
         };
         self.stop_workers.store(true, Ordering::Release);
         let abandoned = stats.abandoned > 0;
@@ -686,10 +691,9 @@ impl Server {
                 continue;
             }
             if let Ok(r) = w.join() {
-                stats.tx_errors += r.tx_errors;
-                stats.withheld += r.withheld;
-                stats.panics += r.panics;
-                stats.overruns += r.overruns;
+                if add_reports {
+                    stats.add_worker(&r);
+                }
             }
         }
         stats

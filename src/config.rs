@@ -1055,11 +1055,18 @@ impl Config {
         if n.backend == Backend::Dpdk {
             match n.ip {
                 None => return err("net.ip", "is required with net.backend: dpdk".into()),
-                Some(ip) if ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() => {
+                Some(ip)
+                    if ip.is_broadcast()
+                        || ip.is_multicast()
+                        || ip.is_unspecified()
+                        || ip.is_loopback() =>
+                {
                     return err(
                         "net.ip",
                         format!(
-                            "{ip} cannot be a server's address (broadcast, multicast or 0.0.0.0)"
+                            "{ip} cannot be a server's address on a NIC (broadcast, multicast, \
+                             0.0.0.0 or loopback: requests from 127.0.0.0/8 are dropped as \
+                             bad_source)"
                         ),
                     )
                 }
@@ -1324,6 +1331,10 @@ requests:
             (
                 "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk, ip: 255.255.255.255 }\nrequests: [{id: 1, name: A}]",
                 "net.ip",
+            ),
+            (
+                "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk, ip: 127.0.0.1 }\nrequests: [{id: 1, name: A}]",
+                "net.ip: 127.0.0.1 cannot be a server's address on a NIC",
             ),
             (
                 "pin: false\nworkers: { number: 1 }\nnet: { backend: dpdk, ip: 10.0.0.1, udp_port: 0 }\nrequests: [{id: 1, name: A}]",

@@ -67,14 +67,14 @@ pub enum Dash {
 
 const DASHES: [Dash; 4] = [
     Dash::Solid,
-    Dash::Dashed(8, 4),
+    Dash::Dashed(6, 4),
     Dash::Dashed(2, 3),
-    Dash::Dashed(4, 4),
+    Dash::Dashed(12, 3),
 ];
 
 /// The dash of a curve over all types ([`crate::report::ALL`]), whatever types are
 /// drawn beside it: the types' dashes then do not depend on whether it is.
-const ALL_DASH: Dash = Dash::Dashed(14, 4);
+const ALL_DASH: Dash = Dash::Dashed(20, 6);
 
 /// How one curve is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,17 +174,29 @@ where
         }
     };
     anno.label(name);
+    // Filled, or an outline for a point that failed its checks.
     let point = move |ok: bool| if ok { fill } else { look.color.stroke_width(1) };
+    // A cross has no inside: a failed point's is thin and pale instead.
+    let cross = move |ok: bool| {
+        if ok {
+            line_style
+        } else {
+            look.color.mix(0.5).stroke_width(1)
+        }
+    };
+    // The legend's sample: a stretch of the line, in its own dash (its whole length
+    // tells the dashes apart), with the marker in the middle.
+    const W: i32 = 26;
     let marks: Vec<_> = marks.collect();
     if marks.is_empty() {
         // A line alone (a step function's corners are no data points): so is its
         // legend sample.
         match look.dash {
             Dash::Solid => {
-                anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], line_style))
+                anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + W, y)], line_style))
             }
             Dash::Dashed(on, off) => anno.legend(move |(x, y)| {
-                DashedPathElement::new(vec![(x, y), (x + 18, y)], on.min(6), off.min(3), line_style)
+                DashedPathElement::new(vec![(x, y), (x + W, y)], on, off, line_style)
             }),
         };
         return Ok(());
@@ -196,37 +208,35 @@ where
             match look.dash {
                 Dash::Solid => anno.legend(move |at| {
                     EmptyElement::at(at)
-                        + PathElement::new(vec![(0, 0), (18, 0)], line_style)
+                        + PathElement::new(vec![(0, 0), (W, 0)], line_style)
                         + $legend
                 }),
                 Dash::Dashed(on, off) => anno.legend(move |at| {
                     EmptyElement::at(at)
-                        + DashedPathElement::new(
-                            vec![(0, 0), (18, 0)],
-                            on.min(6),
-                            off.min(3),
-                            line_style,
-                        )
+                        + DashedPathElement::new(vec![(0, 0), (W, 0)], on, off, line_style)
                         + $legend
                 }),
             };
-            chart.draw_series(marks.into_iter().map(|(at, ok)| $marker(at, point(ok))))?;
+            chart.draw_series(marks.into_iter().map(|(at, ok)| $marker(at, ok)))?;
         }};
     }
+    let m = W / 2;
     match look.marker {
-        Marker::Circle => curve!(|at, s| Circle::new(at, 3, s), Circle::new((9, 0), 3, fill)),
+        Marker::Circle => curve!(
+            |at, ok| Circle::new(at, 3, point(ok)),
+            Circle::new((m, 0), 3, fill)
+        ),
         Marker::Triangle => curve!(
-            |at, s| TriangleMarker::new(at, 4, s),
-            TriangleMarker::new((9, 0), 4, fill)
+            |at, ok| TriangleMarker::new(at, 4, point(ok)),
+            TriangleMarker::new((m, 0), 4, fill)
         ),
         Marker::Square => curve!(
-            |at, s| EmptyElement::at(at) + Rectangle::new([(-3, -3), (3, 3)], s),
-            Rectangle::new([(6, -3), (12, 3)], fill)
+            |at, ok| EmptyElement::at(at) + Rectangle::new([(-3, -3), (3, 3)], point(ok)),
+            Rectangle::new([(m - 3, -3), (m + 3, 3)], fill)
         ),
-        // A cross has no inside: it is drawn as lines either way.
         Marker::Cross => curve!(
-            |at, _| Cross::new(at, 4, line_style),
-            Cross::new((9, 0), 4, line_style)
+            |at, ok| Cross::new(at, 4, cross(ok)),
+            Cross::new((m, 0), 4, line_style)
         ),
     }
     Ok(())

@@ -398,8 +398,9 @@ pub struct RunArgs {
     /// A send later than this after its scheduled time is late, µs [default: 10].
     #[arg(long, value_name = "US", allow_negative_numbers = true)]
     pub slack_us: Option<f64>,
-    /// The sender sleeps until this close to a send, then spins, µs [default: 30, or
-    /// more if this machine's sleeps wake later than that: measured at start].
+    /// The sender sleeps until this close to a send, then spins, µs [default: 30,
+    /// raised while running when this machine's sleeps wake later than that; given,
+    /// it is fixed].
     #[arg(long, value_name = "US", allow_negative_numbers = true)]
     pub spin_us: Option<f64>,
     /// Run the sender and receiver threads as real-time (SCHED_FIFO) threads, so that
@@ -531,7 +532,7 @@ impl Plan {
             seed: DEFAULT_SEED,
             slack: DEFAULT_SLACK,
             spin: DEFAULT_SPIN,
-            spin_auto: false,
+            spin_auto: true,
             stop: None,
             max_concurrency: None,
             outdir: None,
@@ -1137,6 +1138,15 @@ impl RunArgs {
                 msg: msg.into(),
             }
         })?;
+        if server.ip().is_loopback() {
+            return err(
+                self.server_key(file),
+                format!(
+                    "{server} is a loopback address: over DPDK the server is on a NIC (its \
+                     replies from 127.0.0.0/8 would be dropped)"
+                ),
+            );
+        }
         Ok(Backend::Dpdk(DpdkBackend {
             eal_args: section.eal_args.clone(),
             client,
@@ -1574,7 +1584,17 @@ mod tests {
             plan(&["--rate", "5"], "").unwrap().backend,
             Backend::Udp
         ));
-        let with_dpdk = plan(&["--rate", "5", "--backend", "dpdk"], dpdk);
+        let with_dpdk = plan(
+            &[
+                "--rate",
+                "5",
+                "--backend",
+                "dpdk",
+                "--server",
+                "10.0.0.1:6789",
+            ],
+            dpdk,
+        );
         #[cfg(not(feature = "dpdk"))]
         {
             let e = with_dpdk.unwrap_err();
@@ -1624,6 +1644,11 @@ mod tests {
                     &[],
                     "backend: dpdk\ndpdk: { eal_args: [], ip: nowhere }\n",
                     "dpdk.ip",
+                ),
+                (
+                    &["--server", "127.0.0.1:6789"],
+                    &format!("backend: dpdk\n{dpdk}"),
+                    "--server: 127.0.0.1:6789 is a loopback address",
                 ),
                 (
                     &[],

@@ -184,8 +184,8 @@ pub struct Outcome {
     pub socket_drops: Option<u64>,
     /// The first send or receive error, for the user.
     pub first_error: Option<String>,
-    /// The spin the sender ended with, if it adapted it (`Options::spin_adapt`) and
-    /// raised it.
+    /// The most the sender's spin reached, if it adapted it (`Options::spin_adapt`)
+    /// and raised it.
     pub spin_raised: Option<Duration>,
     /// Requests the sender went through: the whole schedule, unless the run was
     /// stopped (`Options::stop`) before its end.
@@ -407,7 +407,7 @@ pub fn run(
 struct SendStats {
     errors: u64,
     first_error: Option<String>,
-    /// The spin it ended with.
+    /// The most its spin reached.
     spin: Duration,
     /// Requests gone through (all of them unless stopped).
     tried: usize,
@@ -440,8 +440,11 @@ fn send_loop(
             .as_ref()
             .is_some_and(|f| f.load(Ordering::Relaxed))
     };
-    while i < n && !stopped() {
-        spin.wait_until(target(i), &stopped);
+    while i < n {
+        // Stopped while waiting: request `i` is not due, and is not sent.
+        if !spin.wait_until(target(i), &stopped) {
+            break;
+        }
         // How many requests this batch may take.
         let mut room = usize::MAX;
         if let Some(max) = opts.max_concurrency {
@@ -449,8 +452,11 @@ fn send_loop(
             // unanswered past their timeout).
             let give_up = target(i) + timeout_c;
             let outstanding = || (i as u64).saturating_sub(live.settled.load(Ordering::Relaxed));
-            while outstanding() >= max && rdtsc() < give_up {
+            while outstanding() >= max && rdtsc() < give_up && !stopped() {
                 std::thread::yield_now();
+            }
+            if stopped() {
+                break;
             }
             // Past `give_up` the request goes out regardless, alone.
             room = max.saturating_sub(outstanding()).max(1) as usize;
@@ -484,7 +490,7 @@ fn send_loop(
     }
     deadline.store(rdtsc() + timeout_c, Ordering::Release);
     live.sender_done.store(true, Ordering::Release);
-    st.spin = Duration::from_nanos(clock.cycles_to_ns(spin.cur) as u64);
+    st.spin = Duration::from_nanos(clock.cycles_to_ns(spin.max) as u64);
     st.tried = i;
     st
 }
@@ -513,6 +519,8 @@ const MAX_NAP: Duration = Duration::from_millis(100);
 pub(crate) struct Spin {
     clock: Clock,
     pub(crate) cur: Cycles,
+    /// The highest `cur` has been.
+    pub(crate) max: Cycles,
     floor: Cycles,
     cap: Cycles,
     margin: Cycles,
@@ -525,6 +533,7 @@ impl Spin {
         Spin {
             clock,
             cur: floor,
+            max: floor,
             floor,
             cap: clock
                 .duration_to_cycles(Duration::from_millis(1))
@@ -543,24 +552,27 @@ impl Spin {
         let late = woke.saturating_sub(meant);
         if late + self.margin > self.cur {
             self.cur = (late + self.margin).min(self.cap);
+            self.max = self.max.max(self.cur);
         } else {
-            self.cur -= (self.cur - self.floor) / 256;
+            // Rounded up: it comes back to the floor itself.
+            self.cur -= (self.cur - self.floor).div_ceil(256);
         }
     }
 
-    /// Sleeps while `target` is more than `cur` away, then spins until it, or until
-    /// `stopped` (looked at between sleeps of at most 100 ms).
+    /// Sleeps while `target` is more than `cur` away, then spins until it: returns
+    /// `true` then, or `false` as soon as `stopped` (looked at before every sleep, of
+    /// at most 100 ms, and when the time comes).
     #[inline]
-    fn wait_until(&mut self, target: Cycles, stopped: &impl Fn() -> bool) {
+    fn wait_until(&mut self, target: Cycles, stopped: &impl Fn() -> bool) -> bool {
         loop {
             let now = rdtsc();
             if now >= target {
-                return;
+                return !stopped();
             }
             let left = target - now;
             if left > self.cur {
                 if stopped() {
-                    return;
+                    return false;
                 }
                 let nap = (left - self.cur).min(self.clock.duration_to_cycles(MAX_NAP));
                 std::thread::sleep(Duration::from_nanos(self.clock.cycles_to_ns(nap) as u64));
@@ -898,11 +910,12 @@ mod tests {
         s.woke(us(1_000), us(1_100)); // 100 µs late
         assert_eq!(s.cur, us(110));
         s.woke(us(1_000), us(1_050)); // within 110: decays by 1/256 of the excess
-        assert_eq!(s.cur, us(110) - us(80) / 256);
+        assert_eq!(s.cur, us(110) - us(80).div_ceil(256));
         for _ in 0..5_000 {
             s.woke(us(1_000), us(1_000));
         }
-        assert!(s.cur < us(31), "back near the floor: {}", s.cur);
+        assert_eq!(s.cur, us(30), "back at the floor");
+        assert_eq!(s.max, us(110), "the most it reached");
         s.woke(0, us(60_000)); // a wake-up 60 ms late (a descheduled vCPU)
         assert_eq!(s.cur, us(1_000), "capped");
         let mut fixed = Spin::new(Clock::NANOS, Duration::from_micros(30), false);

@@ -106,7 +106,9 @@ fn main() -> ExitCode {
         .init();
     let mut out = std::io::stdout();
     // Ctrl-C stops a run where it is and reports what it measured; a second one exits.
-    if let Err(e) = psp_client::interrupt::install() {
+    // Plotting has nothing to stop: there it ends psp-client as usual.
+    let runs = matches!(cli.cmd, None | Some(Cmd::Run(_)) | Some(Cmd::Demo(_)));
+    if let Err(e) = runs.then(psp_client::interrupt::install).transpose() {
         let _ = writeln!(
             std::io::stderr(),
             "psp-client: warning: cannot handle Ctrl-C ({e}): it will end psp-client \

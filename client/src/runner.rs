@@ -143,7 +143,8 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
             break;
         }
         let (reports, outcome, schedule) = run_point(plan, &mut net, point, k, n)?;
-        if outcome.tried < outcome.scheduled {
+        let cut = outcome.tried < outcome.scheduled;
+        if cut {
             stopped_at = Some((k, Some(schedule.end_ns() as f64 / 1e9)));
             if reports.is_empty() {
                 writeln!(
@@ -204,10 +205,9 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         if let Some(spin) = outcome.spin_raised {
             writeln!(
                 out,
-                "sender: this machine's sleeps woke late, so the sender spun the last {} µs \
-                 before each send (the floor is {}; --spin-us fixes it)",
+                "sender: this machine's sleeps woke late, so the sender spun up to the last \
+                 {} µs before a send (30 µs when they woke in time; --spin-us fixes it)",
                 spin.as_micros(),
-                plan.spin.as_micros()
             )?;
         }
         for c in &checks {
@@ -250,6 +250,10 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
             }
         }
         all.extend(reports);
+        if cut {
+            // Stopped within this point: the rest are not run.
+            break;
+        }
     }
     if let Some(f) = files.as_mut() {
         f.finish(&all)?;

@@ -755,11 +755,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
     fn publish<P: Policy + ?Sized>(&mut self, policy: &P) {
         let mut s = self.snapshot(policy);
         for c in &self.worker_counters {
-            let r = c.read();
-            s.tx_errors += r.tx_errors;
-            s.withheld += r.withheld;
-            s.panics += r.panics;
-            s.overruns += r.overruns;
+            s.add_worker(&c.read());
         }
         self.published.put(s);
     }

@@ -142,6 +142,15 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds a worker's own counters (transmit errors, withheld replies, panics,
+    /// overruns), which the dispatcher does not count.
+    pub fn add_worker(&mut self, r: &crate::workers::WorkerReport) {
+        self.tx_errors += r.tx_errors;
+        self.withheld += r.withheld;
+        self.panics += r.panics;
+        self.overruns += r.overruns;
+    }
+
     /// Replies sent, any status.
     pub fn answered(&self) -> u64 {
         self.replies.iter().sum()

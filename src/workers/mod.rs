@@ -129,7 +129,9 @@ impl<T: TxQueue> std::fmt::Debug for Worker<T> {
 /// A worker's counters as it last published them (when its channel ran dry, and
 /// at exit), for the dispatcher's periodic stats; the final stats take the
 /// [`WorkerReport`] the worker returns. On a line of their own: the dispatcher reads
-/// it once per stats interval.
+/// it once per stats interval. Each counter is exact as of some moment, not all four
+/// of the same one (a snapshot may catch a publish half done), and they trail the
+/// completions the dispatcher counts by up to one run of the worker's channel.
 #[derive(Debug, Default)]
 pub struct WorkerCounters(CachePadded<[AtomicU64; 4]>);
 

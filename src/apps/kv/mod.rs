@@ -123,8 +123,9 @@ const ENTRY_SIZE: usize = std::mem::size_of::<(Key, Box<[u8]>)>();
 impl KvConfig {
     /// What the pre-populated keys take in [`Store::bytes`].
     pub fn preload_bytes(&self) -> u64 {
-        self.keys
-            .saturating_mul(entry_bytes(&key(0), &vec![0; self.value_size]))
+        // key(i) is 8 bytes, stored inline: the entry and the value.
+        let entry = (ENTRY_SIZE as u64).saturating_add(self.value_size as u64);
+        self.keys.saturating_mul(entry)
     }
 
     /// The store's bound: `max_bytes`, or the pre-populated keys plus
@@ -146,6 +147,17 @@ impl KvConfig {
                 ),
             ));
         }
+        let reply = (HEADER_LEN + wire::REPLY_HEADER_LEN).saturating_add(self.value_size);
+        if reply > max_msg.min(MAX_REPLY_LEN + HEADER_LEN) {
+            return Err(ConfigError::new(
+                "kv.value_size",
+                format!(
+                    "a GET reply for a {}-byte value takes {reply} bytes, more than net.max_msg \
+                     ({max_msg}) allows",
+                    self.value_size
+                ),
+            ));
+        }
         if let Some(m) = self.max_bytes.filter(|&m| m < self.preload_bytes()) {
             return Err(ConfigError::new(
                 "kv.max_bytes",
@@ -155,17 +167,6 @@ impl KvConfig {
                     self.keys,
                     self.preload_bytes(),
                     ENTRY_SIZE
-                ),
-            ));
-        }
-        let reply = HEADER_LEN + wire::REPLY_HEADER_LEN + self.value_size;
-        if reply > max_msg.min(MAX_REPLY_LEN + HEADER_LEN) {
-            return Err(ConfigError::new(
-                "kv.value_size",
-                format!(
-                    "a GET reply for a {}-byte value takes {reply} bytes, more than net.max_msg \
-                     ({max_msg}) allows",
-                    self.value_size
                 ),
             ));
         }
@@ -1021,6 +1022,18 @@ mod tests {
         };
         let e = small.validate(2048).unwrap_err();
         assert_eq!(e.key, "kv.max_bytes");
+        // A value too large for any reply is that error, whatever max_bytes says (the
+        // bound's arithmetic allocates nothing: this aborted psp-app).
+        for value_size in [100_000_000_000_000, usize::MAX] {
+            let e = KvConfig {
+                keys: 1,
+                value_size,
+                max_bytes: Some(1),
+            }
+            .validate(2048)
+            .unwrap_err();
+            assert_eq!(e.key, "kv.value_size", "{value_size}");
+        }
         assert!(e.to_string().contains("10 keys pre-populated"), "{e}");
         KvConfig {
             max_bytes: Some(small.preload_bytes()),
