@@ -397,7 +397,8 @@ pub fn run(
         recv_errors: rx.errors,
         socket_drops,
         first_error: tx.first_error.or(rx.first_error),
-        spin_raised: (tx.spin > opts.spin).then_some(tx.spin),
+        // Worth a line when it rose past the floor by more than its margin.
+        spin_raised: (tx.spin > opts.spin + Duration::from_micros(10)).then_some(tx.spin),
         tried: tx.tried,
         scheduled: n,
     })
@@ -430,8 +431,9 @@ fn send_loop(
     sys::set_timer_slack(1_000);
     let mut st = SendStats::default();
     let mut batch = SendBatch::default();
-    let mut spin = Spin::new(clock, opts.spin, opts.spin_adapt);
     let n = schedule.len();
+    let mean_gap = Duration::from_nanos(schedule.end_ns() / (n as u64).max(1));
+    let mut spin = Spin::new(clock, opts.spin, opts.spin_adapt, mean_gap);
     let target = |i: usize| start + clock.ns_to_cycles(schedule.at_ns[i] as f64);
     let mut sent = 0u64;
     let mut i = 0;
@@ -528,16 +530,19 @@ pub(crate) struct Spin {
 }
 
 impl Spin {
-    pub(crate) fn new(clock: Clock, floor: Duration, adapt: bool) -> Spin {
+    /// `floor` is where the spin starts and returns to; adapting, it rises to at most
+    /// a quarter of `mean_gap` (the schedule's mean time between sends) or 1 ms,
+    /// whichever is less: past that the sender would spin away most of a core (and
+    /// a real-time sender would take it from the server beside it).
+    pub(crate) fn new(clock: Clock, floor: Duration, adapt: bool, mean_gap: Duration) -> Spin {
+        let cap = (mean_gap / 4).min(Duration::from_millis(1));
         let floor = clock.duration_to_cycles(floor);
         Spin {
             clock,
             cur: floor,
             max: floor,
             floor,
-            cap: clock
-                .duration_to_cycles(Duration::from_millis(1))
-                .max(floor),
+            cap: clock.duration_to_cycles(cap).max(floor),
             margin: clock.duration_to_cycles(Duration::from_micros(10)),
             adapt,
         }
@@ -903,7 +908,12 @@ mod tests {
     #[test]
     fn the_spin_follows_late_wake_ups() {
         let us = |n: u64| n * 1_000; // Clock::NANOS: cycles are nanoseconds
-        let mut s = Spin::new(Clock::NANOS, Duration::from_micros(30), true);
+        let mut s = Spin::new(
+            Clock::NANOS,
+            Duration::from_micros(30),
+            true,
+            Duration::from_millis(10),
+        );
         assert_eq!(s.cur, us(30));
         s.woke(us(1_000), us(1_005)); // 5 µs late: within 30
         assert_eq!(s.cur, us(30), "at the floor already");
@@ -918,7 +928,29 @@ mod tests {
         assert_eq!(s.max, us(110), "the most it reached");
         s.woke(0, us(60_000)); // a wake-up 60 ms late (a descheduled vCPU)
         assert_eq!(s.cur, us(1_000), "capped");
-        let mut fixed = Spin::new(Clock::NANOS, Duration::from_micros(30), false);
+        let mut fixed = Spin::new(
+            Clock::NANOS,
+            Duration::from_micros(30),
+            false,
+            Duration::from_millis(10),
+        );
+        // At a high rate the spin stays within a quarter of the gap between sends.
+        let mut busy = Spin::new(
+            Clock::NANOS,
+            Duration::from_micros(30),
+            true,
+            Duration::from_micros(200),
+        );
+        busy.woke(0, us(500));
+        assert_eq!(busy.cur, us(50));
+        let mut dense = Spin::new(
+            Clock::NANOS,
+            Duration::from_micros(30),
+            true,
+            Duration::from_micros(100),
+        );
+        dense.woke(0, us(500));
+        assert_eq!(dense.cur, us(30), "never below the floor");
         fixed.woke(us(1_000), us(1_500));
         assert_eq!(fixed.cur, us(30));
     }
