@@ -383,6 +383,7 @@ pub fn run_point(
     };
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64, 0u64);
+    let (mut done_at, mut said_waiting) = (None, false);
     let watch = |l: &Live| {
         let now = Instant::now();
         let sent = l.sent.load(std::sync::atomic::Ordering::Relaxed);
@@ -397,6 +398,24 @@ pub fn run_point(
         }
         last = (now, sent, got);
         bar.set_position((started.elapsed().as_millis() as u64).min(total.as_millis() as u64));
+        // All sent, replies still missing a second on: say what the wait is (up to
+        // --timeout), once, rather than sit silent.
+        if l.sender_done.load(std::sync::atomic::Ordering::Acquire) && got < sent {
+            let since = *done_at.get_or_insert(now);
+            if !said_waiting && now.duration_since(since) >= Duration::from_secs(1) {
+                said_waiting = true;
+                bar.suspend(|| {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "psp-client: point {}: all sent; waiting up to {:?} (--timeout) for \
+                         the last {} replies",
+                        point.tag,
+                        plan.timeout,
+                        sent - got
+                    );
+                });
+            }
+        }
     };
     let outcome = match net {
         Net::Udp => engine::run(&schedule, &opts, &live, watch),
