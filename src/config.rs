@@ -810,6 +810,11 @@ impl Config {
             if let Some(m) = msg.strip_prefix("net: bind: ") {
                 msg = format!("net.bind: {m}");
             }
+            // serde_yaml places a duplicate key at the start of its mapping (line 1 for
+            // a top-level one): point at the second occurrence instead.
+            if let Some(at) = duplicate_key_line(text, &msg) {
+                return ConfigError::new("", at);
+            }
             ConfigError::new("", format!("{loc}{msg}"))
         })
     }
@@ -1162,6 +1167,29 @@ impl Config {
 /// The cores this process may run on, if the OS tells.
 pub fn available_cpus() -> Option<Vec<usize>> {
     core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect())
+}
+
+/// For serde's "duplicate field `K`": "line N: duplicate key K (first on line M)",
+/// if `text` has two block-style `K:` lines at one indentation.
+fn duplicate_key_line(text: &str, msg: &str) -> Option<String> {
+    let key = msg.split("duplicate field `").nth(1)?.split('`').next()?;
+    let lines: Vec<(usize, usize)> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let body = l.trim_start();
+            let rest = body.strip_prefix(key)?;
+            rest.trim_start()
+                .starts_with(':')
+                .then_some((i + 1, l.len() - body.len()))
+        })
+        .collect();
+    lines.iter().enumerate().find_map(|(j, &(second, indent))| {
+        let &(first, _) = lines[..j].iter().find(|&&(_, ind)| ind == indent)?;
+        Some(format!(
+            "line {second}: duplicate key {key} (first on line {first})"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -1662,6 +1690,26 @@ requests:
     fn yaml_syntax_errors_have_line_and_column() {
         let e = parse_err("workers: { number: 1\nrequests: [");
         assert!(e.to_string().contains("line"), "{e}");
+    }
+
+    /// A key given twice is placed at its second occurrence (serde_yaml says line 1,
+    /// the start of the mapping), top-level or nested.
+    #[test]
+    fn a_duplicate_key_names_both_lines() {
+        let e = parse_err(
+            "pin: false\ndispatcher: { idle: park }\nrequests: [{ id: 1, name: A }]\ndispatcher: { idle: spin }\n",
+        );
+        assert!(
+            e.to_string()
+                .contains("line 4: duplicate key dispatcher (first on line 2)"),
+            "{e}"
+        );
+        let e = parse_err("pin: false\nnet:\n  bind: 127.0.0.1:0\n  max_msg: 2048\n  bind: 127.0.0.1:1\nrequests: [{ id: 1, name: A }]\n");
+        assert!(
+            e.to_string()
+                .contains("line 5: duplicate key bind (first on line 3)"),
+            "{e}"
+        );
     }
 
     /// A bad `net.bind` names the key in dotted form, and the position once.
