@@ -30,6 +30,20 @@ pub const NAMED_HANDLERS: [&str; 3] = ["spin", "echo", "kv"];
 const AUTO_BUFFERS_MAX: usize = 1 << 17;
 
 /// Why a daemon did not start.
+/// What to do about a bind error, where there is something to say.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another psp-app, or another program, has that port: stop it, pick another \
+             port, or port 0 for any free one, printed at start)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            " (no interface of this machine has that address: 127.0.0.1 or 0.0.0.0?)"
+        }
+        _ => "",
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("invalid config: {0}")]
@@ -42,7 +56,7 @@ pub enum StartError {
     DpdkNotBuilt,
     // The io::Error is in the message and deliberately not a `source`: a chain
     // printed with `{:#}` (as psp-app does) would say it twice.
-    #[error("net.bind: cannot bind {addr}: {error}")]
+    #[error("net.bind: cannot bind {addr}: {error}{}", bind_hint(error))]
     Bind {
         addr: SocketAddr,
         error: std::io::Error,

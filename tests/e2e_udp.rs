@@ -395,6 +395,7 @@ fn a_taken_port_is_named_once() {
         "{line}"
     );
     assert_eq!(line.matches("os error").count(), 1, "{line}");
+    assert!(line.contains("pick another port, or port 0"), "{line}");
 }
 
 fn request(ty: u32, id: u64, service_ns: u64) -> Vec<u8> {
