@@ -29,7 +29,6 @@ pub const NAMED_HANDLERS: [&str; 3] = ["spin", "echo", "kv"];
 /// `net.max_msg` of 2 KiB); a config whose queues hold more gets a warning at start.
 const AUTO_BUFFERS_MAX: usize = 1 << 17;
 
-/// Why a daemon did not start.
 /// What to do about a bind error, where there is something to say.
 fn bind_hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
@@ -44,6 +43,7 @@ fn bind_hint(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// Why a daemon did not start.
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("invalid config: {0}")]
