@@ -227,11 +227,13 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let result = crate::runner::run(&plan, out);
     // Shut the daemon down whatever happened to the run.
     let stats = server.shutdown();
-    // Stopped by a signal: what was measured is printed, and so are the daemon's
-    // counters, before the error says so.
-    let (reports, interrupted) = match result {
+    // Stopped by a signal, or a server not set up for the workload: what was measured
+    // is printed, and so are the daemon's counters, before the error says so.
+    let (reports, after) = match result {
         Ok(r) => (r, None),
-        Err(e) if e.is::<crate::runner::Interrupted>() => (Vec::new(), Some(e)),
+        Err(e) if e.is::<crate::runner::Interrupted>() || e.is::<crate::runner::Mismatched>() => {
+            (Vec::new(), Some(e))
+        }
         Err(e) => return Err(e),
     };
     // Every status that was answered, ok and queue_full always.
@@ -260,7 +262,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if lost > 0 {
         writeln!(out, "note: {lost} requests got no reply within 1 s")?;
     }
-    interrupted.map_or(Ok(()), Err)
+    after.map_or(Ok(()), Err)
 }
 
 /// A warning when other work already keeps the machine's cores busy (Linux load

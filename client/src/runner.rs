@@ -66,6 +66,16 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// Request types were mostly answered `unknown_type` or `bad_request`: the server is
+/// not set up for the workload (the run's hint lines say how), and its latencies are
+/// not the server's. The run is reported and written all the same.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "{0} request types were mostly answered unknown_type or bad_request: the server is not \
+     set up for this workload (see the hints above), so these latencies are not its"
+)]
+pub struct Mismatched(pub usize);
+
 /// Outputs a run may add to those of its [`Plan`].
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
@@ -134,6 +144,8 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
     let hint = realtime_hint(plan);
     let mut all = Vec::new();
     let mut wrong = 0;
+    // Types mostly answered unknown_type or bad_request: a server not set up for them.
+    let mut mismatched = 0;
     // Points that got no reply at all, and the first error one of them saw.
     let (mut silent, mut silent_error) = (0, None);
     let mut stopped_at = None;
@@ -201,6 +213,7 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
         }
         for line in reports.iter().flat_map(mismatch_hints) {
             writeln!(out, "{line}")?;
+            mismatched += 1;
         }
         if let Some(spin) = outcome.spin_raised {
             writeln!(
@@ -281,6 +294,9 @@ pub fn run_with(plan: &Plan, extra: &Extra, out: &mut dyn Write) -> anyhow::Resu
                 .map(|e| format!(" (first error: {e})"))
                 .unwrap_or_default()
         );
+    }
+    if mismatched > 0 {
+        return Err(Mismatched(mismatched).into());
     }
     if wrong > 0 {
         anyhow::bail!(

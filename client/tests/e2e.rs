@@ -245,12 +245,20 @@ fn the_demo_serves_every_type_of_a_preset_at_a_carried_rate() {
         ..Default::default()
     };
     let mut out = Vec::new();
-    psp_client::demo::run(&args, &mut out).unwrap();
+    // Warned of first, named by hints after, and an error: these are not the server's
+    // latencies. The daemon's counters are printed all the same.
+    let e = psp_client::demo::run(&args, &mut out).unwrap_err();
+    assert!(e.is::<psp_client::runner::Mismatched>(), "{e}");
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains("the server config declares no type id 5 (StockLevel)"),
         "{text}"
     );
+    assert!(
+        text.contains("hint: the server answered unknown_type"),
+        "{text}"
+    );
+    assert!(text.contains("daemon counters:"), "{text}");
     let text = demo("extreme-bimodal", None);
     assert!(text.contains("offering 10000"), "{text}");
     assert!(text.contains(" = 10000 requests/s"), "{text}");
@@ -621,8 +629,13 @@ fn types_the_server_lacks_are_named_with_a_hint() {
     let mut p = plan(server.local_addr(), w.clone(), 500.0, None);
     p.points[0].phases[0].duration = Duration::from_millis(300);
     let mut out = Vec::new();
-    psp_client::runner::run(&p, &mut out).unwrap();
+    let e = psp_client::runner::run(&p, &mut out).unwrap_err();
     server.shutdown();
+    assert!(
+        e.to_string()
+            .contains("request types were mostly answered unknown_type or bad_request"),
+        "{e}"
+    );
     let text = String::from_utf8(out).unwrap();
     for name in missing {
         assert!(
