@@ -147,3 +147,7 @@ for r in rows:
 open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
+
+# p99.9 latency and slowdown per (policy, workload, type) against the offered rate.
+"$BIN/psp-client" plot "$OUT/results.csv" --x rate --out "$OUT/p999.svg" \
+  --title "KV store, 2 workers: p99.9 by offered rate (two runs per point)"

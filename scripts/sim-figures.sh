@@ -49,6 +49,11 @@ $SIM --workload tpcc --loads 0.85,0.88,0.9,0.92 --policies cfcfs,darc \
   --requests "$(n 5000000)" "${COMMON[@]}" --outdir $OUT/tpcc-loads
 $SIM --workload $OUT/tpcc-lognormal.yml --loads 0.85 --policies cfcfs,dfcfs,darc \
   --requests "$(n 5000000)" "${COMMON[@]}" --outdir $OUT/tpcc-lognormal
+$CLIENT plot $OUT/tpcc-loads/sim.csv -o $OUT/tpcc-loads/p999-slowdown.svg \
+  --panels slowdown --title "TPC-C, 14 workers, 85-92 % load (simulated): p99.9 slowdown"
+$SIM plot types $OUT/tpcc-lognormal -o $OUT/tpcc-lognormal/p999-slowdown.svg \
+  --metric slowdown_p999 \
+  --title "TPC-C, lognormal service times, 85 % load (simulated): p99.9 slowdown"
 
 # 4. DARC's reservation sweep: 0..13 workers reserved to SHORT, High Bimodal at 90 %.
 $SIM --workload high-bimodal --loads 0.9 --policies darc --n-resas 0:13 \

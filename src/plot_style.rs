@@ -65,11 +65,13 @@ pub enum Dash {
     Dashed(u32, u32),
 }
 
-const DASHES: [Dash; 4] = [
+const DASHES: [Dash; 6] = [
     Dash::Solid,
     Dash::Dashed(6, 4),
     Dash::Dashed(2, 3),
     Dash::Dashed(12, 3),
+    Dash::Dashed(2, 8),
+    Dash::Dashed(8, 8),
 ];
 
 /// The dash of a curve over all types ([`crate::report::ALL`]), whatever types are
