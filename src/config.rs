@@ -1170,10 +1170,19 @@ pub fn available_cpus() -> Option<Vec<usize>> {
 }
 
 /// For serde's "duplicate field `K`": "line N: duplicate key K (first on line M)",
-/// if `text` has two block-style `K:` lines at one indentation.
+/// if `text` has two block-style `K:` lines at one indentation with no line of less
+/// indentation between them (one mapping's keys, not two mappings' alike).
 fn duplicate_key_line(text: &str, msg: &str) -> Option<String> {
     let key = msg.split("duplicate field `").nth(1)?.split('`').next()?;
-    let lines: Vec<(usize, usize)> = text
+    // Indentation of each line that holds something (not blank, not a comment).
+    let indents: Vec<Option<usize>> = text
+        .lines()
+        .map(|l| {
+            let body = l.trim_start();
+            (!body.is_empty() && !body.starts_with('#')).then_some(l.len() - body.len())
+        })
+        .collect();
+    let keyed: Vec<(usize, usize)> = text
         .lines()
         .enumerate()
         .filter_map(|(i, l)| {
@@ -1181,13 +1190,21 @@ fn duplicate_key_line(text: &str, msg: &str) -> Option<String> {
             let rest = body.strip_prefix(key)?;
             rest.trim_start()
                 .starts_with(':')
-                .then_some((i + 1, l.len() - body.len()))
+                .then_some((i, l.len() - body.len()))
         })
         .collect();
-    lines.iter().enumerate().find_map(|(j, &(second, indent))| {
-        let &(first, _) = lines[..j].iter().find(|&&(_, ind)| ind == indent)?;
+    keyed.iter().enumerate().find_map(|(j, &(second, indent))| {
+        let &(first, _) = keyed[..j].iter().rev().find(|&&(first, ind)| {
+            ind == indent
+                && indents[first + 1..second]
+                    .iter()
+                    .flatten()
+                    .all(|&i| i >= indent)
+        })?;
         Some(format!(
-            "line {second}: duplicate key {key} (first on line {first})"
+            "line {}: duplicate key {key} (first on line {})",
+            second + 1,
+            first + 1
         ))
     })
 }
@@ -1708,6 +1725,13 @@ requests:
         assert!(
             e.to_string()
                 .contains("line 5: duplicate key bind (first on line 3)"),
+            "{e}"
+        );
+        // The same key in two mappings is no duplicate: the pair is the one within one.
+        let e = parse_err("pin: false\ndispatcher:\n  idle: park\nworkers:\n  number: 1\n  idle: park\n  idle: spin\nrequests: [{ id: 1, name: A }]\n");
+        assert!(
+            e.to_string()
+                .contains("line 7: duplicate key idle (first on line 6)"),
             "{e}"
         );
     }
