@@ -928,12 +928,6 @@ mod tests {
         assert_eq!(s.max, us(110), "the most it reached");
         s.woke(0, us(60_000)); // a wake-up 60 ms late (a descheduled vCPU)
         assert_eq!(s.cur, us(1_000), "capped");
-        let mut fixed = Spin::new(
-            Clock::NANOS,
-            Duration::from_micros(30),
-            false,
-            Duration::from_millis(10),
-        );
         // At a high rate the spin stays within a quarter of the gap between sends.
         let mut busy = Spin::new(
             Clock::NANOS,
@@ -951,6 +945,12 @@ mod tests {
         );
         dense.woke(0, us(500));
         assert_eq!(dense.cur, us(30), "never below the floor");
+        let mut fixed = Spin::new(
+            Clock::NANOS,
+            Duration::from_micros(30),
+            false,
+            Duration::from_millis(10),
+        );
         fixed.woke(us(1_000), us(1_500));
         assert_eq!(fixed.cur, us(30));
     }

@@ -568,42 +568,42 @@ fn ctrl_c_reports_what_was_measured_and_exits_130() {
     );
     // The part that ran is the run: every request it counts was sent, and far fewer
     // than the point's schedule.
-    let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
-    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let read = |name: &str| {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        psp_client::plot::Table::parse(&text).unwrap()
+    };
+    let csv = read("results.csv");
+    let col = |name: &str| csv.col(name).unwrap();
     let all = csv
-        .lines()
-        .find(|l| l.contains(",ALL,"))
+        .rows
+        .iter()
+        .find(|r| r[col("type")] == "ALL")
         .expect("an ALL row");
-    let cells: Vec<&str> = all.split(',').collect();
-    let sent: u64 = cells[col("sent")].parse().unwrap();
-    let lost: u64 = cells[col("lost")].parse().unwrap();
+    let sent: u64 = all[col("sent")].parse().unwrap();
+    let lost: u64 = all[col("lost")].parse().unwrap();
     assert!(
         sent >= 150 && sent <= stats.received,
         "sent {sent}, received {}",
         stats.received
     );
-    assert_eq!(lost, 0, "the requests never tried are not lost: {all}");
+    assert_eq!(lost, 0, "the requests never tried are not lost: {all:?}");
     // No request went out early as the run stopped (its reply would have come
     // before its time: a latency of 0).
     let trace = std::fs::read_dir(dir.path())
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("trace-")
-        })
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("trace-"))
         .expect("a trace file");
-    let trace = std::fs::read_to_string(trace).unwrap();
-    let header: Vec<&str> = trace.lines().next().unwrap().split(',').collect();
-    let lat = header.iter().position(|h| *h == "latency_ns").unwrap();
-    let rows: Vec<&str> = trace.lines().skip(1).collect();
-    assert!(rows.len() as u64 >= sent, "one row per request sampled");
-    for r in rows {
-        let l: u64 = r.split(',').nth(lat).unwrap().parse().unwrap_or(1);
-        assert!(l > 0, "a request answered before its time: {r}");
+    let trace = read(&trace);
+    let lat = trace.col("latency_ns").unwrap();
+    assert!(
+        trace.rows.len() as u64 >= sent,
+        "one row per request sampled"
+    );
+    for r in &trace.rows {
+        // Empty for a request with no reply.
+        let l: u64 = r[lat].parse().unwrap_or(1);
+        assert!(l > 0, "a request answered before its time: {r:?}");
     }
 }
 
