@@ -361,13 +361,27 @@ fn a_run_with_no_server_fails_and_says_why() {
         .to_string();
     let out = client()
         .args(["--server", &addr, "--rate", "200"])
-        .args(["--duration", "200ms", "--warmup", "50ms", "-q"])
+        .args([
+            "--duration",
+            "200ms",
+            "--warmup",
+            "50ms",
+            "--timeout",
+            "3s",
+            "-q",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "succeeded: {err}");
     assert!(
-        err.contains(&format!("got no reply at all from {addr}")),
+        err.contains(&format!("got no reply at all from {addr}"))
+            && err.contains("Does it speak this wire format"),
+        "{err}"
+    );
+    // The wait for --timeout after the last send is said, not sat through in silence.
+    assert!(
+        err.contains("all sent; waiting up to 3s (--timeout)"),
         "{err}"
     );
     // Its table does not blame the client's pace for the failed sends.
