@@ -31,22 +31,17 @@ RUNS=$(mktemp -d)
   echo "command:  DURATION=$DURATION scripts/spin-adherence.sh $RATES"
 } > "$OUT/machine.txt"
 
+source scripts/lib.sh
 sed 's/127.0.0.1:6789/127.0.0.1:0/' configs/quickstart.yml > "$RUNS/server.yml"
-exec 3< <(exec "$BIN/psp-app" --cfg "$RUNS/server.yml" 2>"$RUNS/server.err")
+"$BIN/psp-app" --cfg "$RUNS/server.yml" > "$RUNS/server.out" 2> "$RUNS/server.err" &
 SERVER_PID=$!
 cleanup() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
+  kill -INT "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
   rm -rf "$RUNS"
 }
 trap cleanup EXIT
-if ! read -r -t 30 line <&3; then
-  echo "psp-app did not start:" >&2
-  cat "$RUNS/server.err" >&2
-  exit 1
-fi
-ADDR=${line#listening on }
-cat <&3 > "$RUNS/server.out" &
+wait_listening "$SERVER_PID" "$RUNS/server.out" "$RUNS/server.err"
+ADDR=$(sed -n 's/^listening on //p' "$RUNS/server.out")
 
 : > "$OUT/runs.txt"
 rm -f "$OUT/results.csv"
