@@ -58,7 +58,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use super::{Dispatch, Event, Policy, QueueState, Refill, TypeIdx, TypeInfo, WorkerIdx, WorkerSet};
+use super::{
+    Dispatch, Event, Policy, QueueState, Refill, TypeIdx, TypeInfo, WorkerIdx, WorkerSet, MAX_TYPES,
+};
 use crate::config::{PolicyConfig, Profile};
 use crate::time::{Clock, Cycles};
 
@@ -402,6 +404,52 @@ impl std::fmt::Debug for Serves {
     }
 }
 
+/// [`Darc::group_of`]: per type, its group's types (`same`) and the types of the
+/// groups before it (`earlier`).
+#[derive(Clone)]
+struct GroupOf {
+    same: [u64; MAX_TYPES],
+    earlier: [u64; MAX_TYPES],
+}
+
+impl GroupOf {
+    /// One group of every type (no reservation: c-FCFS).
+    fn all() -> GroupOf {
+        GroupOf {
+            same: [u64::MAX; MAX_TYPES],
+            earlier: [0; MAX_TYPES],
+        }
+    }
+
+    /// For `groups`' type masks, shortest group first; a type in none gets no group
+    /// and every type before it.
+    fn of(groups: &[u64]) -> GroupOf {
+        let mut g = GroupOf {
+            same: [0; MAX_TYPES],
+            earlier: [u64::MAX; MAX_TYPES],
+        };
+        let mut before = 0;
+        for &types in groups {
+            for t in (0..MAX_TYPES).filter(|t| types & 1 << t != 0) {
+                g.same[t] = types;
+                g.earlier[t] = before;
+            }
+            before |= types;
+        }
+        g
+    }
+}
+
+impl std::fmt::Debug for GroupOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.same.iter().rposition(|&m| m != 0).map_or(0, |i| i + 1);
+        f.debug_struct("GroupOf")
+            .field("same", &format_args!("{:x?}", &self.same[..n]))
+            .field("earlier", &format_args!("{:x?}", &self.earlier[..n]))
+            .finish()
+    }
+}
+
 /// The DARC policy. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Darc {
@@ -427,6 +475,13 @@ pub struct Darc {
     /// instruction per request, DARC/4 types). Before the first reservation, one group
     /// of every type: c-FCFS, with no case of its own on the refill path.
     group_types: Vec<u64>,
+    /// Per type, the types of its group and of the groups before it (shortest first),
+    /// for the refill's fast path: when the lowest waiting type a worker may serve has
+    /// no waiting type of an earlier group beside it, its group is the first waiting
+    /// one, with no walk over `group_types` (-4.5 instructions per request, DARC/4
+    /// types). A type without a group has none of its own and every type before it
+    /// (the walk decides). Fixed arrays: indexed by a bit's position, no bounds check.
+    group_of: GroupOf,
     /// Per worker: the types of the groups that may run on it (reserved or stealing);
     /// every type before the first reservation. A fixed array indexed modulo its
     /// length: no bounds check per completion (from the first reservation on, workers
@@ -493,6 +548,7 @@ impl Darc {
             narrow: Vec::new(),
             grouped: 0,
             group_types: vec![u64::MAX],
+            group_of: GroupOf::all(),
             serves: Serves([u64::MAX; WorkerSet::CAPACITY]),
             resa: None,
             window: Window {
@@ -592,6 +648,7 @@ impl Darc {
         };
         self.grouped = self.slots.iter().fold(0, |m, s| m | s.types);
         self.group_types = self.slots.iter().map(|s| s.types).collect();
+        self.group_of = GroupOf::of(&self.group_types);
         for (w, serves) in self.serves.0.iter_mut().enumerate() {
             *serves = resa
                 .groups
@@ -719,7 +776,18 @@ impl Darc {
                 return Some(bits.trailing_zeros() as usize);
             }
             // A type is in one group only: the first group with a bit in `bits` is the
-            // shortest waiting group `worker` may serve.
+            // shortest waiting group `worker` may serve. It is the lowest waiting
+            // type's when no type of an earlier group waits (always so when types are
+            // listed shortest first).
+            let first = bits.trailing_zeros() as usize;
+            if bits & self.group_of.earlier[first] == 0 {
+                let b = bits & self.group_of.same[first];
+                return Some(if b & (b - 1) == 0 {
+                    first
+                } else {
+                    Self::oldest(queues, b)
+                });
+            }
             for &types in &self.group_types {
                 let b = bits & types;
                 if b != 0 {
@@ -1201,6 +1269,19 @@ mod tests {
             dispatch(&mut d, &mut q),
             Some(Dispatch { ty: 1, worker: 1 })
         );
+    }
+
+    #[test]
+    fn group_tables_name_each_types_group_and_the_groups_before_it() {
+        // Groups {0, 2}, then {1}; type 3 has none.
+        let g = GroupOf::of(&[0b0101, 0b0010]);
+        assert_eq!((g.same[0], g.earlier[0]), (0b0101, 0));
+        assert_eq!((g.same[2], g.earlier[2]), (0b0101, 0));
+        assert_eq!((g.same[1], g.earlier[1]), (0b0010, 0b0101));
+        // Without a group: no group of its own, and the walk decides.
+        assert_eq!((g.same[3], g.earlier[3]), (0, u64::MAX));
+        let all = GroupOf::all();
+        assert_eq!((all.same[5], all.earlier[5]), (u64::MAX, 0));
     }
 
     #[test]
