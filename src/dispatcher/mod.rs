@@ -125,6 +125,10 @@ struct Link<P> {
     /// A job was pushed since the last wake-up (idle: park): wake once per turn, not
     /// once per job.
     wake: bool,
+    /// Its index among the workers, held here (in the line's padding) rather than
+    /// counted by the completion loop, which ran out of registers for the count
+    /// (-3 instructions per request, DARC/4 types).
+    index: u32,
     sleeper: Arc<OnceLock<Arc<Sleeper>>>,
 }
 
@@ -298,10 +302,12 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
         let (links, worker_counters) = p
             .workers
             .into_iter()
-            .map(|w| {
+            .enumerate()
+            .map(|(i, w)| {
                 let link = Link {
                     jobs: w.jobs,
                     wake: false,
+                    index: u32::try_from(i).expect("fewer than 2^32 workers"),
                     sleeper: w.sleeper,
                 };
                 (link, w.counters)
@@ -506,11 +512,16 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         for link in links.iter() {
             link.jobs.prefetch();
         }
-        for (w, link) in links.iter_mut().enumerate() {
+        for link in links.iter_mut() {
+            let Link {
+                jobs, wake, index, ..
+            } = link;
+            let index = &*index;
             // In job order, while there are any: for an idle worker `pop_then` reads no
             // memory, and for one holding a single job (c-FCFS, DARC) it stops after
             // that job's without a second look.
-            while let Some(sent) = link.jobs.pop_then(|c| {
+            while let Some(sent) = jobs.pop_then(|c| {
+                let w = *index as WorkerIdx;
                 counts.replies[c.status as usize % STATUS_SLOTS] += 1;
                 counts.completed[c.ty % MAX_TYPES] += 1;
                 if let Some(pkt) = c.pkt {
@@ -533,7 +544,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                 if sent.is_ok() {
                     // The job just sent is not done: no need to look. Any later
                     // completions of this worker wait for the next turn.
-                    link.wake = true;
+                    *wake = true;
                     break;
                 }
                 freed += 1;
