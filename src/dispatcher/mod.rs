@@ -169,15 +169,17 @@ const REQUEST_PREFIX: u32 = {
     u32::from_le_bytes([m[0], m[1], proto::VERSION, 0])
 };
 
-/// The wire type of `msg` if it is a valid request (what `Header::parse` accepts with
-/// kind `Request`), read in place: two compares instead of a parse. `None` for
-/// anything else, which then goes through the full parse to be counted by reason.
+/// The wire type of a message of `len` bytes whose buffer starts with `head`
+/// ([`Packet::head`]) if it is a valid request (what `Header::parse` accepts with kind
+/// `Request`), read in place: two compares instead of a parse. `None` for anything
+/// else, which then goes through the full parse to be counted by reason. A message
+/// shorter than a header fails the length compare, whatever stale bytes follow it.
 #[inline(always)]
-fn request_type(msg: &[u8]) -> Option<u32> {
-    let h: &[u8; proto::HEADER_LEN] = msg.first_chunk()?;
+fn request_type(head: Option<&[u8; proto::HEADER_LEN]>, len: usize) -> Option<u32> {
+    let h = head?;
     let prefix = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-    let len = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
-    (prefix == REQUEST_PREFIX && len as usize == msg.len() - proto::HEADER_LEN)
+    let body = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
+    (prefix == REQUEST_PREFIX && body as usize + proto::HEADER_LEN == len)
         .then(|| u32::from_le_bytes([h[4], h[5], h[6], h[7]]))
 }
 
@@ -606,7 +608,8 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         pkt: R::Pkt,
         now: Cycles,
     ) {
-        let id = match request_type(pkt.msg()) {
+        let (head, len) = pkt.head();
+        let id = match request_type(head, len) {
             Some(id) if !CLASSIFIER => Some(id),
             _ => match self.classify_slow(&pkt) {
                 Ok(id) => id,
@@ -888,7 +891,8 @@ mod tests {
             Ok(h) if h.kind == Kind::Request => Some(h.ty),
             _ => None,
         };
-        assert_eq!(request_type(&valid), Some(0xabcd_0123));
+        let fast = |m: &[u8]| request_type(m.first_chunk(), m.len());
+        assert_eq!(fast(&valid), Some(0xabcd_0123));
         // Every single-byte change of the header and every truncation or extension,
         // plus a reply and an empty message.
         let mut cases = vec![Vec::new(), valid[..proto::HEADER_LEN].to_vec()];
@@ -908,7 +912,14 @@ mod tests {
         proto::make_reply(&mut reply, Status::Ok, 3);
         cases.push(reply);
         for m in &cases {
-            assert_eq!(request_type(m), parsed(m), "{m:?}");
+            assert_eq!(fast(m), parsed(m), "{m:?}");
+        }
+        // A message cut short in a buffer that still holds the whole request.
+        for n in 0..valid.len() + 2 {
+            let mut buf = valid.clone();
+            buf.resize(buf.len().max(n), 0);
+            let cut = &buf[..n];
+            assert_eq!(request_type(buf.first_chunk(), n), parsed(cut), "{n}");
         }
     }
 

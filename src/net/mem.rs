@@ -63,6 +63,11 @@ impl Packet for MemPkt {
         debug_assert!(len <= MAX_MSG);
         self.0.len = len.min(MAX_MSG);
     }
+
+    #[inline]
+    fn head(&self) -> (Option<&[u8; HEADER_LEN]>, usize) {
+        (self.0.data.first_chunk(), self.0.len)
+    }
 }
 
 /// Writes requests into receive buffers.

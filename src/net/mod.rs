@@ -59,6 +59,19 @@ pub trait Packet: Send + 'static {
     fn buf_mut(&mut self) -> &mut [u8];
     /// Sets the message length after a reply was written in place.
     fn set_len(&mut self, len: usize);
+
+    /// The buffer's first [`HEADER_LEN`](crate::proto::HEADER_LEN) bytes, where a
+    /// message's header is, and the message's length: what the dispatcher's check for
+    /// a well-formed request reads. The bytes are the buffer's whatever the message's
+    /// length (past its end, stale: the check compares the header's length field with
+    /// the message's); `None` if the buffer is shorter than a header. The default
+    /// takes them from [`Packet::msg`]; a transport whose buffers are arrays can give
+    /// them with no bounds check.
+    #[inline]
+    fn head(&self) -> (Option<&[u8; crate::proto::HEADER_LEN]>, usize) {
+        let m = self.msg();
+        (m.first_chunk(), m.len())
+    }
 }
 
 /// The dispatcher's receive side.

@@ -61,6 +61,11 @@ impl Packet for UdpPkt {
         debug_assert!(len <= self.0.data.len());
         self.0.len = len.min(self.0.data.len());
     }
+
+    #[inline]
+    fn head(&self) -> (Option<&[u8; crate::proto::HEADER_LEN]>, usize) {
+        (self.0.data.first_chunk(), self.0.len)
+    }
 }
 
 /// A bound UDP socket, before it is split between dispatcher and workers.
