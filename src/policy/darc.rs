@@ -762,23 +762,15 @@ impl Darc {
     /// worker that may serve a waiting request (see `on_completion_next`).
     #[inline]
     fn pick_for(&self, worker: WorkerIdx, queues: &QueueState) -> Option<TypeIdx> {
+        // Nothing waiting needs no test of its own: no bit below, no stray either.
         let waiting = queues.nonempty();
-        if waiting == 0 {
-            return None;
-        }
         // No reservation yet (c-FCFS: one group, served by all) needs no case of its own.
         let bits = waiting & self.serves.0[worker % WorkerSet::CAPACITY];
         if bits != 0 {
-            if bits & (bits - 1) == 0 {
-                // One waiting type `worker` may serve (under load, often the longest
-                // group's, the shorter ones having more workers): it is the pick, with
-                // no walk over the groups that wait for nothing.
-                return Some(bits.trailing_zeros() as usize);
-            }
             // A type is in one group only: the first group with a bit in `bits` is the
             // shortest waiting group `worker` may serve. It is the lowest waiting
             // type's when no type of an earlier group waits (always so when types are
-            // listed shortest first).
+            // listed shortest first, and when one type waits).
             let first = bits.trailing_zeros() as usize;
             if bits & self.group_of.earlier[first] == 0 {
                 let b = bits & self.group_of.same[first];
