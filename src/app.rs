@@ -48,8 +48,18 @@ fn bind_hint(e: &std::io::Error) -> &'static str {
 pub enum StartError {
     #[error("invalid config: {0}")]
     Config(#[from] ConfigError),
-    #[error("workers.handler: unknown handler {name:?} (known: {known}; or supply one with App::handler)")]
-    UnknownHandler { name: String, known: String },
+    #[error(
+        "workers.handler: unknown handler {name:?} ({}known: {known}; or supply one with \
+         App::handler)",
+        near.as_ref().map(|n| format!("did you mean {n:?}? ")).unwrap_or_default()
+    )]
+    UnknownHandler {
+        name: String,
+        known: String,
+        /// The known name nearest to `name`, when it is a likely typo (two edits or
+        /// fewer).
+        near: Option<String>,
+    },
     #[error(
         "net.backend is dpdk but this build has no DPDK support: rebuild with `--features dpdk`"
     )]
@@ -299,9 +309,16 @@ impl App {
             _ => {
                 let mut known: Vec<&str> = self.named.iter().map(|(n, _)| n.as_str()).collect();
                 known.extend(NAMED_HANDLERS);
+                let near = known
+                    .iter()
+                    .map(|k| (strsim::damerau_levenshtein(&name, k), *k))
+                    .filter(|&(d, _)| d <= 2)
+                    .min()
+                    .map(|(_, k)| k.to_string());
                 Err(StartError::UnknownHandler {
                     known: known.join(", "),
                     name,
+                    near,
                 })
             }
         }

@@ -279,12 +279,19 @@ fn replies_stay_within_the_amplification_bound_and_padding_lifts_it() {
 fn named_handlers_and_unknown_names() {
     let yaml = YAML.replace("handler: kv", "handler: upper");
     let e = App::new(Config::parse(&yaml).unwrap()).start().unwrap_err();
-    let StartError::UnknownHandler { name, known } = &e else {
+    let StartError::UnknownHandler { name, known, near } = &e else {
         panic!("{e}")
     };
     assert_eq!(name, "upper");
     assert!(known.contains("kv") && known.contains("spin"), "{e}");
     assert!(e.to_string().contains("workers.handler"), "{e}");
+    assert_eq!(near, &None, "{e}");
+    assert!(!e.to_string().contains("did you mean"), "{e}");
+
+    // A typo of a known name is named.
+    let typo = YAML.replace("handler: kv", "handler: spinn");
+    let e = App::new(Config::parse(&typo).unwrap()).start().unwrap_err();
+    assert!(e.to_string().contains(r#"did you mean "spin"?"#), "{e}");
 
     // A program registers the name; the YAML picks it.
     let server = App::new(Config::parse(&yaml).unwrap())
