@@ -55,14 +55,19 @@ def mrps(r):
     return 1e3 / r["median"] if r else None
 
 
-def bars(path, title, items, unit, ref=None, ref_label=""):
-    """Horizontal bar chart: items = [(label, value)]; optional reference line."""
-    items = [(l, v) for l, v in items if v is not None]
+def bars(path, title, items, unit, ref=None, ref_label="", legend=None):
+    """Horizontal bar chart: items = [(label, value)] or [(label, value, first)], the
+    latter drawn as two segments (`first` of `value`, then the rest) named by `legend`
+    (two strings); optional reference line."""
+    items = [(t[0], t[1], t[2] if len(t) > 2 else None) for t in items if t[1] is not None]
     if not items:
         return
-    w, left, right, bar_h, gap, top = 760, 230, 90, 22, 8, 48
-    h = top + len(items) * (bar_h + gap) + 40
-    vmax = max([v for _, v in items] + ([ref] if ref else [])) * 1.05
+    colours = ("#4878a8", "#a8c4e0")
+    split = any(first is not None for _, _, first in items)
+    w, left, right, bar_h, gap, top = 760, 230, 170 if split else 90, 22, 8, 48
+    key = 22 if legend else 0
+    h = top + key + len(items) * (bar_h + gap) + 40
+    vmax = max([v for _, v, _ in items] + ([ref] if ref else [])) * 1.05
     scale = (w - left - right) / vmax
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
@@ -71,22 +76,30 @@ def bars(path, title, items, unit, ref=None, ref_label=""):
         f'<text x="{w / 2}" y="24" text-anchor="middle" font-size="15" '
         f'font-weight="bold">{escape(title)}</text>',
     ]
-    for i, (label, v) in enumerate(items):
-        y = top + i * (bar_h + gap)
+    if legend:
+        x = left
+        for colour, name in zip(colours, legend):
+            out.append(f'<rect x="{x}" y="{top - 4}" width="14" height="14" fill="{colour}"/>')
+            out.append(f'<text x="{x + 20}" y="{top + 8}">{escape(name)}</text>')
+            x += 40 + 7.5 * len(name)
+    for i, (label, v, first) in enumerate(items):
+        y = top + key + i * (bar_h + gap)
         out.append(
             f'<text x="{left - 8}" y="{y + bar_h * 0.7}" text-anchor="end">{escape(label)}</text>'
         )
-        out.append(
-            f'<rect x="{left}" y="{y}" width="{max(v * scale, 1):.1f}" height="{bar_h}" '
-            f'fill="#4878a8"/>'
-        )
-        out.append(
-            f'<text x="{left + v * scale + 6:.1f}" y="{y + bar_h * 0.7}">{v:.1f} {escape(unit)}</text>'
-        )
+        segments = [(0, v, colours[0])] if first is None else [
+            (0, first, colours[0]), (first, v - first, colours[1])]
+        for start, length, colour in segments:
+            out.append(
+                f'<rect x="{left + start * scale:.1f}" y="{y}" '
+                f'width="{max(length * scale, 1):.1f}" height="{bar_h}" fill="{colour}"/>'
+            )
+        text = f"{v:.1f} {unit}" if first is None else f"{v:.1f} ({first:.1f} + {v - first:.1f})"
+        out.append(f'<text x="{left + v * scale + 6:.1f}" y="{y + bar_h * 0.7}">{escape(text)}</text>')
     if ref:
         x = left + ref * scale
         out.append(
-            f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{h - 30}" stroke="#c03030" '
+            f'<line x1="{x:.1f}" y1="{top + key - 6}" x2="{x:.1f}" y2="{h - 30}" stroke="#c03030" '
             f'stroke-dasharray="5,4" stroke-width="1.5"/>'
         )
         out.append(
@@ -218,8 +231,11 @@ def main():
                       f"{r['requests_per_turn']} |")
         md.append("")
         bars(os.path.join(out, "callgrind.svg"), "Dispatcher instructions per request (callgrind)",
-             [(r["config"], float(r["instructions_per_request"])) for r in cg], "instr",
-             ref=150.0, ref_label="target: 150 (DARC, 4 types, batch 32)")
+             [(r["config"], float(r["instructions_per_request"]),
+               float(r["instructions_per_request"]) - float(r.get("transport_rx_per_request") or 0))
+              for r in cg], "instr",
+             ref=150.0, ref_label="target: 150 (DARC, 4 types, batch 32)",
+             legend=("the dispatcher's own", "the in-memory transport's receive"))
 
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(md) + "\n")
