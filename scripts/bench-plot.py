@@ -90,11 +90,14 @@ def bars(path, title, items, unit, ref=None, ref_label="", legend=None):
         segments = [(0, v, colours[0])] if first is None else [
             (0, first, colours[0]), (first, v - first, colours[1])]
         for start, length, colour in segments:
+            if start > 0 and length <= 0:
+                continue
             out.append(
                 f'<rect x="{left + start * scale:.1f}" y="{y}" '
                 f'width="{max(length * scale, 1):.1f}" height="{bar_h}" fill="{colour}"/>'
             )
-        text = f"{v:.1f} {unit}" if first is None else f"{v:.1f} ({first:.1f} + {v - first:.1f})"
+        text = (f"{v:.1f} {unit}" if first is None or first >= v
+                else f"{v:.1f} {unit} ({first:.1f} + {v - first:.1f})")
         out.append(f'<text x="{left + v * scale + 6:.1f}" y="{y + bar_h * 0.7}">{escape(text)}</text>')
     if ref:
         x = left + ref * scale

@@ -57,7 +57,7 @@ pub enum StartError {
         name: String,
         known: String,
         /// The known name nearest to `name`, when it is a likely typo (two edits or
-        /// fewer).
+        /// fewer, and fewer than the known name's length).
         near: Option<String>,
     },
     #[error(
@@ -312,7 +312,8 @@ impl App {
                 let near = known
                     .iter()
                     .map(|k| (strsim::damerau_levenshtein(&name, k), *k))
-                    .filter(|&(d, _)| d <= 2)
+                    // Two edits, fewer for a short name ("db" is not a typo of "kv").
+                    .filter(|&(d, k)| d <= 2.min(k.len().saturating_sub(1)))
                     .min()
                     .map(|(_, k)| k.to_string());
                 Err(StartError::UnknownHandler {

@@ -292,6 +292,12 @@ fn named_handlers_and_unknown_names() {
     let typo = YAML.replace("handler: kv", "handler: spinn");
     let e = App::new(Config::parse(&typo).unwrap()).start().unwrap_err();
     assert!(e.to_string().contains(r#"did you mean "spin"?"#), "{e}");
+    // A short name is not taken for a typo of a short known one.
+    let short = YAML.replace("handler: kv", "handler: db");
+    let e = App::new(Config::parse(&short).unwrap())
+        .start()
+        .unwrap_err();
+    assert!(!e.to_string().contains("did you mean"), "{e}");
 
     // A program registers the name; the YAML picks it.
     let server = App::new(Config::parse(&yaml).unwrap())

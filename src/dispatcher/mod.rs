@@ -179,7 +179,8 @@ fn request_type(head: Option<&[u8; proto::HEADER_LEN]>, len: usize) -> Option<u3
     let h = head?;
     let prefix = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     let body = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
-    (prefix == REQUEST_PREFIX && body as usize + proto::HEADER_LEN == len)
+    // In u64: no overflow on any target (the same instructions on x86_64).
+    (prefix == REQUEST_PREFIX && u64::from(body) + proto::HEADER_LEN as u64 == len as u64)
         .then(|| u32::from_le_bytes([h[4], h[5], h[6], h[7]]))
 }
 

@@ -124,6 +124,11 @@ impl std::fmt::Debug for Cycle {
     }
 }
 
+const _: () = assert!(
+    HEADER_LEN <= 32,
+    "a Cycle template holds a header in 32 bytes"
+);
+
 impl Cycle {
     /// The most type ids a cycle takes.
     pub const MAX_TYPES: usize = 64;
