@@ -440,13 +440,24 @@ impl GroupOf {
     }
 }
 
+/// Shown as [`Serves`] is: the tail of types with the same entries (those that do not
+/// exist, after a reservation; every type before it) folded into a count.
 impl std::fmt::Debug for GroupOf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.same.iter().rposition(|&m| m != 0).map_or(0, |i| i + 1);
-        f.debug_struct("GroupOf")
-            .field("same", &format_args!("{:x?}", &self.same[..n]))
-            .field("earlier", &format_args!("{:x?}", &self.earlier[..n]))
-            .finish()
+        let entry = |t: usize| (self.same[t], self.earlier[t]);
+        let last = entry(MAX_TYPES - 1);
+        let n = (0..MAX_TYPES)
+            .rposition(|t| entry(t) != last)
+            .map_or(0, |i| i + 1);
+        write!(
+            f,
+            "same {:x?}, earlier {:x?}, then {} x ({:x}, {:x})",
+            &self.same[..n],
+            &self.earlier[..n],
+            MAX_TYPES - n,
+            last.0,
+            last.1
+        )
     }
 }
 
@@ -1274,6 +1285,15 @@ mod tests {
         assert_eq!((g.same[3], g.earlier[3]), (0, u64::MAX));
         let all = GroupOf::all();
         assert_eq!((all.same[5], all.earlier[5]), (u64::MAX, 0));
+        // Debug folds the tail of equal entries.
+        assert_eq!(
+            format!("{all:?}"),
+            "same [], earlier [], then 64 x (ffffffffffffffff, 0)"
+        );
+        assert_eq!(
+            format!("{g:?}"),
+            "same [5, 2, 5], earlier [0, 5, 0], then 61 x (0, ffffffffffffffff)"
+        );
     }
 
     #[test]
