@@ -26,13 +26,9 @@ cargo build --release -q -p persephone -p psp-client --bins
 mkdir -p "$OUT"
 RUNS=$(mktemp -d)
 
+source scripts/lib.sh
 {
-  echo "date:     $(date -u +%FT%TZ)"
-  echo "commit:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "kernel:   $(uname -srm)"
-  lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Hypervisor vendor|CPU max MHz)' || true
-  echo "memory:   $(free -h | awk '/^Mem:/ {print $2}')"
-  echo "load avg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  machine_info
   echo "command:  DURATION=$DURATION CLIENT_FLAGS='$CLIENT_FLAGS' LABEL=$LABEL scripts/client-ceiling.sh $RATES"
 } > "$OUT/machine.txt"
 

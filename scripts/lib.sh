@@ -6,8 +6,19 @@
 #   wait_listening PID OUT ERR  waits (up to 30 s) until the daemon PID has printed
 #                               "listening on" to the file OUT; fails (showing ERR) if it
 #                               exits or never does
+#   machine_info                prints what a results/ run's machine.txt opens with: date,
+#                               commit, kernel, CPU, memory, load average
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
+
+machine_info() {
+  echo "date:     $(date -u +%FT%TZ)"
+  echo "commit:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "kernel:   $(uname -srm)"
+  lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Hypervisor vendor|CPU max MHz)' || true
+  echo "memory:   $(free -h | awk '/^Mem:/ {print $2}')"
+  echo "load avg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
 
 wait_quiet() {
     local l i

@@ -22,16 +22,11 @@ BIN=$CARGO_TARGET_DIR/release
 cargo build --release -q -p persephone -p psp-client --bins
 mkdir -p "$OUT"
 RUNS=$(mktemp -d)
+source scripts/lib.sh
 {
-  echo "date:     $(date -u +%FT%TZ)"
-  echo "commit:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "kernel:   $(uname -srm)"
-  lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Hypervisor vendor)' || true
-  echo "load avg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  machine_info
   echo "command:  DURATION=$DURATION scripts/spin-adherence.sh $RATES"
 } > "$OUT/machine.txt"
-
-source scripts/lib.sh
 sed 's/127.0.0.1:6789/127.0.0.1:0/' configs/quickstart.yml > "$RUNS/server.yml"
 "$BIN/psp-app" --cfg "$RUNS/server.yml" > "$RUNS/server.out" 2> "$RUNS/server.err" &
 SERVER_PID=$!
