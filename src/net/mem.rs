@@ -469,6 +469,11 @@ mod tests {
     use crate::proto::{Header, Kind, Status};
 
     #[test]
+    fn head_is_the_buffers_first_bytes_and_the_messages_length() {
+        crate::net::check_head(MemPkt::new());
+    }
+
+    #[test]
     fn receives_generated_requests_up_to_the_limit_then_stops() {
         let stop = Arc::new(AtomicBool::new(false));
         let mut mem = Mem::new(Cycle::new(&[7, 9]), 4).limit(5, stop.clone());

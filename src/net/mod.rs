@@ -174,3 +174,25 @@ pub struct Split<R, T> {
     /// One transmit side per worker.
     pub workers: Vec<T>,
 }
+
+/// Checks a transport's [`Packet::head`] against what it must mean: the buffer's first
+/// header's worth of bytes and the message's length, stale bytes included once the
+/// message is cut short. (An override that got this wrong would not fail any request:
+/// the dispatcher would take its slow path for all of them.)
+#[cfg(test)]
+pub(crate) fn check_head<P: Packet>(mut p: P) {
+    use crate::proto::{encode_request, HEADER_LEN};
+    let n = encode_request(p.buf_mut(), 7, 42, 0, b"abc").expect("room for a request");
+    p.set_len(n);
+    let (head, len) = p.head();
+    assert_eq!(len, n);
+    assert_eq!(head.map(|h| &h[..]), Some(&p.msg()[..HEADER_LEN]));
+    let whole: [u8; HEADER_LEN] = *head.unwrap();
+    p.set_len(5);
+    let (head, len) = p.head();
+    assert_eq!(
+        (head, len),
+        (Some(&whole), 5),
+        "stale bytes past a cut message"
+    );
+}

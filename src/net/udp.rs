@@ -477,6 +477,14 @@ pub fn socket_drops(socket: &UdpSocket) -> Option<u64> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn head_is_the_buffers_first_bytes_and_the_messages_length() {
+        crate::net::check_head(UdpPkt::new(64));
+        // A buffer shorter than a header has none.
+        let short = UdpPkt::new(crate::proto::HEADER_LEN - 1);
+        assert_eq!(short.head(), (None, 0));
+    }
+
     fn transport(max_msg: usize, buffers: usize) -> (UdpRx, UdpTx, Vec<UdpTx>, SocketAddr) {
         let t = Udp::bind("127.0.0.1:0".parse().unwrap(), max_msg, buffers, 0).unwrap();
         let addr = t.local_addr().unwrap();
