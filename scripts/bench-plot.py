@@ -56,15 +56,15 @@ def mrps(r):
 
 
 def bars(path, title, items, unit, ref=None, ref_label="", legend=None):
-    """Horizontal bar chart: items = [(label, value)] or [(label, value, first)], the
-    latter drawn as two segments (`first` of `value`, then the rest) named by `legend`
-    (two strings); optional reference line."""
+    """Horizontal bar chart: items = [(label, value)] or [(label, value, parts)], the
+    latter drawn as stacked segments of the lengths in `parts` (which sum to `value`),
+    named in order by `legend`; optional reference line."""
     items = [(t[0], t[1], t[2] if len(t) > 2 else None) for t in items if t[1] is not None]
     if not items:
         return
-    colours = ("#4878a8", "#a8c4e0")
-    split = any(first is not None for _, _, first in items)
-    w, left, right, bar_h, gap, top = 760, 230, 170 if split else 90, 22, 8, 48
+    colours = ("#4878a8", "#a8c4e0", "#e0c890")
+    split = any(parts is not None for _, _, parts in items)
+    w, left, right, bar_h, gap, top = 760, 230, 210 if split else 90, 22, 8, 48
     key = 22 if legend else 0
     h = top + key + len(items) * (bar_h + gap) + 40
     vmax = max([v for _, v, _ in items] + ([ref] if ref else [])) * 1.05
@@ -77,18 +77,22 @@ def bars(path, title, items, unit, ref=None, ref_label="", legend=None):
         f'font-weight="bold">{escape(title)}</text>',
     ]
     if legend:
-        x = left
+        x = 20
         for colour, name in zip(colours, legend):
             out.append(f'<rect x="{x}" y="{top - 4}" width="14" height="14" fill="{colour}"/>')
             out.append(f'<text x="{x + 20}" y="{top + 8}">{escape(name)}</text>')
-            x += 40 + 7.5 * len(name)
-    for i, (label, v, first) in enumerate(items):
+            x += 36 + 6.6 * len(name)
+    for i, (label, v, parts) in enumerate(items):
         y = top + key + i * (bar_h + gap)
         out.append(
             f'<text x="{left - 8}" y="{y + bar_h * 0.7}" text-anchor="end">{escape(label)}</text>'
         )
-        segments = [(0, v, colours[0])] if first is None else [
-            (0, first, colours[0]), (first, v - first, colours[1])]
+        segments = [(0, v, colours[0])]
+        if parts is not None:
+            segments, start = [], 0.0
+            for length, colour in zip(parts, colours):
+                segments.append((start, length, colour))
+                start += length
         for start, length, colour in segments:
             if start > 0 and length <= 0:
                 continue
@@ -96,8 +100,9 @@ def bars(path, title, items, unit, ref=None, ref_label="", legend=None):
                 f'<rect x="{left + start * scale:.1f}" y="{y}" '
                 f'width="{max(length * scale, 1):.1f}" height="{bar_h}" fill="{colour}"/>'
             )
-        text = (f"{v:.1f} {unit}" if first is None or first >= v
-                else f"{v:.1f} {unit} ({first:.1f} + {v - first:.1f})")
+        shown = [p for p in (parts or []) if p > 0]
+        text = (f"{v:.1f} {unit}" if len(shown) < 2
+                else f"{v:.1f} {unit} (" + " + ".join(f"{p:.1f}" for p in shown) + ")")
         out.append(f'<text x="{left + v * scale + 6:.1f}" y="{y + bar_h * 0.7}">{escape(text)}</text>')
     if ref:
         x = left + ref * scale
@@ -216,29 +221,36 @@ def main():
         with open(before_path) as f:
             before = {r["config"]: r for r in csv.DictReader(f)}
     if cg:
+        def parts(r):
+            """The turn's three parts: the dispatcher's own code, the receive's driver
+            part, the generator writing the requests (older CSVs: 0 for missing ones)."""
+            tot = float(r["instructions_per_request"])
+            rx = float(r.get("transport_rx_per_request") or 0)
+            gen = float(r.get("request_bytes_per_request") or 0)
+            return tot, tot - rx, rx - gen, gen
+
         md.append("### Instructions per request (valgrind --tool=callgrind, dispatcher turn only)\n")
         md.append("The turn includes the in-memory transport's `rx_burst` (our stand-in for a NIC "
-                  "driver's receive); *dispatcher's own* is the rest. *Before*: "
-                  "`callgrind-before.csv`, the same script on the code before the hot-path "
-                  "rework.\n")
-        md.append("| configuration | instructions/request | of which in-memory rx_burst | "
-                  "dispatcher's own | before (total / own) | requests per turn |")
-        md.append("|---|---|---|---|---|---|")
+                  "driver's receive), and within it the generator writing each request's bytes "
+                  "(the client's and the NIC's DMA part in a deployment); *on the dispatcher core* "
+                  "is the turn less the generator. *Before*: `callgrind-before.csv`, the same "
+                  "script on the code before the hot-path rework (total / own).\n")
+        md.append("| configuration | instructions/request | on the dispatcher core | its own | "
+                  "the receive's driver part | writing the requests | before (total / own) | "
+                  "requests per turn |")
+        md.append("|---|---|---|---|---|---|---|---|")
         for r in cg:
-            tot, rx = float(r["instructions_per_request"]), float(r.get("transport_rx_per_request") or 0)
+            tot, own, drv, gen = parts(r)
             b = before.get(r["config"])
-            was = (f"{float(b['instructions_per_request']):.1f} / "
-                   f"{float(b['instructions_per_request']) - float(b.get('transport_rx_per_request') or 0):.1f}"
-                   if b else "")
-            md.append(f"| {r['config']} | {tot:.1f} | {rx:.1f} | {tot - rx:.1f} | {was} | "
-                      f"{r['requests_per_turn']} |")
+            was = f"{parts(b)[0]:.1f} / {parts(b)[1]:.1f}" if b else ""
+            md.append(f"| {r['config']} | {tot:.1f} | {own + drv:.1f} | {own:.1f} | {drv:.1f} | "
+                      f"{gen:.1f} | {was} | {r['requests_per_turn']} |")
         md.append("")
         bars(os.path.join(out, "callgrind.svg"), "Dispatcher instructions per request (callgrind)",
-             [(r["config"], float(r["instructions_per_request"]),
-               float(r["instructions_per_request"]) - float(r.get("transport_rx_per_request") or 0))
-              for r in cg], "instr",
-             ref=150.0, ref_label="target: 150 (DARC, 4 types, batch 32)",
-             legend=("the dispatcher's own", "the in-memory transport's receive"))
+             [(r["config"], parts(r)[0], parts(r)[1:]) for r in cg], "instr",
+             ref=150.0, ref_label="target: 150 on the dispatcher core (DARC, 4 types, batch 32)",
+             legend=("the dispatcher's own", "the receive's driver part",
+                     "writing the requests (client + NIC)"))
 
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(md) + "\n")

@@ -8,10 +8,18 @@
 # request = (Ir(R2) - Ir(R1)) / (R2 - R1), so start-up and warm-up cancel out. The count
 # does not depend on the machine's load: same binary, same number.
 #
+# Each count is split three ways: the dispatcher's own code; the in-memory transport's
+# receive less its generator (the driver's part: buffers handed out of the pool); the
+# generator writing each request's bytes (what the client and the NIC's DMA do in a
+# deployment, on no dispatcher core). The CSV's columns: instructions_per_request (the
+# whole turn), transport_rx_per_request (the receive with the generator),
+# request_bytes_per_request (the generator), dispatcher_core_per_request (the whole
+# turn less the generator). The budget applies to the whole turn.
+#
 #   scripts/callgrind.sh                 # every configuration, table on stdout
 #   scripts/callgrind.sh --out FILE.csv  # also write the CSV
 #   scripts/callgrind.sh --annotate      # also keep the R2 profiles (with per-instruction
-#                                        # costs, --dump-instr=yes, for kcachegrind or
+#                                        # costs, for kcachegrind or
 #                                        # callgrind_annotate) and print the top
 #                                        # functions of the DARC/4-type run
 #   scripts/callgrind.sh --budget NAME=MAX
@@ -40,6 +48,7 @@ while [ $# -gt 0 ]; do
 done
 
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
+command -v addr2line >/dev/null || { echo "addr2line not found (apt-get install binutils)" >&2; exit 1; }
 
 bin=$(cargo bench --bench callgrind --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*callgrind-[0-9a-f]*\)).*/\1/p' | tail -n 1)
 [ -x "$bin" ] || { echo "could not find the callgrind bench binary" >&2; exit 1; }
@@ -57,38 +66,42 @@ count() { # name, args...
   local name=$1; shift
   [ -z "$budget_name" ] || [ "$name" = "$budget_name" ] || return 0
   local irs=()
-  local dump=()
-  [ "$annotate" = 1 ] && dump=(--dump-instr=yes)
   for r in $R1 $R2; do
     local f="$tmp/$name.$r.out"
-    valgrind --tool=callgrind ${dump[@]+"${dump[@]}"} --callgrind-out-file="$f" --toggle-collect='*callgrind*turn*' \
+    valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$f" --toggle-collect='*callgrind*turn*' \
       "$bin" --requests "$r" --warmup "$WARMUP" "$@" >"$tmp/$name.$r.log" 2>&1 \
       || { cat "$tmp/$name.$r.log" >&2; exit 1; }
     irs+=("$(total_ir "$f")")
   done
-  # The in-memory transport's receive (our stand-in for a NIC driver), inclusive.
-  local rxs=()
+  # The in-memory transport's receive (our stand-in for a NIC driver), inclusive; and
+  # within it the generator writing each request's bytes (`fill`, inlined into the
+  # receive, found by the binary's inlining records): the client's and the NIC's DMA
+  # part, which runs on no dispatcher core in a deployment.
+  local rxs=() gens=()
   for r in $R1 $R2; do
     rxs+=("$(callgrind_annotate --inclusive=yes "$tmp/$name.$r.out" 2>/dev/null \
       | awk '/MemRx.* as persephone::net::RxQueue>::rx_burst/ && !done { gsub(",", "", $1); print $1; done = 1 }')")
+    gens+=("$(python3 scripts/callgrind-inlined.py "$tmp/$name.$r.out" "$bin" fill src/net/mem.rs)")
   done
-  local per rx
+  local per rx gen
   per=$(python3 -c "print(f'{(${irs[1]} - ${irs[0]}) / ($R2 - $R1):.1f}')")
   rx=$(python3 -c "print(f'{(${rxs[1]:-0} - ${rxs[0]:-0}) / ($R2 - $R1):.1f}')")
+  gen=$(python3 -c "print(f'{(${gens[1]:-0} - ${gens[0]:-0}) / ($R2 - $R1):.1f}')")
   local turns
   turns=$(sed -n 's/.* in \([0-9]*\) turns (\([0-9.]*\) per turn).*/\2/p' "$tmp/$name.$R2.log")
-  local own
+  local own core
   own=$(python3 -c "print(f'{$per - $rx:.1f}')")
-  printf '%-24s %7s instr/request: %5s the dispatcher'"'"'s own, %5s the in-memory rx_burst  (%s requests/turn)\n' \
-    "$name" "$per" "$own" "$rx" "$turns"
-  echo "$name,$*,$per,$rx,$turns" >>"$tmp/table.csv"
+  core=$(python3 -c "print(f'{$per - $gen:.1f}')")
+  printf '%-24s %7s instr/request: %5s on the dispatcher core (%5s its own, %4s the receive'"'"'s driver part), %5s writing the requests  (%s requests/turn)\n' \
+    "$name" "$per" "$core" "$own" "$(python3 -c "print(f'{$rx - $gen:.1f}')")" "$gen" "$turns"
+  echo "$name,$*,$per,$rx,$gen,$core,$turns" >>"$tmp/table.csv"
   if [ "$annotate" = 1 ]; then
     mkdir -p results/bench/callgrind
     cp "$tmp/$name.$R2.out" "results/bench/callgrind/$name.out"
   fi
 }
 
-echo "config,args,instructions_per_request,transport_rx_per_request,requests_per_turn" >"$tmp/table.csv"
+echo "config,args,instructions_per_request,transport_rx_per_request,request_bytes_per_request,dispatcher_core_per_request,requests_per_turn" >"$tmp/table.csv"
 count darc-4types-14w-b32   --policy darc  --types 4  --workers 14 --batch 32
 count darc-1type-14w-b32    --policy darc  --types 1  --workers 14 --batch 32
 count darc-16types-14w-b32  --policy darc  --types 16 --workers 14 --batch 32
@@ -104,7 +117,7 @@ if [ -n "$out" ]; then
   cp "$tmp/table.csv" "$out"
 fi
 if [ -n "$budget_name" ]; then
-  got=$(awk -F, -v n="$budget_name" '$1 == n { print $(NF - 2) }' "$tmp/table.csv")
+  got=$(awk -F, -v n="$budget_name" '$1 == n { print $(NF - 4) }' "$tmp/table.csv")
   [ -n "$got" ] || { echo "--budget: no configuration named $budget_name" >&2; exit 2; }
   if python3 -c "import sys; sys.exit(0 if $got <= $budget_max else 1)"; then
     echo "$budget_name: $got instructions per request, within the budget of $budget_max"
