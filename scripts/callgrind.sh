@@ -20,8 +20,11 @@
 #   scripts/callgrind.sh --out FILE.csv  # also write the CSV
 #   scripts/callgrind.sh --annotate      # also keep the R2 profiles (with per-instruction
 #                                        # costs, for kcachegrind or
-#                                        # callgrind_annotate) and print the top
-#                                        # functions of the DARC/4-type run
+#                                        # callgrind_annotate) and their listings
+#                                        # (NAME.txt: every instruction of the turn that
+#                                        # ran, per request, with its disassembly and
+#                                        # source line), and print the top functions of
+#                                        # the DARC/4-type run
 #   scripts/callgrind.sh --budget NAME=MAX
 #                                        # count configuration NAME only, and fail if it
 #                                        # takes more than MAX instructions per request
@@ -81,7 +84,7 @@ count() { # name, args...
   for r in $R1 $R2; do
     rxs+=("$(callgrind_annotate --inclusive=yes "$tmp/$name.$r.out" 2>/dev/null \
       | awk '/MemRx.* as persephone::net::RxQueue>::rx_burst/ && !done { gsub(",", "", $1); print $1; done = 1 }')")
-    gens+=("$(python3 scripts/callgrind-inlined.py "$tmp/$name.$r.out" "$bin" fill src/net/mem.rs)")
+    gens+=("$(python3 scripts/callgrind-instr.py inlined "$tmp/$name.$r.out" "$bin" fill src/net/mem.rs)")
   done
   local per rx gen
   per=$(python3 -c "print(f'{(${irs[1]} - ${irs[0]}) / ($R2 - $R1):.1f}')")
@@ -98,6 +101,17 @@ count() { # name, args...
   if [ "$annotate" = 1 ]; then
     mkdir -p results/bench/callgrind
     cp "$tmp/$name.$R2.out" "results/bench/callgrind/$name.out"
+    # Per instruction, per request (the R2 run's turns saw its warm-up's requests too).
+    {
+      echo "# $name ($*): instructions per request, per instruction, from the run of"
+      echo "# $R2 requests after a $WARMUP-request warm-up (divided by $((R2 + WARMUP)));"
+      echo "# scripts/callgrind.sh --annotate at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+      for sym in 'Dispatcher<R,T>::poll' 'RxQueue>::rx_burst'; do
+        echo
+        echo "## $sym"
+        python3 scripts/callgrind-instr.py listing "$tmp/$name.$R2.out" "$bin" "$sym" $((R2 + WARMUP))
+      done
+    } > "results/bench/callgrind/$name.txt"
   fi
 }
 

@@ -1,30 +1,47 @@
 #!/usr/bin/env python3
-"""callgrind-inlined.py - instructions a callgrind profile spent in code inlined from a
-given function.
+"""callgrind-instr.py - per-instruction readings of a callgrind profile.
 
-    callgrind-inlined.py PROFILE BINARY FUNCTION FILE
+    callgrind-instr.py inlined PROFILE BINARY FUNCTION FILE
+    callgrind-instr.py listing PROFILE BINARY SYMBOL PER
 
 PROFILE is a callgrind output written with --dump-instr=yes; BINARY the program it
 profiled (with line tables: the release profile's `debug = "line-tables-only"` keeps
-the inlining records). Prints the total Ir of the instructions whose inlining chain, as
+the inlining records).
+
+`inlined` prints the total Ir of the instructions whose inlining chain, as
 `addr2line -i` reads it from BINARY, has a frame named FUNCTION in a source file whose
-path ends with FILE. Used by scripts/callgrind.sh to count the in-memory generator's
+path ends with FILE. scripts/callgrind.sh uses it to count the in-memory generator's
 `fill` (inlined into the transport's receive) apart from the rest of the receive, with
 no change to the code measured: an out-of-line `fill` would cost a call per burst.
+
+`listing` prints every instruction of the functions whose name contains SYMBOL that
+ran, with its Ir divided by PER (e.g. the requests measured: instructions per request),
+its disassembly and source line (`objdump -d -l`), in address order, then the total:
+where the count goes, instruction by instruction.
 """
 import re
 import subprocess
 import sys
 
 
-def costs(path):
-    """Ir per instruction address (exclusive costs; call lines skipped)."""
+def costs(path, symbol=None):
+    """Ir per instruction address (exclusive costs; call lines skipped), of every
+    function or, with `symbol`, of the functions whose name contains it."""
     ir = {}
     positions = ["line"]
     last = {}
     skip_next = False
+    names = {}
+    keep = symbol is None
     for line in open(path):
         line = line.rstrip("\n")
+        m = re.match(r"^(c?)fn=\((\d+)\)(?: (.*))?$", line)
+        if m:
+            if m.group(3):
+                names[m.group(2)] = m.group(3)
+            if not m.group(1):  # fn=: the costs that follow are this function's
+                keep = symbol is None or symbol in names.get(m.group(2), "")
+            continue
         if line.startswith("positions:"):
             positions = line.split()[1:]
             last = {p: 0 for p in positions}
@@ -47,16 +64,13 @@ def costs(path):
         if skip_next:
             skip_next = False
             continue
-        if len(toks) > len(positions) and "instr" in last:
+        if keep and len(toks) > len(positions) and "instr" in last:
             a = last["instr"]
             ir[a] = ir.get(a, 0) + int(toks[len(positions)])
     return ir
 
 
-def main():
-    if len(sys.argv) != 5:
-        sys.exit(__doc__.strip().splitlines()[2].strip())
-    profile, binary, function, file = sys.argv[1:]
+def inlined(profile, binary, function, file):
     ir = costs(profile)
     if not ir:
         sys.exit(f"{profile}: no per-instruction costs (run callgrind with --dump-instr=yes)")
@@ -91,6 +105,35 @@ def main():
         sys.exit(f"{profile}: no instruction inlined from {function} in {file} "
                  f"(does {binary} have line tables? the release profile keeps them)")
     print(total)
+
+
+def listing(profile, binary, symbol, per):
+    ir = costs(profile, symbol)
+    if not ir:
+        sys.exit(f"{profile}: no per-instruction costs for {symbol!r}")
+    dis = subprocess.run(["objdump", "-d", "-l", "--no-show-raw-insn", "-C", binary],
+                         capture_output=True, text=True, check=True).stdout
+    src = ""
+    for line in dis.splitlines():
+        if line.startswith("/"):
+            src = line.rsplit("/", 1)[-1].split(" ")[0]
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):\s+(.*)$", line)
+        if m and int(m.group(1), 16) in ir:
+            a = int(m.group(1), 16)
+            print(f"{ir[a] / per:8.2f}  {a:8x}  {m.group(2)[:60]:60s}  {src}")
+    print(f"{sum(ir.values()) / per:8.2f}  total")
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) == 5 and args[0] == "inlined":
+        inlined(*args[1:])
+    elif len(args) == 5 and args[0] == "listing":
+        listing(args[1], args[2], args[3], float(args[4]))
+    else:
+        sys.exit("usage: callgrind-instr.py inlined PROFILE BINARY FUNCTION FILE\n"
+                 "       callgrind-instr.py listing PROFILE BINARY SYMBOL PER")
 
 
 if __name__ == "__main__":
