@@ -222,35 +222,43 @@ def main():
             before = {r["config"]: r for r in csv.DictReader(f)}
     if cg:
         def parts(r):
-            """The turn's three parts: the dispatcher's own code, the receive's driver
-            part, the generator writing the requests (older CSVs: 0 for missing ones)."""
+            """The turn's three parts: the dispatcher's own code, the rest of the
+            receive, the generator writing the requests; None for parts an older CSV
+            does not have."""
             tot = float(r["instructions_per_request"])
             rx = float(r.get("transport_rx_per_request") or 0)
-            gen = float(r.get("request_bytes_per_request") or 0)
-            return tot, tot - rx, rx - gen, gen
+            gen = r.get("request_bytes_per_request")
+            gen = float(gen) if gen else None
+            return tot, tot - rx, (rx - gen if gen is not None else None), gen
+
+        def cell(v):
+            return f"{v:.1f}" if v is not None else ""
 
         md.append("### Instructions per request (valgrind --tool=callgrind, dispatcher turn only)\n")
         md.append("The turn includes the in-memory transport's `rx_burst` (our stand-in for a NIC "
                   "driver's receive), and within it the generator writing each request's bytes "
-                  "(the client's and the NIC's DMA part in a deployment); *on the dispatcher core* "
-                  "is the turn less the generator. *Before*: `callgrind-before.csv`, the same "
-                  "script on the code before the hot-path rework (total / own).\n")
-        md.append("| configuration | instructions/request | on the dispatcher core | its own | "
-                  "the receive's driver part | writing the requests | before (total / own) | "
+                  "(with a NIC that DMAs, the client's and the NIC's work; with kernel UDP or "
+                  "memif, a copy on the dispatcher core). *Before*: `callgrind-before.csv`, the "
+                  "same script on the code before the hot-path rework (total / own).\n")
+        md.append("| configuration | instructions/request | without the generator | its own | "
+                  "the rest of the receive | the generator | before (total / own) | "
                   "requests per turn |")
         md.append("|---|---|---|---|---|---|---|---|")
         for r in cg:
             tot, own, drv, gen = parts(r)
             b = before.get(r["config"])
             was = f"{parts(b)[0]:.1f} / {parts(b)[1]:.1f}" if b else ""
-            md.append(f"| {r['config']} | {tot:.1f} | {own + drv:.1f} | {own:.1f} | {drv:.1f} | "
-                      f"{gen:.1f} | {was} | {r['requests_per_turn']} |")
+            md.append(f"| {r['config']} | {tot:.1f} | {cell(tot - gen if gen is not None else None)} | "
+                      f"{own:.1f} | {cell(drv)} | {cell(gen)} | {was} | {r['requests_per_turn']} |")
         md.append("")
         bars(os.path.join(out, "callgrind.svg"), "Dispatcher instructions per request (callgrind)",
-             [(r["config"], parts(r)[0], parts(r)[1:]) for r in cg], "instr",
-             ref=150.0, ref_label="target: 150 on the dispatcher core (DARC, 4 types, batch 32)",
-             legend=("the dispatcher's own", "the receive's driver part",
-                     "writing the requests (client + NIC)"))
+             [(r["config"], parts(r)[0],
+               [p for p in parts(r)[1:] if p is not None] if parts(r)[3] is not None
+               else [parts(r)[1], parts(r)[0] - parts(r)[1]])
+              for r in cg], "instr",
+             ref=150.0, ref_label="target: 150 (DARC, 4 types, batch 32)",
+             legend=("the dispatcher's own", "the rest of the receive",
+                     "the generator writing the requests"))
 
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(md) + "\n")

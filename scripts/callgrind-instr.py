@@ -14,33 +14,41 @@ path ends with FILE. scripts/callgrind.sh uses it to count the in-memory generat
 `fill` (inlined into the transport's receive) apart from the rest of the receive, with
 no change to the code measured: an out-of-line `fill` would cost a call per burst.
 
-`listing` prints every instruction of the functions whose name contains SYMBOL that
-ran, with its Ir divided by PER (e.g. the requests measured: instructions per request),
+`listing` prints every instruction of BINARY's functions whose name contains SYMBOL
+that ran (not those of shared libraries they called), with its Ir divided by PER (e.g. the requests measured: instructions per request),
 its disassembly and source line (`objdump -d -l`), in address order, then the total:
 where the count goes, instruction by instruction.
 """
+import os
 import re
 import subprocess
 import sys
 
 
-def costs(path, symbol=None):
-    """Ir per instruction address (exclusive costs; call lines skipped), of every
-    function or, with `symbol`, of the functions whose name contains it."""
+def costs(path, binary, symbol=None):
+    """Ir per instruction address (exclusive costs; call lines skipped) of the code in
+    `binary` (callgrind's addresses are relative to their object: those of shared
+    libraries, e.g. libc's memcpy, are left out, not mixed in), of every function or,
+    with `symbol`, of the functions whose name contains it."""
     ir = {}
     positions = ["line"]
     last = {}
     skip_next = False
-    names = {}
-    keep = symbol is None
+    names, objects = {}, {}
+    binary = os.path.realpath(binary)
+    in_binary, in_symbol = False, symbol is None
     for line in open(path):
         line = line.rstrip("\n")
-        m = re.match(r"^(c?)fn=\((\d+)\)(?: (.*))?$", line)
+        m = re.match(r"^(c?)(fn|ob)=\((\d+)\)(?: (.*))?$", line)
         if m:
-            if m.group(3):
-                names[m.group(2)] = m.group(3)
-            if not m.group(1):  # fn=: the costs that follow are this function's
-                keep = symbol is None or symbol in names.get(m.group(2), "")
+            table = names if m.group(2) == "fn" else objects
+            if m.group(4):
+                table[m.group(3)] = m.group(4)
+            if not m.group(1):  # fn= / ob=: the costs that follow are this one's
+                if m.group(2) == "ob":
+                    in_binary = os.path.realpath(objects.get(m.group(3), "")) == binary
+                else:
+                    in_symbol = symbol is None or symbol in names.get(m.group(3), "")
             continue
         if line.startswith("positions:"):
             positions = line.split()[1:]
@@ -64,16 +72,17 @@ def costs(path, symbol=None):
         if skip_next:
             skip_next = False
             continue
-        if keep and len(toks) > len(positions) and "instr" in last:
+        if in_binary and in_symbol and len(toks) > len(positions) and "instr" in last:
             a = last["instr"]
             ir[a] = ir.get(a, 0) + int(toks[len(positions)])
     return ir
 
 
 def inlined(profile, binary, function, file):
-    ir = costs(profile)
+    ir = costs(profile, binary)
     if not ir:
-        sys.exit(f"{profile}: no per-instruction costs (run callgrind with --dump-instr=yes)")
+        sys.exit(f"{profile}: no per-instruction costs in {binary} "
+                 "(run callgrind with --dump-instr=yes, on that binary)")
     addrs = sorted(ir)
     # -a prints each address before its chain of frames (function, then file:line).
     out = subprocess.run(
@@ -108,9 +117,9 @@ def inlined(profile, binary, function, file):
 
 
 def listing(profile, binary, symbol, per):
-    ir = costs(profile, symbol)
+    ir = costs(profile, binary, symbol)
     if not ir:
-        sys.exit(f"{profile}: no per-instruction costs for {symbol!r}")
+        sys.exit(f"{profile}: no per-instruction costs for {symbol!r} in {binary}")
     dis = subprocess.run(["objdump", "-d", "-l", "--no-show-raw-insn", "-C", binary],
                          capture_output=True, text=True, check=True).stdout
     src = ""

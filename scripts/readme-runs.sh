@@ -28,6 +28,18 @@ cargo build --release -q -p persephone -p psp-client --bins
 cargo build --release -q --example custom_handler
 mkdir -p "$OUT"
 RUNS=$(mktemp -d)
+SERVER_PID=""
+stop_server() {
+  if [[ -n $SERVER_PID ]]; then
+    kill -INT "$SERVER_PID" 2>/dev/null || true
+    # A server that does not finish its drain within 30 s is killed: the script goes on.
+    for _ in $(seq 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+}
+trap 'stop_server; rm -rf "$RUNS"' EXIT
 source scripts/lib.sh
 realtime=()
 # --realtime needs root or CAP_SYS_NICE; a run without it on a small machine is often
@@ -38,14 +50,6 @@ realtime=()
   echo "command:  DURATION=$DURATION scripts/readme-runs.sh (client flags: ${realtime[*]:-no --realtime})"
 } > "$OUT/machine.txt"
 
-SERVER_PID=""
-stop_server() {
-  if [[ -n $SERVER_PID ]]; then
-    kill -INT "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
-trap 'stop_server; rm -rf "$RUNS"' EXIT
 
 # start NAME COMMAND...: starts a server printing "listening on ADDR", sets ADDR.
 start() {
@@ -69,21 +73,24 @@ client() {
 }
 
 : > "$OUT/runs.txt"
-sed 's/127.0.0.1:6789/127.0.0.1:0/' configs/quickstart.yml > "$RUNS/quickstart.yml"
-sed 's/127.0.0.1:6789/127.0.0.1:0/' configs/tpcc-small.yml > "$RUNS/tpcc-small.yml"
+for c in quickstart tpcc-small; do
+  grep -q '127.0.0.1:6789' "configs/$c.yml" \
+    || { echo "configs/$c.yml no longer binds 127.0.0.1:6789: update this script" >&2; exit 1; }
+  sed 's/127.0.0.1:6789/127.0.0.1:0/' "configs/$c.yml" > "$RUNS/$c.yml"
+done
 
 start quickstart "$BIN/psp-app" --cfg "$RUNS/quickstart.yml"
 client quickstart --workload high-bimodal --workers 2 --loads 0.2,0.3 \
-  --duration "$DURATION" --label quickstart "${realtime[@]}"
+  --duration "$DURATION" --label quickstart ${realtime[@]+"${realtime[@]}"}
 stop_server
 
 start tpcc "$BIN/psp-app" --cfg "$RUNS/tpcc-small.yml"
-client tpcc --config-path configs/tpcc-client.yml "${realtime[@]}"
+client tpcc --config-path configs/tpcc-client.yml ${realtime[@]+"${realtime[@]}"}
 stop_server
 
 start custom-handler "$BIN/examples/custom_handler" --cfg "$RUNS/quickstart.yml"
 client custom-handler --workload high-bimodal --rate 200 --duration "$DURATION" \
-  --label custom-handler "${realtime[@]}"
+  --label custom-handler ${realtime[@]+"${realtime[@]}"}
 stop_server
 
 echo "load avg after:  $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
