@@ -40,6 +40,22 @@ fn ring_loopback() {
             ..
         })
     ));
+    // A pool larger than EAL's memory (-m 256; 1 Mi mbufs of 2 KiB and more) is refused
+    // with the count and DPDK's reason, and the port claimed for it is let go.
+    match Dpdk::new(&DpdkConfig {
+        mbufs: DpdkConfig::MAX_MBUFS,
+        ..cfg.clone()
+    }) {
+        Err(e @ Error::Mempool { n, .. }) => {
+            assert_eq!(n, DpdkConfig::MAX_MBUFS);
+            let msg = e.to_string();
+            let reason = msg
+                .strip_prefix("cannot create mempool of 1048576 mbufs: ")
+                .unwrap_or_else(|| panic!("message: {msg}"));
+            assert!(!reason.trim().is_empty(), "no reason in: {msg}");
+        }
+        other => panic!("a 1 Mi-mbuf pool in 256 MiB: {other:?}"),
+    }
     let transport = Dpdk::new(&cfg).expect("port 0");
     assert!(matches!(Dpdk::new(&cfg), Err(Error::PortInUse(0))));
     let local = transport.local();
