@@ -57,6 +57,11 @@ command -v addr2line >/dev/null || { echo "addr2line not found (apt-get install 
 bin=$(cargo bench --bench callgrind --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*callgrind-[0-9a-f]*\)).*/\1/p' | tail -n 1)
 [ -x "$bin" ] || { echo "could not find the callgrind bench binary" >&2; exit 1; }
 
+# The code measured: the commit, and whether the code differs from it (results/ may).
+code_rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git diff --quiet HEAD -- src benches scripts Cargo.toml Cargo.lock 2>/dev/null \
+  || code_rev+=" (with uncommitted changes to the code)"
+
 R1=20000
 R2=120000
 WARMUP=20000
@@ -112,7 +117,7 @@ count() { # name, args...
     {
       echo "# $name ($*): instructions per request, per instruction, from the run of"
       echo "# $R2 requests after a $WARMUP-request warm-up (divided by $((R2 + WARMUP)));"
-      echo "# scripts/callgrind.sh --annotate at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')."
+      echo "# scripts/callgrind.sh --annotate at $code_rev."
       echo "# The binary's instructions only: the libc memcpy the receive calls is in the CSV's"
       echo "# transport_rx_per_request, not in the rx_burst total below."
       for sym in 'Dispatcher<R,T>::poll' 'RxQueue>::rx_burst'; do
