@@ -497,6 +497,77 @@ fn an_error_with_stderr_gone_is_status_1_not_a_panic() {
     assert_eq!(status.code(), Some(1));
 }
 
+/// `--realtime` without the right to use SCHED_FIFO fails before the run: exit 1, the
+/// reason and what it needs on stderr, nothing on stdout, no output directory made.
+/// As root, the client runs as `nobody` (setpriv), which has neither.
+#[test]
+fn realtime_without_the_right_fails_before_the_run() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    let mut cmd = if root {
+        if !setpriv.exists() {
+            eprintln!("skipped: running as root without setpriv to drop privileges");
+            return;
+        }
+        let mut c = Command::new(setpriv);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(env!("CARGO_BIN_EXE_psp-client"));
+        c
+    } else {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid out-pointer to an rlimit.
+        unsafe { libc::getrlimit(libc::RLIMIT_RTPRIO, &mut lim) };
+        if lim.rlim_cur > 0 {
+            eprintln!(
+                "skipped: this user may use SCHED_FIFO (RLIMIT_RTPRIO {})",
+                lim.rlim_cur
+            );
+            return;
+        }
+        Command::new(env!("CARGO_BIN_EXE_psp-client"))
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("psp-client-rt-")
+        // Writable by the unprivileged client: were the directory made before the
+        // check, it would be.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .tempdir()
+        .unwrap();
+    let outdir = dir.path().join("out");
+    // Port 9 (discard): nothing is to be sent, and nothing answers if it were.
+    let out = cmd
+        .args([
+            "--server",
+            "127.0.0.1:9",
+            "--rate",
+            "100",
+            "--duration",
+            "10s",
+        ])
+        .args(["--realtime", "--outdir"])
+        .arg(&outdir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(
+            "--realtime: cannot move the threads to SCHED_FIFO; it needs root or CAP_SYS_NICE"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!outdir.exists(), "the output directory was made");
+}
+
 /// A run held back by `--max-concurrency` is INVALID for that reason, and the line
 /// says so (it used to blame the client's own pace and suggest --realtime).
 #[test]
