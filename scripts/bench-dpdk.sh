@@ -93,14 +93,23 @@ start_server() {
 	cat "$TMP/server.err" >&2
 	exit 1
 }
+# Stops the server of run $1. One that died of SIGSEGV before the SIGTERM, once its
+# client had finished, is DPDK 22.11's memif PMD crashing as its peer disconnects
+# (results/dpdk/memif-disconnect.md): the run's measurements are whole, and run.md
+# says it happened.
 stop_server() {
-	kill -TERM "$SERVER"
+	local status=0
+	kill -TERM "$SERVER" 2>/dev/null || true
 	for _ in $(seq 100); do
 		kill -0 "$SERVER" 2>/dev/null || break
 		sleep 0.1
 	done
 	kill -KILL "$SERVER" 2>/dev/null || true
-	wait "$SERVER" 2>/dev/null || true
+	wait "$SERVER" 2>/dev/null || status=$?
+	if ((status == 139)); then
+		echo "$1: the server died of SIGSEGV as its client disconnected, after the measurement (the memif PMD crash of results/dpdk/memif-disconnect.md)" |
+			tee -a "$TMP/notes" >&2
+	fi
 	SERVER=
 	rm -rf /var/run/dpdk/psp-bench-* "$TMP/memif.sock" 2>/dev/null || true
 }
@@ -112,15 +121,15 @@ client() {
 # shellcheck disable=SC2046
 start_server "$BENCH" echo --ip 10.0.0.1 --eal="$(memif server server 02:00:00:00:00:01)"
 client "$BENCH" ping --cfg "$TMP/client.yml" --out "$OUT/bare-memif.csv" -n "$N" --warmup "$WARMUP"
-stop_server
+stop_server bare-memif
 
 start_server "$APP" --cfg "$TMP/psp-memif.yml"
 client "$BENCH" ping --cfg "$TMP/client.yml" --out "$OUT/psp-app-memif.csv" -n "$N" --warmup "$WARMUP"
-stop_server
+stop_server psp-app-memif
 
 start_server "$APP" --cfg "$TMP/psp-udp.yml"
 client "$BENCH" udp-ping --server 127.0.0.1:6789 --out "$OUT/psp-app-udp.csv" -n "$N" --warmup "$WARMUP"
-stop_server
+stop_server psp-app-udp
 
 # What a dispatcher-to-worker hand-off costs when both share one core.
 echo "+ taskset -c ${SERVER_CPUS%%,*} $BENCH switch" >>"$TMP/commands"
@@ -142,6 +151,12 @@ taskset -c "${SERVER_CPUS%%,*}" "$BENCH" switch | tee -a "$TMP/client.out"
 	cat "$OUT/summary.csv"
 	echo '```'
 	echo
+	if [ -s "$TMP/notes" ]; then
+		echo "## Notes"
+		echo
+		cat "$TMP/notes"
+		echo
+	fi
 	echo "## Client output"
 	echo
 	echo '```'
