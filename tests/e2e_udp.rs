@@ -628,13 +628,9 @@ fn sigterm_under_load_drains_and_every_answer_arrives() {
 
 #[test]
 fn serves_as_an_unprivileged_user() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let setpriv = std::path::Path::new("/usr/bin/setpriv");
-    if root && !setpriv.exists() {
-        eprintln!("skipped: running as root without setpriv to drop privileges");
+    let Some(mut cmd) = test_support::unprivileged(env!("CARGO_BIN_EXE_psp-app")) else {
         return;
-    }
+    };
     let dir = tempfile::Builder::new()
         .prefix("psp-e2e-nobody-")
         // The unprivileged daemon reads its config from here.
@@ -653,14 +649,6 @@ stats: { interval_ms: 0 }
 ",
     )
     .unwrap();
-    let mut cmd = if root {
-        let mut c = Command::new(setpriv);
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-        c.arg(env!("CARGO_BIN_EXE_psp-app"));
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_psp-app"))
-    };
     let mut child = cmd
         .arg("--cfg")
         .arg(&cfg)

@@ -502,33 +502,23 @@ fn an_error_with_stderr_gone_is_status_1_not_a_panic() {
 /// As root, the client runs as `nobody` (setpriv), which has neither.
 #[test]
 fn realtime_without_the_right_fails_before_the_run() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let setpriv = Path::new("/usr/bin/setpriv");
-    let mut cmd = if root {
-        if !setpriv.exists() {
-            eprintln!("skipped: running as root without setpriv to drop privileges");
-            return;
-        }
-        let mut c = Command::new(setpriv);
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-        c.arg(env!("CARGO_BIN_EXE_psp-client"));
-        c
-    } else {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid out-pointer to an rlimit.
-        unsafe { libc::getrlimit(libc::RLIMIT_RTPRIO, &mut lim) };
-        if lim.rlim_cur > 0 {
-            eprintln!(
-                "skipped: this user may use SCHED_FIFO (RLIMIT_RTPRIO {})",
-                lim.rlim_cur
-            );
-            return;
-        }
-        Command::new(env!("CARGO_BIN_EXE_psp-client"))
+    // An unprivileged user with an RLIMIT_RTPRIO above 0 (inherited through setpriv)
+    // may use SCHED_FIFO.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out-pointer to an rlimit.
+    unsafe { libc::getrlimit(libc::RLIMIT_RTPRIO, &mut lim) };
+    if lim.rlim_cur > 0 {
+        eprintln!(
+            "skipped: RLIMIT_RTPRIO is {}: an unprivileged user may use SCHED_FIFO",
+            lim.rlim_cur
+        );
+        return;
+    }
+    let Some(mut cmd) = test_support::unprivileged(env!("CARGO_BIN_EXE_psp-client")) else {
+        return;
     };
     let dir = tempfile::Builder::new()
         .prefix("psp-client-rt-")

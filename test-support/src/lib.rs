@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,31 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A command that runs `bin` without privileges, for tests of what an ordinary user
+/// gets: through `setpriv` as `nobody` (uid and gid 65534, no groups) when this process
+/// is root, as it is otherwise. `None` when root has no `/usr/bin/setpriv`: the test
+/// then skips, saying so on stderr.
+pub fn unprivileged(bin: &str) -> Option<Command> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(Command::new(bin));
+    }
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv.exists() {
+        eprintln!("skipped: running as root without setpriv to drop privileges");
+        return None;
+    }
+    let mut c = Command::new(setpriv);
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        bin,
+    ]);
+    Some(c)
 }
 
 /// Kills `child` and reaps it, unless it has exited already.
