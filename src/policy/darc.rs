@@ -413,16 +413,9 @@ struct GroupOf {
 }
 
 impl GroupOf {
-    /// One group of every type (no reservation: c-FCFS).
-    fn all() -> GroupOf {
-        GroupOf {
-            same: [u64::MAX; MAX_TYPES],
-            earlier: [0; MAX_TYPES],
-        }
-    }
-
     /// For `groups`' type masks, shortest group first; a type in none gets no group
-    /// and every type before it.
+    /// and every type before it. (`[u64::MAX]`, before any reservation: one group of
+    /// every type, none before it.)
     fn of(groups: &[u64]) -> GroupOf {
         let mut g = GroupOf {
             same: [0; MAX_TYPES],
@@ -559,7 +552,7 @@ impl Darc {
             narrow: Vec::new(),
             grouped: 0,
             group_types: vec![u64::MAX],
-            group_of: GroupOf::all(),
+            group_of: GroupOf::of(&[u64::MAX]),
             serves: Serves([u64::MAX; WorkerSet::CAPACITY]),
             resa: None,
             window: Window {
@@ -1283,7 +1276,8 @@ mod tests {
         assert_eq!((g.same[1], g.earlier[1]), (0b0010, 0b0101));
         // Without a group: no group of its own, and the walk decides.
         assert_eq!((g.same[3], g.earlier[3]), (0, u64::MAX));
-        let all = GroupOf::all();
+        // Before any reservation: one group of every type.
+        let all = GroupOf::of(&[u64::MAX]);
         assert_eq!((all.same[5], all.earlier[5]), (u64::MAX, 0));
         // Debug folds the tail of equal entries.
         assert_eq!(
