@@ -8,6 +8,11 @@
 #                               exits or never does
 #   machine_info                prints what a results/ run's machine.txt opens with: date,
 #                               commit, kernel, CPU, memory, load average
+#   start_daemon OUT ERR CMD... starts a daemon (CMD) in the background, its stdout to
+#                               OUT and stderr to ERR, waits until it listens
+#                               (wait_listening); sets DAEMON_PID and DAEMON_ADDR
+#   stop_daemon                 SIGINT to the daemon started last, up to 30 s for its
+#                               drain, then SIGKILL; reaps it (nothing if none runs)
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -49,4 +54,27 @@ wait_listening() {
     echo "the daemon did not start listening within 30 s:" >&2
     cat "$err" >&2
     return 1
+}
+
+DAEMON_PID=""
+start_daemon() {
+    local out=$1 err=$2
+    shift 2
+    "$@" > "$out" 2> "$err" &
+    DAEMON_PID=$!
+    wait_listening "$DAEMON_PID" "$out" "$err"
+    DAEMON_ADDR=$(sed -n 's/^listening on //p' "$out")
+}
+
+stop_daemon() {
+    [[ -n $DAEMON_PID ]] || return 0
+    kill -INT "$DAEMON_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=""
 }

@@ -28,19 +28,8 @@ cargo build --release -q -p persephone -p psp-client --bins
 cargo build --release -q --example custom_handler
 mkdir -p "$OUT"
 RUNS=$(mktemp -d)
-SERVER_PID=""
-stop_server() {
-  if [[ -n $SERVER_PID ]]; then
-    kill -INT "$SERVER_PID" 2>/dev/null || true
-    # A server that does not finish its drain within 30 s is killed: the script goes on.
-    for _ in $(seq 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
-trap 'stop_server; rm -rf "$RUNS"' EXIT
 source scripts/lib.sh
+trap 'stop_daemon; rm -rf "$RUNS"' EXIT
 realtime=()
 # --realtime needs root or CAP_SYS_NICE; a run without it on a small machine is often
 # INVALID (the client could not keep its schedule), which the tables then say.
@@ -51,14 +40,11 @@ realtime=()
 } > "$OUT/machine.txt"
 
 
-# start NAME COMMAND...: starts a server printing "listening on ADDR", sets ADDR.
+# start NAME COMMAND...: starts the server of run NAME (lib.sh's start_daemon).
 start() {
   local name=$1
   shift
-  "$@" > "$RUNS/$name.out" 2> "$RUNS/$name.err" &
-  SERVER_PID=$!
-  wait_listening "$SERVER_PID" "$RUNS/$name.out" "$RUNS/$name.err"
-  ADDR=$(sed -n 's/^listening on //p' "$RUNS/$name.out")
+  start_daemon "$RUNS/$name.out" "$RUNS/$name.err" "$@"
 }
 
 # client NAME ARGS...: one psp-client run into $RUNS/NAME, its table appended to
@@ -68,7 +54,7 @@ client() {
   local name=$1
   shift
   echo "== $name: psp-client $*" >> "$OUT/runs.txt"
-  "$BIN/psp-client" --server "$ADDR" "$@" -q --outdir "$RUNS/$name" >> "$OUT/runs.txt" 2>&1 || true
+  "$BIN/psp-client" --server "$DAEMON_ADDR" "$@" -q --outdir "$RUNS/$name" >> "$OUT/runs.txt" 2>&1 || true
   cp "$RUNS/$name/results.csv" "$OUT/$name.csv"
 }
 
@@ -82,16 +68,16 @@ done
 start quickstart "$BIN/psp-app" --cfg "$RUNS/quickstart.yml"
 client quickstart --workload high-bimodal --workers 2 --loads 0.2,0.3 \
   --duration "$DURATION" --label quickstart ${realtime[@]+"${realtime[@]}"}
-stop_server
+stop_daemon
 
 start tpcc "$BIN/psp-app" --cfg "$RUNS/tpcc-small.yml"
 client tpcc --config-path configs/tpcc-client.yml ${realtime[@]+"${realtime[@]}"}
-stop_server
+stop_daemon
 
 start custom-handler "$BIN/examples/custom_handler" --cfg "$RUNS/quickstart.yml"
 client custom-handler --workload high-bimodal --rate 200 --duration "$DURATION" \
   --label custom-handler ${realtime[@]+"${realtime[@]}"}
-stop_server
+stop_daemon
 
 echo "load avg after:  $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
 "$BIN/psp-client" plot "$OUT/quickstart.csv" --x load --panels latency,adherence \

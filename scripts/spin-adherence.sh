@@ -28,15 +28,8 @@ source scripts/lib.sh
   echo "command:  DURATION=$DURATION scripts/spin-adherence.sh $RATES"
 } > "$OUT/machine.txt"
 sed 's/127.0.0.1:6789/127.0.0.1:0/' configs/quickstart.yml > "$RUNS/server.yml"
-"$BIN/psp-app" --cfg "$RUNS/server.yml" > "$RUNS/server.out" 2> "$RUNS/server.err" &
-SERVER_PID=$!
-cleanup() {
-  kill -INT "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-  rm -rf "$RUNS"
-}
-trap cleanup EXIT
-wait_listening "$SERVER_PID" "$RUNS/server.out" "$RUNS/server.err"
-ADDR=$(sed -n 's/^listening on //p' "$RUNS/server.out")
+trap 'stop_daemon; rm -rf "$RUNS"' EXIT
+start_daemon "$RUNS/server.out" "$RUNS/server.err" "$BIN/psp-app" --cfg "$RUNS/server.yml"
 
 : > "$OUT/runs.txt"
 rm -f "$OUT/results.csv"
@@ -45,7 +38,7 @@ for r in $RATES; do
     flags=()
     [[ $mode == fixed-30us ]] && flags=(--spin-us 30)
     # A run may be INVALID (that is what is measured): its exit status is not ours.
-    "$BIN/psp-client" --server "$ADDR" --workload high-bimodal --rate "$r" \
+    "$BIN/psp-client" --server "$DAEMON_ADDR" --workload high-bimodal --rate "$r" \
       --duration "$DURATION" --warmup 500ms --label "$mode" -q \
       --outdir "$RUNS/$mode-$r" "${flags[@]}" >> "$OUT/runs.txt" 2>&1 || true
     [[ -f $OUT/results.csv ]] || head -1 "$RUNS/$mode-$r/results.csv" > "$OUT/results.csv"
