@@ -18,10 +18,23 @@
 //! - `2p + 2`: the worker wrote the completion for `p` over it (release); the dispatcher
 //!   may take it, after which the slot is free for position `p + capacity`.
 //!
+//! A slot starts free, stamped as if the position one lap before its first had been
+//! completed and collected: so a free slot's stamp is never the done stamp of the
+//! position the dispatcher looks at next.
+//!
 //! Neither side ever reads the other's position: the dispatcher knows how many jobs
 //! are out (`sent - collected`), so a push needs no shared read at all, and a look for
 //! a completion costs nothing when no job is out; the worker learns of a job from the
 //! slot it must read anyway. No read-modify-write anywhere.
+//!
+//! # One slot
+//! A channel of capacity 1 has one slot, which every position maps to. The
+//! dispatcher's `_single` methods (unsafe: the caller vouches for the single slot)
+//! address it without masking and scaling the position, and a look for a completion
+//! reads its stamp without first testing for a job out (the stamp rule above makes
+//! the test redundant; with no job out, it is a line neither side writes). For c-FCFS
+//! and DARC, whose every request is a round trip through this slot, that is 8 of the
+//! dispatcher's instructions per request (`results/README.md`).
 //!
 //! The worker completes jobs in the order it took them, and never more than it took
 //! ([`WorkerEnd::complete`] panics otherwise: it would write a slot the dispatcher
@@ -74,7 +87,7 @@ fn channel_at<J, C>(capacity: usize, start: usize) -> (DispatchEnd<J, C>, Worker
         .checked_next_power_of_two()
         .expect("duplex capacity overflows usize");
     let shared = Arc::new(Shared {
-        slots: Slots::new(len),
+        slots: Slots::new(len, start),
         sent: AtomicUsize::new(start),
         collected: AtomicUsize::new(start),
         taken: AtomicUsize::new(start),
@@ -166,7 +179,9 @@ impl<J, C> Slots<J, C> {
             .pad_to_align()
     }
 
-    fn new(len: usize) -> Self {
+    /// `len` free slots for positions from `start` on: each stamped as if the
+    /// position one lap before its first had been completed and collected.
+    fn new(len: usize, start: usize) -> Self {
         assert!(len > 0);
         let layout = Self::layout(len);
         // SAFETY: `layout` has a non-zero size (`len > 0` slots of at least 64 bytes).
@@ -174,11 +189,12 @@ impl<J, C> Slots<J, C> {
         let Some(ptr) = NonNull::new(raw) else {
             alloc::handle_alloc_error(layout)
         };
-        for i in 0..len {
-            // SAFETY: `i < len` and the allocation holds `len` slots, suitably aligned.
+        for pos in (0..len).map(|k| start.wrapping_add(k)) {
+            // SAFETY: `pos & (len - 1) < len` and the allocation holds `len` slots,
+            // suitably aligned; each is written once (`len` consecutive positions).
             unsafe {
-                ptr.as_ptr().add(i).write(Slot {
-                    stamp: AtomicUsize::new(0),
+                ptr.as_ptr().add(pos & (len - 1)).write(Slot {
+                    stamp: AtomicUsize::new(done_stamp(pos.wrapping_sub(len))),
                     payload: UnsafeCell::new(MaybeUninit::uninit()),
                 })
             };
@@ -297,6 +313,27 @@ impl<J, C> DispatchEnd<J, C> {
         unsafe { slot_at(self.slots, self.mask, pos) }
     }
 
+    /// The slot for `pos`; with `ONE`, the first slot, whatever `pos` (the caller's
+    /// promise that the channel has only that one: see [`Self::is_single`]). Either is
+    /// a live slot; only the protocol relies on `ONE` being true.
+    #[inline(always)]
+    fn slot_in<const ONE: bool>(&self, pos: usize) -> &Slot<J, C> {
+        if ONE {
+            debug_assert_eq!(self.mask, 0, "a single-slot access to a wider channel");
+            // SAFETY: the array has at least one slot; our `Arc` keeps it alive.
+            unsafe { &*self.slots.as_ptr() }
+        } else {
+            self.slot(pos)
+        }
+    }
+
+    /// Whether the channel has a single slot (a capacity of 1, as c-FCFS and DARC
+    /// ask): then every position maps to it, and the `_single` methods, which skip the
+    /// masking and scaling of the position, may be used.
+    pub fn is_single(&self) -> bool {
+        self.mask == 0
+    }
+
     /// Sends `job`, or hands it back if `capacity` jobs are out (their completions not
     /// collected). Reads nothing the worker writes.
     #[inline]
@@ -305,7 +342,22 @@ impl<J, C> DispatchEnd<J, C> {
             return Err(job);
         }
         // SAFETY: fewer than `limit` jobs are out (tested just above).
-        unsafe { self.send(job) };
+        unsafe { self.send::<false>(job) };
+        Ok(())
+    }
+
+    /// [`push`](Self::push) for a single-slot channel.
+    ///
+    /// # Safety
+    /// The channel must have a single slot ([`Self::is_single`]); otherwise the job
+    /// could overwrite one still out.
+    #[inline]
+    pub unsafe fn push_single(&mut self, job: J) -> Result<(), J> {
+        if self.sent.wrapping_sub(self.collected) >= self.limit {
+            return Err(job);
+        }
+        // SAFETY: fewer than `limit` jobs are out; one slot (the caller's promise).
+        unsafe { self.send::<true>(job) };
         Ok(())
     }
 
@@ -317,10 +369,11 @@ impl<J, C> DispatchEnd<J, C> {
     /// stamp for any position maps to it yet) or we collected the completion of its
     /// previous occupant, after seeing the worker's release of it with acquire; the
     /// worker will not touch it again until the stamp below says there is a job.
+    /// With `ONE`, the channel must have a single slot ([`Self::is_single`]).
     #[inline(always)]
-    unsafe fn send(&mut self, job: J) {
+    unsafe fn send<const ONE: bool>(&mut self, job: J) {
         debug_assert!(self.sent.wrapping_sub(self.collected) < self.limit);
-        let slot = self.slot(self.sent);
+        let slot = self.slot_in::<ONE>(self.sent);
         // SAFETY: the slot is free (the caller's promise, above).
         unsafe { slot.write(job) };
         slot.stamp.store(job_stamp(self.sent), Ordering::Release);
@@ -328,13 +381,17 @@ impl<J, C> DispatchEnd<J, C> {
     }
 
     /// The slot of the oldest completion, if it is there (its done stamp seen with
-    /// acquire). No memory access when no job is out.
+    /// acquire). No memory access when no job is out, except with `ONE`: then the
+    /// stamp alone says (a free slot's is the done stamp of `collected - 1`; the
+    /// module docs), which saves the test where it matters, a job being out under
+    /// load. (Without `ONE` dropping the test saved nothing: the compiler spent the
+    /// 3 instructions elsewhere.)
     #[inline(always)]
-    fn completed(&self) -> Option<&Slot<J, C>> {
-        if self.collected == self.sent {
+    fn completed<const ONE: bool>(&self) -> Option<&Slot<J, C>> {
+        if !ONE && self.collected == self.sent {
             return None;
         }
-        let slot = self.slot(self.collected);
+        let slot = self.slot_in::<ONE>(self.collected);
         (slot.stamp.load(Ordering::Acquire) == done_stamp(self.collected)).then_some(slot)
     }
 
@@ -342,7 +399,7 @@ impl<J, C> DispatchEnd<J, C> {
     /// when no job is out.
     #[inline]
     pub fn pop(&mut self) -> Option<C> {
-        let slot = self.completed()?;
+        let slot = self.completed::<false>()?;
         // SAFETY: the done stamp for `collected`, seen with acquire, says the worker
         // wrote the completion and is done with the slot; it is read once (our position
         // moves on), and the slot is ours until we send a job into it.
@@ -360,9 +417,34 @@ impl<J, C> DispatchEnd<J, C> {
     /// of a freed worker, less the push's test for room.
     #[inline]
     pub fn pop_then<T>(&mut self, then: impl FnOnce(C) -> Result<J, T>) -> Option<Result<(), T>> {
+        // SAFETY: `false`: any channel.
+        unsafe { self.pop_then_in::<false, T>(then) }
+    }
+
+    /// [`pop_then`](Self::pop_then) for a single-slot channel.
+    ///
+    /// # Safety
+    /// The channel must have a single slot ([`Self::is_single`]); otherwise the next
+    /// job could overwrite one still out.
+    #[inline]
+    pub unsafe fn pop_then_single<T>(
+        &mut self,
+        then: impl FnOnce(C) -> Result<J, T>,
+    ) -> Option<Result<(), T>> {
+        // SAFETY: the caller's promise.
+        unsafe { self.pop_then_in::<true, T>(then) }
+    }
+
+    /// # Safety
+    /// With `ONE`, the channel must have a single slot.
+    #[inline(always)]
+    unsafe fn pop_then_in<const ONE: bool, T>(
+        &mut self,
+        then: impl FnOnce(C) -> Result<J, T>,
+    ) -> Option<Result<(), T>> {
         // Not through `pop`: the compiler then tested the completion read for its
         // `Option`'s `None` niche (2 instructions per request).
-        let slot = self.completed()?;
+        let slot = self.completed::<ONE>()?;
         // SAFETY: as in `pop`.
         let c = unsafe { slot.read::<C>() };
         self.collected = self.collected.wrapping_add(1);
@@ -372,8 +454,9 @@ impl<J, C> DispatchEnd<J, C> {
             Err(t) => return Some(Err(t)),
         };
         // SAFETY: at most `limit` jobs were out before the completion above was
-        // collected, and nothing was sent since: fewer than `limit` are out.
-        unsafe { self.send(job) };
+        // collected, and nothing was sent since: fewer than `limit` are out. `ONE`: the
+        // caller's promise.
+        unsafe { self.send::<ONE>(job) };
         Some(Ok(()))
     }
 
@@ -384,9 +467,21 @@ impl<J, C> DispatchEnd<J, C> {
     /// instructions per request than the few needless loads of idle channels.
     #[inline]
     pub fn prefetch(&self) {
+        self.prefetch_in::<false>()
+    }
+
+    /// [`prefetch`](Self::prefetch) of a single-slot channel's slot (on a wider
+    /// channel, a hint about the wrong slot: harmless, and caught by a debug assertion).
+    #[inline]
+    pub fn prefetch_single(&self) {
+        self.prefetch_in::<true>()
+    }
+
+    #[inline(always)]
+    fn prefetch_in<const ONE: bool>(&self) {
         #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
         {
-            let p: *const Slot<J, C> = self.slot(self.collected);
+            let p: *const Slot<J, C> = self.slot_in::<ONE>(self.collected);
             // SAFETY: a prefetch is a hint that cannot fault, whatever the address; SSE
             // is part of x86_64. (Newer toolchains declare the intrinsic safe.)
             #[allow(unused_unsafe)]
@@ -399,7 +494,7 @@ impl<J, C> DispatchEnd<J, C> {
     /// Whether a completion is waiting (one load of a stamp, none when no job is out).
     #[inline]
     pub fn has_completion(&self) -> bool {
-        self.completed().is_some()
+        self.completed::<false>().is_some()
     }
 
     /// Jobs sent whose completions were not collected yet.
@@ -569,6 +664,55 @@ mod tests {
             assert_eq!(d.pop(), Some(i * 2));
             assert_eq!(d.pop(), None);
         }
+    }
+
+    /// The single-slot entry points look at the one slot without testing for a job out:
+    /// a free slot's stamp must never read as the completion looked for, including
+    /// before its first use and where the stamps wrap (an initial stamp of 0 is the
+    /// done stamp of position `usize::MAX`).
+    #[test]
+    fn the_single_slot_path_round_trips_and_finds_nothing_in_a_free_slot() {
+        for start in [0, usize::MAX - 2, usize::MAX, usize::MAX / 2] {
+            let (mut d, mut w) = channel_from::<u64, u64>(1, start);
+            assert!(d.is_single());
+            let look = |d: &mut DispatchEnd<u64, u64>| {
+                // SAFETY: `channel_from(1, ..)` has one slot.
+                unsafe { d.pop_then_single(Err::<u64, u64>) }
+            };
+            if look(&mut d).is_some() {
+                // The collect moved `collected` past `sent`: the ends' drop would walk
+                // 2^64 positions. Leak them and fail.
+                std::mem::forget((d, w));
+                panic!("start {start}: a never-used slot read as completed");
+            }
+            // SAFETY: as above.
+            unsafe { d.push_single(7) }.unwrap();
+            // SAFETY: as above.
+            assert_eq!(unsafe { d.push_single(8) }, Err(8), "one job out of one");
+            assert_eq!(look(&mut d), None, "start {start}: a job not completed");
+            for i in 0..5u64 {
+                let j = w.take().unwrap();
+                assert_eq!(w.take(), None);
+                w.complete(j + 100);
+                // Each completion refills the slot it freed.
+                // SAFETY: as above.
+                let sent = unsafe {
+                    d.pop_then_single(|c| {
+                        assert_eq!(c, j + 100);
+                        Ok::<u64, ()>(i)
+                    })
+                };
+                assert_eq!(sent, Some(Ok(())), "start {start}, lap {i}");
+                assert_eq!(d.outstanding(), 1);
+            }
+            let last = w.take().unwrap();
+            w.complete(last + 100);
+            assert_eq!(look(&mut d), Some(Err(104)));
+            assert_eq!(look(&mut d), None, "start {start}: a collected slot");
+            assert_eq!(d.outstanding(), 0);
+        }
+        assert!(!channel::<u8, u8>(2).0.is_single());
+        assert!(channel::<u8, u8>(0).0.is_single());
     }
 
     #[test]

@@ -99,6 +99,46 @@ fn a_refill_goes_into_the_slot_its_completion_freed() {
     });
 }
 
+/// The dispatcher's single-slot entry points (c-FCFS, DARC), which look at the slot
+/// without testing for a job out: with one slot across the positions' wrap, every job
+/// reaches the worker once and in order, each completion comes back once, and a look
+/// at the free slot after the last finds nothing.
+#[test]
+fn the_single_slot_refill_sees_each_job_once() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        const N: usize = 3;
+        let (mut d, w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
+        assert!(d.is_single());
+        let t = one_job_at_a_time(w, N);
+        // SAFETY (every call below): the channel has one slot.
+        unsafe { d.push_single(Arc::new(0)) }.expect("the slot is free");
+        for i in 0..N {
+            let sent = loop {
+                let r = unsafe {
+                    d.pop_then_single(|c| {
+                        assert_eq!(*c, i + 100);
+                        if i + 1 < N {
+                            Ok(Arc::new(i + 1))
+                        } else {
+                            Err(())
+                        }
+                    })
+                };
+                match r {
+                    Some(sent) => break sent,
+                    None => thread::yield_now(),
+                }
+            };
+            assert_eq!(sent.is_ok(), i + 1 < N);
+        }
+        t.join().unwrap();
+        assert!(unsafe { d.pop_then_single(|_| Err::<Arc<usize>, ()>(())) }.is_none());
+        assert_eq!(d.outstanding(), 0);
+    });
+}
+
 /// Room to spare: two slots, one job out, so each job goes into the other slot than
 /// the completion collected (the worker may already be looking there).
 #[test]

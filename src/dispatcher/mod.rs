@@ -119,8 +119,7 @@ pub struct WorkerLink<P> {
 /// A [`WorkerLink`] as the loop keeps it.
 #[derive(Debug)]
 struct Link<P> {
-    /// Knows how many jobs the worker holds: a look for a completion where none can
-    /// be costs no memory access.
+    /// Knows how many jobs the worker holds.
     jobs: JobSender<P>,
     /// A job was pushed since the last wake-up (idle: park): wake once per turn, not
     /// once per job.
@@ -272,15 +271,30 @@ pub struct Parts<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> {
     pub published: Arc<Published>,
 }
 
-/// Calls `$call` with `$p` bound to the concrete policy `$policy` holds.
+/// Calls `$call` with `$p` bound to the concrete policy `$policy` holds, and the
+/// constant `$one` to whether that policy's channels all have a single slot (those
+/// that hand a worker one request at a time; [`Dispatcher::new`] checks the channels).
 macro_rules! with_policy {
-    ($policy:expr, $p:ident => $call:expr) => {
+    ($policy:expr, $p:ident, $one:ident => $call:expr) => {
         match $policy {
-            Builtin::Cfcfs($p) => $call,
-            Builtin::Dfcfs($p) => $call,
-            Builtin::Darc($p) => $call,
-            Builtin::Ranked($p) => $call,
+            Builtin::Cfcfs($p) => {
+                const $one: bool = true;
+                $call
+            }
+            Builtin::Dfcfs($p) => {
+                const $one: bool = false;
+                $call
+            }
+            Builtin::Darc($p) => {
+                const $one: bool = true;
+                $call
+            }
+            Builtin::Ranked($p) => {
+                const $one: bool = true;
+                $call
+            }
             Builtin::Other($p) => {
+                const $one: bool = false;
                 let $p = &mut **$p;
                 $call
             }
@@ -288,7 +302,16 @@ macro_rules! with_policy {
     };
 }
 
+/// Whether [`with_policy!`] takes `policy`'s channels to have a single slot each.
+fn single_slot(policy: &mut Builtin) -> bool {
+    with_policy!(policy, _p, ONE => ONE)
+}
+
 impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
+    /// # Panics
+    /// If the policy hands a worker one request at a time (c-FCFS, DARC, SJF, EDF)
+    /// and a worker's channel holds more: channels are made with the policy's
+    /// [`worker_capacity`](Policy::worker_capacity).
     pub fn new(p: Parts<R, T>) -> Self {
         let ids: Vec<u32> = p.types.iter().map(|(id, _)| *id).collect();
         let stats = Stats {
@@ -302,7 +325,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                 .collect(),
             ..Stats::default()
         };
-        let (links, worker_counters) = p
+        let (links, worker_counters): (Vec<Link<R::Pkt>>, Vec<_>) = p
             .workers
             .into_iter()
             .enumerate()
@@ -316,8 +339,21 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
                 (link, w.counters)
             })
             .unzip();
+        let mut policy = Builtin::from(p.policy);
+        // The loop addresses these policies' channels' one slot directly
+        // (`with_policy!`): a wider channel would have jobs overwrite each other.
+        if single_slot(&mut policy) {
+            if let Some(w) = links.iter().position(|l| !l.jobs.is_single()) {
+                panic!(
+                    "policy {} hands a worker one request at a time, but worker {w}'s \
+                     channel holds {} (make channels with the policy's worker_capacity)",
+                    policy.name(),
+                    links[w].jobs.capacity()
+                );
+            }
+        }
         Dispatcher {
-            policy: Builtin::from(p.policy),
+            policy,
             core: Core {
                 burst: Vec::with_capacity(p.settings.rx_batch),
                 queues: TypedQueues::new(ids.len(), p.queue_capacity),
@@ -351,7 +387,9 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
     /// drain timeout passes); returns the final counters.
     pub fn run(self) -> Stats {
         let Dispatcher { mut policy, core } = self;
-        with_policy!(&mut policy, p => core.run(p))
+        // SAFETY: `with_policy!` says `ONE` only for the policies whose channels `new`
+        // checked to have a single slot each; the channels never change.
+        with_policy!(&mut policy, p, ONE => unsafe { core.run::<_, ONE>(p) })
     }
 
     /// One turn of the loop's work at time `now`, without the shutdown, stats and idle
@@ -362,7 +400,8 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
     #[inline]
     pub fn poll(&mut self, now: Cycles) -> bool {
         let core = &mut self.core;
-        with_policy!(&mut self.policy, p => core.turn(p, now))
+        // SAFETY: as in `run`.
+        with_policy!(&mut self.policy, p, ONE => unsafe { core.turn::<_, ONE>(p, now) })
     }
 
     /// The counters now (as `run` returns them at exit).
@@ -372,7 +411,10 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Dispatcher<R, T> {
 }
 
 impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
-    fn run<P: Policy + ?Sized>(mut self, policy: &mut P) -> Stats {
+    /// # Safety
+    /// With `ONE`, every channel must have a single slot (as for every method below
+    /// that takes `ONE`: they address that slot without masking a position).
+    unsafe fn run<P: Policy + ?Sized, const ONE: bool>(mut self, policy: &mut P) -> Stats {
         let clock = self.settings.clock;
         let stats_every = self
             .settings
@@ -396,12 +438,15 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                 self.load.add_turn(t, now);
             }
             let work = if drain_deadline.is_none() {
-                self.turn(policy, now)
+                // SAFETY: the caller's promise for `ONE`.
+                unsafe { self.turn::<P, ONE>(policy, now) }
             } else {
                 // Draining: what is queued still runs; what arrives now is answered
                 // `shutdown` (not left unread in the socket when the daemon exits).
-                let w = self.completions(policy, now);
-                let w = self.dispatch(policy, now) | w;
+                // SAFETY: `false`: any channels.
+                let w = unsafe { self.completions::<P, false>(policy, now) };
+                // SAFETY: as above.
+                let w = unsafe { self.dispatch::<P, false>(policy, now) } | w;
                 self.receive::<P, true>(policy, now) | w
             };
             working = work.then_some(now);
@@ -473,15 +518,24 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
     /// answers `Ask` gets a dispatch before the receive, as the completion-first order
     /// intends. What the receive queues is dispatched at once, which leaves the policy
     /// settled for the next turn's completions.
+    ///
+    /// # Safety
+    /// With `ONE`, every channel must have a single slot.
     #[inline]
-    fn turn<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
-        let mut work = self.completions(policy, now);
+    unsafe fn turn<P: Policy + ?Sized, const ONE: bool>(
+        &mut self,
+        policy: &mut P,
+        now: Cycles,
+    ) -> bool {
+        // SAFETY: the caller's promise for `ONE`.
+        let mut work = unsafe { self.completions::<P, ONE>(policy, now) };
         // Dispatch (when the policy left decisions to `next`), receive, and once more
         // dispatch what the receive queued: one call site, so that it stays inline.
         let mut received = false;
         loop {
             if !self.settled {
-                work |= self.dispatch(policy, now);
+                // SAFETY: as above.
+                work |= unsafe { self.dispatch::<P, ONE>(policy, now) };
             }
             if received || !self.receive::<P, false>(policy, now) {
                 return work;
@@ -494,8 +548,15 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
 
     /// Takes completions from every worker that holds jobs, refilling each freed worker
     /// at once when the policy is settled. Returns whether there were any.
+    ///
+    /// # Safety
+    /// With `ONE`, every channel must have a single slot.
     #[inline]
-    fn completions<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
+    unsafe fn completions<P: Policy + ?Sized, const ONE: bool>(
+        &mut self,
+        policy: &mut P,
+        now: Cycles,
+    ) -> bool {
         if self.outstanding == 0 {
             return false;
         }
@@ -513,7 +574,11 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         // (the policy's choice, the queue, the next job) between two such loads
         // would keep the second from overlapping the first.
         for link in links.iter() {
-            link.jobs.prefetch();
+            if ONE {
+                link.jobs.prefetch_single();
+            } else {
+                link.jobs.prefetch();
+            }
         }
         for link in links.iter_mut() {
             let Link {
@@ -521,28 +586,37 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
             } = link;
             let index = &*index;
             // In job order, while there are any: for an idle worker `pop_then` reads no
-            // memory, and for one holding a single job (c-FCFS, DARC) it stops after
+            // memory (the single-slot look reads a stamp in a line neither side is
+            // writing), and for one holding a single job (c-FCFS, DARC) it stops after
             // that job's without a second look.
-            while let Some(sent) = jobs.pop_then(|c| {
-                let w = *index as WorkerIdx;
-                counts.replies[c.status as usize % STATUS_SLOTS] += 1;
-                counts.completed[c.ty % MAX_TYPES] += 1;
-                if let Some(pkt) = c.pkt {
-                    rx.recycle(pkt);
-                }
-                if !*settled {
-                    policy.on_completion(w, c.ty, c.service, now);
-                    return Err(());
-                }
-                match policy.on_completion_next(w, c.ty, c.service, now, queues.state()) {
-                    Refill::Take(ty) => Ok(head_job(&*policy, queues, ty)),
-                    Refill::Idle => Err(()),
-                    Refill::Ask => {
-                        *settled = false;
-                        Err(())
+            loop {
+                let refill = |c: crate::workers::Completion<R::Pkt>| {
+                    let w = *index as WorkerIdx;
+                    counts.replies[c.status as usize % STATUS_SLOTS] += 1;
+                    counts.completed[c.ty % MAX_TYPES] += 1;
+                    if let Some(pkt) = c.pkt {
+                        rx.recycle(pkt);
                     }
-                }
-            }) {
+                    if !*settled {
+                        policy.on_completion(w, c.ty, c.service, now);
+                        return Err(());
+                    }
+                    match policy.on_completion_next(w, c.ty, c.service, now, queues.state()) {
+                        Refill::Take(ty) => Ok(head_job(&*policy, queues, ty)),
+                        Refill::Idle => Err(()),
+                        Refill::Ask => {
+                            *settled = false;
+                            Err(())
+                        }
+                    }
+                };
+                let next = if ONE {
+                    // SAFETY: one slot (the caller's promise).
+                    unsafe { jobs.pop_then_single(refill) }
+                } else {
+                    jobs.pop_then(refill)
+                };
+                let Some(sent) = next else { break };
                 got += 1;
                 if sent.is_ok() {
                     // The job just sent is not done: no need to look. Any later
@@ -675,13 +749,21 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
     }
 
     /// Carries out the policy's decisions. Returns whether any request moved.
+    ///
+    /// # Safety
+    /// With `ONE`, every channel must have a single slot.
     #[inline]
-    fn dispatch<P: Policy + ?Sized>(&mut self, policy: &mut P, now: Cycles) -> bool {
+    unsafe fn dispatch<P: Policy + ?Sized, const ONE: bool>(
+        &mut self,
+        policy: &mut P,
+        now: Cycles,
+    ) -> bool {
         let mut pushed = 0u64;
         self.settled = true;
         while let Some(d) = policy.next(self.queues.state(), now) {
             let link = &mut self.links[d.worker];
-            send_head(&*policy, &mut self.queues, link, d.worker, d.ty);
+            // SAFETY: the caller's promise for `ONE`.
+            unsafe { send_head::<_, _, ONE>(&*policy, &mut self.queues, link, d.worker, d.ty) };
             pushed += 1;
         }
         if pushed == 0 {
@@ -779,15 +861,25 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
 /// Carries out a decision: the head of `ty`'s queue goes down worker `w`'s channel
 /// (`link`), which is to be woken. A decision past the channel's capacity is the
 /// policy's bug: a panic naming it.
+///
+/// # Safety
+/// With `ONE`, the channel must have a single slot.
 #[inline(always)]
-fn send_head<Pkt, P: Policy + ?Sized>(
+unsafe fn send_head<Pkt, P: Policy + ?Sized, const ONE: bool>(
     policy: &P,
     queues: &mut TypedQueues<Pkt>,
     link: &mut Link<Pkt>,
     w: WorkerIdx,
     ty: TypeIdx,
 ) {
-    if link.jobs.push(head_job(policy, queues, ty)).is_err() {
+    let job = head_job(policy, queues, ty);
+    let pushed = if ONE {
+        // SAFETY: one slot (the caller's promise).
+        unsafe { link.jobs.push_single(job) }
+    } else {
+        link.jobs.push(job)
+    };
+    if pushed.is_err() {
         overfilled(policy.name(), w, link.jobs.capacity())
     }
     link.wake = true;
@@ -1007,6 +1099,43 @@ mod tests {
         let mut d = stepped(rx, tx, Box::new(Overfill), vec![jobs]);
         // The turn that receives dispatches what it received.
         d.poll(0);
+    }
+
+    /// c-FCFS, DARC, SJF and EDF have their channels' one slot addressed directly
+    /// (`with_policy!`): a dispatcher given a wider channel for one of them refuses to
+    /// start, naming the worker, rather than have jobs overwrite each other.
+    #[test]
+    #[should_panic(
+        expected = "policy cfcfs hands a worker one request at a time, but worker 1's channel holds 2"
+    )]
+    fn a_one_at_a_time_policy_refuses_a_wider_channel() {
+        use crate::net::mem::{Cycle, Mem};
+        use crate::net::{Split, Transport};
+
+        let mem = Mem::new(Cycle::new(&[1, 2]), 8);
+        let Split { rx, tx, .. } = mem.split(1).unwrap();
+        let workers = vec![crate::workers::channel(1).0, crate::workers::channel(2).0];
+        stepped(rx, tx, Box::new(crate::policy::Cfcfs::new(2)), workers);
+    }
+
+    /// The same wider channels are fine for d-FCFS, whose loop masks positions.
+    #[test]
+    fn d_fcfs_takes_channels_of_any_capacity() {
+        use crate::net::mem::{Cycle, Mem};
+        use crate::net::{Split, Transport};
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mem = Mem::new(Cycle::new(&[1, 2]), 8).limit(4, stop);
+        let Split { rx, tx, .. } = mem.split(1).unwrap();
+        let (jobs, mut worker) = crate::workers::channel(4);
+        let assign = crate::config::Assign::RoundRobin;
+        let dfcfs = crate::policy::Dfcfs::new(1, 4, assign, 1);
+        let mut d = stepped(rx, tx, Box::new(dfcfs), vec![jobs]);
+        d.poll(0);
+        // All four jobs out to the one worker: arrived in one turn (one clock reading),
+        // so the oldest-first order breaks ties by type.
+        let taken: Vec<_> = std::iter::from_fn(|| worker.take()).map(|j| j.ty).collect();
+        assert_eq!(taken, [0, 0, 1, 1]);
     }
 
     /// The in-memory receive, noting at each call whether worker 0 had a job waiting.
