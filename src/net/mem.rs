@@ -107,9 +107,9 @@ where
 #[derive(Clone)]
 pub struct Cycle {
     /// One encoded header per entry of the list, each padded to 32 bytes, in an array
-    /// of a fixed power-of-two length: a template is found with a shift and a mask,
-    /// not a multiply and a bounds check (the transport's cost per request is part of
-    /// what `scripts/callgrind.sh` counts).
+    /// of a fixed power-of-two length: `next` finds a template with a shift and a
+    /// mask, not a multiply and a bounds check, and `fill` walks them by pointer (the
+    /// transport's cost per request is part of what `scripts/callgrind.sh` counts).
     templates: Box<[[u8; 32]; Cycle::MAX_TYPES]>,
     n: usize,
     next: usize,
@@ -189,13 +189,24 @@ impl Generator for Cycle {
     /// binary's inlining records.
     #[inline]
     fn fill(&mut self, seq: u64, bufs: &mut [MemPkt]) -> usize {
-        let mut i = self.next;
+        // The templates in use, walked by pointer: an add and a compare per request
+        // instead of an index's mask and shift (`scripts/callgrind.sh` counts this).
+        let ts = &self.templates[..self.n];
+        let std::ops::Range { start, end } = ts.as_ptr_range();
+        let mut t = ts.as_ptr().wrapping_add(self.next);
         for (k, p) in bufs.iter_mut().enumerate() {
-            Cycle::write(self.template(i), seq + k as u64, &mut p.0.data);
+            debug_assert!(start <= t && t < end);
+            // SAFETY: `t` is in `ts`: it starts at `next < n` (`n >= 1`, both kept so
+            // by `new`, `next` and this loop) and wraps to the first template at `end`.
+            Cycle::write(unsafe { &*t }, seq + k as u64, &mut p.0.data);
             p.0.len = HEADER_LEN;
-            i = self.after(i);
+            t = t.wrapping_add(1);
+            if t == end {
+                t = start;
+            }
         }
-        self.next = i;
+        // SAFETY: both in `ts` (or its end, never kept: it wraps to `start`).
+        self.next = unsafe { t.offset_from(start) } as usize;
         bufs.len()
     }
 }
@@ -566,6 +577,28 @@ mod tests {
             .map(|p| Header::parse(p.msg()).unwrap().id)
             .collect();
         assert_eq!(ids, [10, 11, 12, 13, 14]);
+    }
+
+    /// `fill` walks the templates by pointer (unsafe): over bursts that end before,
+    /// at and past the end of the list, and a list of one, each request is what
+    /// `next` makes, and the cycle goes on where the burst left it.
+    #[test]
+    fn cycle_bursts_resume_where_they_left_off() {
+        for ids in [&[3u32, 5, 8][..], &[4]] {
+            let mut burst = Cycle::new(ids);
+            let mut one_by_one = burst.clone();
+            let mut seq = 0;
+            for n in [2, 1, 3, 5, 1, 4] {
+                let mut bufs: Vec<MemPkt> = (0..n).map(|_| MemPkt::new()).collect();
+                assert_eq!(burst.fill(seq, &mut bufs), n);
+                for p in &bufs {
+                    let mut want = [0u8; MAX_MSG];
+                    let len = one_by_one.next(seq, &mut want).unwrap();
+                    assert_eq!(p.msg(), &want[..len], "{ids:?}: request {seq}");
+                    seq += 1;
+                }
+            }
+        }
     }
 
     #[test]
