@@ -24,17 +24,19 @@
 //!
 //! Neither side ever reads the other's position: the dispatcher knows how many jobs
 //! are out (`sent - collected`), so a push needs no shared read at all, and a look for
-//! a completion costs nothing when no job is out; the worker learns of a job from the
-//! slot it must read anyway. No read-modify-write anywhere.
+//! a completion costs nothing when no job is out (except through the `_single`
+//! methods, below); the worker learns of a job from the slot it must read anyway. No
+//! read-modify-write anywhere.
 //!
 //! # One slot
 //! A channel of capacity 1 has one slot, which every position maps to. The
 //! dispatcher's `_single` methods (unsafe: the caller vouches for the single slot)
 //! address it without masking and scaling the position, and a look for a completion
 //! reads its stamp without first testing for a job out (the stamp rule above makes
-//! the test redundant; with no job out, it is a line neither side writes). For c-FCFS
-//! and DARC, whose every request is a round trip through this slot, that is 8 of the
-//! dispatcher's instructions per request (`results/README.md`).
+//! the test redundant; with no job out, it is a line neither side writes). For c-FCFS,
+//! DARC, SJF and EDF, whose every request is a round trip through this slot, that is
+//! 8.4 of the dispatcher's instructions per request (`results/README.md`, *single
+//! slot*).
 //!
 //! The worker completes jobs in the order it took them, and never more than it took
 //! ([`WorkerEnd::complete`] panics otherwise: it would write a slot the dispatcher
@@ -327,8 +329,8 @@ impl<J, C> DispatchEnd<J, C> {
         }
     }
 
-    /// Whether the channel has a single slot (a capacity of 1, as c-FCFS and DARC
-    /// ask): then every position maps to it, and the `_single` methods, which skip the
+    /// Whether the channel has a single slot (a capacity of 1, as c-FCFS, DARC, SJF
+    /// and EDF ask): then every position maps to it, and the `_single` methods, which skip the
     /// masking and scaling of the position, may be used.
     pub fn is_single(&self) -> bool {
         self.mask == 0
@@ -668,8 +670,8 @@ mod tests {
 
     /// The single-slot entry points look at the one slot without testing for a job out:
     /// a free slot's stamp must never read as the completion looked for, including
-    /// before its first use and where the stamps wrap (an initial stamp of 0 is the
-    /// done stamp of position `usize::MAX`).
+    /// before its first use and where the stamps wrap. (`start = usize::MAX` is the
+    /// case that catches initial stamps of 0: the done stamp of that position.)
     #[test]
     fn the_single_slot_path_round_trips_and_finds_nothing_in_a_free_slot() {
         for start in [0, usize::MAX - 2, usize::MAX, usize::MAX / 2] {

@@ -99,27 +99,37 @@ fn a_refill_goes_into_the_slot_its_completion_freed() {
     });
 }
 
-/// The dispatcher's single-slot entry points (c-FCFS, DARC), which look at the slot
-/// without testing for a job out: with one slot across the positions' wrap, every job
-/// reaches the worker once and in order, each completion comes back once, and a look
-/// at the free slot after the last finds nothing.
+/// The dispatcher's single-slot entry points (c-FCFS, DARC, SJF, EDF), which look at
+/// the slot without testing for a job out, with the worker running throughout: a look
+/// at the never-used slot (positions from `usize::MAX`, whose done stamp is 0) and at
+/// the slot freed by a completion taken without a refill both find nothing; job 0's
+/// completion refills job 1 into the slot, job 2 goes in by a push; every job reaches
+/// the worker once and in order, and each completion comes back once.
 #[test]
-fn the_single_slot_refill_sees_each_job_once() {
+fn the_single_slot_path_sees_each_job_once_and_free_slots_empty() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        const N: usize = 3;
-        let (mut d, w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
+        let (mut d, w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX);
         assert!(d.is_single());
-        let t = one_job_at_a_time(w, N);
-        // SAFETY (every call below): the channel has one slot.
+        let t = one_job_at_a_time(w, 3);
+        // A look that must find nothing: a completion there would be dropped here,
+        // and one read from a free slot is no `Arc` loom knows.
+        let look = |d: &mut duplex::DispatchEnd<Arc<usize>, Arc<usize>>| {
+            // SAFETY (this and every call below): the channel has one slot.
+            unsafe { d.pop_then_single(|_| Err::<Arc<usize>, ()>(())) }.is_none()
+        };
+        assert!(look(&mut d), "the never-used slot");
+        // SAFETY: as above.
         unsafe { d.push_single(Arc::new(0)) }.expect("the slot is free");
-        for i in 0..N {
+        // Job 0's completion refills job 1; job 1's is taken without a refill.
+        for (i, refill) in [(0, true), (1, false)] {
             let sent = loop {
+                // SAFETY: as above.
                 let r = unsafe {
                     d.pop_then_single(|c| {
                         assert_eq!(*c, i + 100);
-                        if i + 1 < N {
+                        if refill {
                             Ok(Arc::new(i + 1))
                         } else {
                             Err(())
@@ -131,11 +141,20 @@ fn the_single_slot_refill_sees_each_job_once() {
                     None => thread::yield_now(),
                 }
             };
-            assert_eq!(sent.is_ok(), i + 1 < N);
+            assert_eq!(sent.is_ok(), refill);
         }
-        t.join().unwrap();
-        assert!(unsafe { d.pop_then_single(|_| Err::<Arc<usize>, ()>(())) }.is_none());
         assert_eq!(d.outstanding(), 0);
+        assert!(look(&mut d), "the slot freed, the worker waiting on it");
+        // SAFETY: as above.
+        unsafe { d.push_single(Arc::new(2)) }.expect("the slot is free");
+        let c = loop {
+            match d.pop() {
+                Some(c) => break c,
+                None => thread::yield_now(),
+            }
+        };
+        assert_eq!(*c, 102);
+        t.join().unwrap();
     });
 }
 

@@ -183,7 +183,8 @@ impl Generator for Cycle {
         Some(HEADER_LEN)
     }
 
-    /// As the default, with the template index kept in a register for the burst.
+    /// As the default, with a pointer to the next template kept in a register for the
+    /// burst.
     /// Inlined into the receive; `scripts/callgrind.sh` still counts it apart (it writes
     /// the requests' bytes: the client's and the NIC's part of a receive), from the
     /// binary's inlining records.

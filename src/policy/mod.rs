@@ -102,7 +102,9 @@ pub trait Policy: Send + std::fmt::Debug + IntoDyn {
 
     /// Most requests a worker may hold at once. Drivers size the dispatcher→worker
     /// channels with it; the policy never exceeds it, and the dispatcher panics, naming
-    /// the policy, the first time it does.
+    /// the policy, the first time it does. For c-FCFS, DARC, SJF and EDF it is 1, and
+    /// the dispatcher relies on it: it refuses to start with a wider channel for them
+    /// (it addresses their channels' one slot directly).
     fn worker_capacity(&self) -> usize {
         1
     }
