@@ -63,18 +63,30 @@ fn one_slot_carries_round_trips_across_laps() {
 /// The dispatcher's refill, modelled: with job 0 out on `d` (to a worker running
 /// [`one_job_at_a_time`]), each completion `pop_then` collects sends the next job of
 /// `n`, with no test for room; the worker sees every job once, in order, and each
-/// completion comes back once.
-fn refill_each_completion(d: &mut duplex::DispatchEnd<Arc<usize>, Arc<usize>>, n: usize) {
+/// completion comes back once. `single`: through `pop_then_single` (`d` must have one
+/// slot).
+fn refill_each_completion(
+    d: &mut duplex::DispatchEnd<Arc<usize>, Arc<usize>>,
+    n: usize,
+    single: bool,
+) {
+    assert!(!single || d.is_single());
     for i in 0..n {
         let sent = loop {
-            let r = d.pop_then(|c| {
+            let then = |c: Arc<usize>| {
                 assert_eq!(*c, i + 100);
                 if i + 1 < n {
                     Ok(Arc::new(i + 1))
                 } else {
                     Err(())
                 }
-            });
+            };
+            let r = if single {
+                // SAFETY: one slot (asserted above).
+                unsafe { d.pop_then_single(then) }
+            } else {
+                d.pop_then(then)
+            };
             match r {
                 Some(sent) => break sent,
                 None => thread::yield_now(),
@@ -94,7 +106,7 @@ fn a_refill_goes_into_the_slot_its_completion_freed() {
         let (mut d, w) = duplex::channel_from::<Arc<usize>, Arc<usize>>(1, usize::MAX - 1);
         let t = one_job_at_a_time(w, 3);
         d.push(Arc::new(0)).expect("the slot is free");
-        refill_each_completion(&mut d, 3);
+        refill_each_completion(&mut d, 3, false);
         t.join().unwrap();
     });
 }
@@ -123,26 +135,7 @@ fn the_single_slot_path_sees_each_job_once_and_free_slots_empty() {
         // SAFETY: as above.
         unsafe { d.push_single(Arc::new(0)) }.expect("the slot is free");
         // Job 0's completion refills job 1; job 1's is taken without a refill.
-        for (i, refill) in [(0, true), (1, false)] {
-            let sent = loop {
-                // SAFETY: as above.
-                let r = unsafe {
-                    d.pop_then_single(|c| {
-                        assert_eq!(*c, i + 100);
-                        if refill {
-                            Ok(Arc::new(i + 1))
-                        } else {
-                            Err(())
-                        }
-                    })
-                };
-                match r {
-                    Some(sent) => break sent,
-                    None => thread::yield_now(),
-                }
-            };
-            assert_eq!(sent.is_ok(), refill);
-        }
+        refill_each_completion(&mut d, 2, true);
         assert_eq!(d.outstanding(), 0);
         assert!(look(&mut d), "the slot freed, the worker waiting on it");
         // SAFETY: as above.
@@ -168,7 +161,7 @@ fn a_refill_into_the_other_slot_is_seen_once_and_in_order() {
         let (mut d, w) = duplex::channel::<Arc<usize>, Arc<usize>>(2);
         let t = one_job_at_a_time(w, 3);
         d.push(Arc::new(0)).expect("a slot is free");
-        refill_each_completion(&mut d, 3);
+        refill_each_completion(&mut d, 3, false);
         t.join().unwrap();
     });
 }
