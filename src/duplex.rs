@@ -24,13 +24,14 @@
 //!
 //! Neither side ever reads the other's position: the dispatcher knows how many jobs
 //! are out (`sent - collected`), so a push needs no shared read at all, and a look for
-//! a completion costs nothing when no job is out (except through the `_single`
-//! methods, below); the worker learns of a job from the slot it must read anyway. No
+//! a completion costs nothing when no job is out (except through the `_in` methods
+//! with `ONE`, below); the worker learns of a job from the slot it must read anyway. No
 //! read-modify-write anywhere.
 //!
 //! # One slot
 //! A channel of capacity 1 has one slot, which every position maps to. The
-//! dispatcher's `_single` methods (unsafe: the caller vouches for the single slot)
+//! dispatcher's `_in` methods with `ONE = true` (unsafe: the caller vouches for the
+//! single slot)
 //! address it without masking and scaling the position, and a look for a completion
 //! reads its stamp without first testing for a job out (the stamp rule above makes
 //! the test redundant; with no job out, it is a line neither side writes). For c-FCFS,
@@ -330,7 +331,7 @@ impl<J, C> DispatchEnd<J, C> {
     }
 
     /// Whether the channel has a single slot (a capacity of 1, as c-FCFS, DARC, SJF
-    /// and EDF ask): then every position maps to it, and the `_single` methods, which skip the
+    /// and EDF ask): then every position maps to it, and the `_in` methods with `ONE`, which skip the
     /// masking and scaling of the position, may be used.
     pub fn is_single(&self) -> bool {
         self.mask == 0
@@ -340,26 +341,24 @@ impl<J, C> DispatchEnd<J, C> {
     /// collected). Reads nothing the worker writes.
     #[inline]
     pub fn push(&mut self, job: J) -> Result<(), J> {
-        if self.sent.wrapping_sub(self.collected) >= self.limit {
-            return Err(job);
-        }
-        // SAFETY: fewer than `limit` jobs are out (tested just above).
-        unsafe { self.send::<false>(job) };
-        Ok(())
+        // SAFETY: `false`: any channel.
+        unsafe { self.push_in::<false>(job) }
     }
 
-    /// [`push`](Self::push) for a single-slot channel.
+    /// [`push`](Self::push), with `ONE` addressing the channel's single slot directly
+    /// (the `_in` methods: see *One slot* in the module docs).
     ///
     /// # Safety
-    /// The channel must have a single slot ([`Self::is_single`]); otherwise the job
-    /// could overwrite one still out.
+    /// With `ONE`, the channel must have a single slot ([`Self::is_single`]);
+    /// otherwise the job could overwrite one still out.
     #[inline]
-    pub unsafe fn push_single(&mut self, job: J) -> Result<(), J> {
+    pub unsafe fn push_in<const ONE: bool>(&mut self, job: J) -> Result<(), J> {
         if self.sent.wrapping_sub(self.collected) >= self.limit {
             return Err(job);
         }
-        // SAFETY: fewer than `limit` jobs are out; one slot (the caller's promise).
-        unsafe { self.send::<true>(job) };
+        // SAFETY: fewer than `limit` jobs are out (tested just above); `ONE`: the
+        // caller's promise.
+        unsafe { self.send::<ONE>(job) };
         Ok(())
     }
 
@@ -423,24 +422,14 @@ impl<J, C> DispatchEnd<J, C> {
         unsafe { self.pop_then_in::<false, T>(then) }
     }
 
-    /// [`pop_then`](Self::pop_then) for a single-slot channel.
+    /// [`pop_then`](Self::pop_then), with `ONE` addressing the channel's single slot
+    /// directly and looking at its stamp without testing for a job out.
     ///
     /// # Safety
-    /// The channel must have a single slot ([`Self::is_single`]); otherwise the next
-    /// job could overwrite one still out.
-    #[inline]
-    pub unsafe fn pop_then_single<T>(
-        &mut self,
-        then: impl FnOnce(C) -> Result<J, T>,
-    ) -> Option<Result<(), T>> {
-        // SAFETY: the caller's promise.
-        unsafe { self.pop_then_in::<true, T>(then) }
-    }
-
-    /// # Safety
-    /// With `ONE`, the channel must have a single slot.
+    /// With `ONE`, the channel must have a single slot ([`Self::is_single`]);
+    /// otherwise the next job could overwrite one still out.
     #[inline(always)]
-    unsafe fn pop_then_in<const ONE: bool, T>(
+    pub unsafe fn pop_then_in<const ONE: bool, T>(
         &mut self,
         then: impl FnOnce(C) -> Result<J, T>,
     ) -> Option<Result<(), T>> {
@@ -472,15 +461,11 @@ impl<J, C> DispatchEnd<J, C> {
         self.prefetch_in::<false>()
     }
 
-    /// [`prefetch`](Self::prefetch) of a single-slot channel's slot (on a wider
-    /// channel, a hint about the wrong slot: harmless, and caught by a debug assertion).
-    #[inline]
-    pub fn prefetch_single(&self) {
-        self.prefetch_in::<true>()
-    }
-
+    /// [`prefetch`](Self::prefetch), with `ONE` loading the channel's single slot
+    /// directly (on a wider channel, a hint about the wrong slot: harmless, and caught
+    /// by a debug assertion).
     #[inline(always)]
-    fn prefetch_in<const ONE: bool>(&self) {
+    pub fn prefetch_in<const ONE: bool>(&self) {
         #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
         {
             let p: *const Slot<J, C> = self.slot_in::<ONE>(self.collected);
@@ -679,7 +664,7 @@ mod tests {
             assert!(d.is_single());
             let look = |d: &mut DispatchEnd<u64, u64>| {
                 // SAFETY: `channel_from(1, ..)` has one slot.
-                unsafe { d.pop_then_single(Err::<u64, u64>) }
+                unsafe { d.pop_then_in::<true, _>(Err::<u64, u64>) }
             };
             if look(&mut d).is_some() {
                 // The collect moved `collected` past `sent`: the ends' drop would walk
@@ -688,9 +673,13 @@ mod tests {
                 panic!("start {start}: a never-used slot read as completed");
             }
             // SAFETY: as above.
-            unsafe { d.push_single(7) }.unwrap();
-            // SAFETY: as above.
-            assert_eq!(unsafe { d.push_single(8) }, Err(8), "one job out of one");
+            unsafe { d.push_in::<true>(7) }.unwrap();
+            assert_eq!(
+                // SAFETY: as above.
+                unsafe { d.push_in::<true>(8) },
+                Err(8),
+                "one job out of one"
+            );
             assert_eq!(look(&mut d), None, "start {start}: a job not completed");
             for i in 0..5u64 {
                 let j = w.take().unwrap();
@@ -699,7 +688,7 @@ mod tests {
                 // Each completion refills the slot it freed.
                 // SAFETY: as above.
                 let sent = unsafe {
-                    d.pop_then_single(|c| {
+                    d.pop_then_in::<true, _>(|c| {
                         assert_eq!(c, j + 100);
                         Ok::<u64, ()>(i)
                     })

@@ -63,7 +63,7 @@ fn one_slot_carries_round_trips_across_laps() {
 /// The dispatcher's refill, modelled: with job 0 out on `d` (to a worker running
 /// [`one_job_at_a_time`]), each completion `pop_then` collects sends the next job of
 /// `n`, with no test for room; the worker sees every job once, in order, and each
-/// completion comes back once. `single`: through `pop_then_single` (`d` must have one
+/// completion comes back once. `single`: through `pop_then_in::<true, _>` (`d` must have one
 /// slot).
 fn refill_each_completion(
     d: &mut duplex::DispatchEnd<Arc<usize>, Arc<usize>>,
@@ -83,7 +83,7 @@ fn refill_each_completion(
             };
             let r = if single {
                 // SAFETY: one slot (asserted above).
-                unsafe { d.pop_then_single(then) }
+                unsafe { d.pop_then_in::<true, _>(then) }
             } else {
                 d.pop_then(then)
             };
@@ -129,17 +129,17 @@ fn the_single_slot_path_sees_each_job_once_and_free_slots_empty() {
         // and one read from a free slot is no `Arc` loom knows.
         let look = |d: &mut duplex::DispatchEnd<Arc<usize>, Arc<usize>>| {
             // SAFETY (this and every call below): the channel has one slot.
-            unsafe { d.pop_then_single(|_| Err::<Arc<usize>, ()>(())) }.is_none()
+            unsafe { d.pop_then_in::<true, _>(|_| Err::<Arc<usize>, ()>(())) }.is_none()
         };
         assert!(look(&mut d), "the never-used slot");
         // SAFETY: as above.
-        unsafe { d.push_single(Arc::new(0)) }.expect("the slot is free");
+        unsafe { d.push_in::<true>(Arc::new(0)) }.expect("the slot is free");
         // Job 0's completion refills job 1; job 1's is taken without a refill.
         refill_each_completion(&mut d, 2, true);
         assert_eq!(d.outstanding(), 0);
         assert!(look(&mut d), "the slot freed, the worker waiting on it");
         // SAFETY: as above.
-        unsafe { d.push_single(Arc::new(2)) }.expect("the slot is free");
+        unsafe { d.push_in::<true>(Arc::new(2)) }.expect("the slot is free");
         let c = loop {
             match d.pop() {
                 Some(c) => break c,

@@ -575,11 +575,7 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
         // (the policy's choice, the queue, the next job) between two such loads
         // would keep the second from overlapping the first.
         for link in links.iter() {
-            if ONE {
-                link.jobs.prefetch_single();
-            } else {
-                link.jobs.prefetch();
-            }
+            link.jobs.prefetch_in::<ONE>();
         }
         for link in links.iter_mut() {
             let Link {
@@ -614,13 +610,10 @@ impl<R: RxQueue, T: TxQueue<Pkt = R::Pkt>> Core<R, T> {
                         }
                     }
                 };
-                let next = if ONE {
-                    // SAFETY: one slot (the caller's promise).
-                    unsafe { jobs.pop_then_single(refill) }
-                } else {
-                    jobs.pop_then(refill)
+                // SAFETY: the caller's promise for `ONE`.
+                let Some(sent) = (unsafe { jobs.pop_then_in::<ONE, _>(refill) }) else {
+                    break;
                 };
-                let Some(sent) = next else { break };
                 got += 1;
                 if sent.is_ok() {
                     // The job just sent is not done: no need to look. Any later
@@ -876,14 +869,8 @@ unsafe fn send_head<Pkt, P: Policy + ?Sized, const ONE: bool>(
     w: WorkerIdx,
     ty: TypeIdx,
 ) {
-    let job = head_job(policy, queues, ty);
-    let pushed = if ONE {
-        // SAFETY: one slot (the caller's promise).
-        unsafe { link.jobs.push_single(job) }
-    } else {
-        link.jobs.push(job)
-    };
-    if pushed.is_err() {
+    // SAFETY: the caller's promise for `ONE`.
+    if unsafe { link.jobs.push_in::<ONE>(head_job(policy, queues, ty)) }.is_err() {
         overfilled(policy.name(), w, link.jobs.capacity())
     }
     link.wake = true;
